@@ -1,0 +1,197 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * smtpgov kernel/userspace ABI: the one definition of every struct and
+ * constant that the BPF programs and the C++ userspace share.
+ *
+ * Plain C, fixed-width __u* fields, explicit padding. The C++ side pins the
+ * sizes with static_assert at the bottom of this file.
+ */
+#ifndef SMTPGOV_ABI_H
+#define SMTPGOV_ABI_H
+
+#include <linux/types.h>
+
+/* ---- limits ------------------------------------------------------------ */
+#define SG_MAX_PORTS        16      /* SMTP ports the loader may configure */
+#define SG_DEFAULT_MAX_VMS  16384   /* slots in the per-VM arrays (loader may resize) */
+#define SG_MAX_IFACES       65536
+#define SG_MAX_PREFIXES     262144  /* per address family, LPM tries */
+#define SG_MAX_AUTO         8192    /* LRU entries for unregistered sources */
+#define SG_MAX_V6_EXT_HDRS  6       /* IPv6 extension headers walked before giving up */
+#define SG_EVENT_INTERVAL_NS (100ULL * 1000 * 1000) /* <= 1 burst event per VM per 100 ms */
+#define SG_RINGBUF_BYTES    (256 * 1024)
+#define SG_REPLY_TEXT_MAX   96      /* bytes of a remote reply line sampled into an event */
+#define SG_SLOT_NONE        0xffffffffu
+
+/* ---- enums (stored in __u8 fields) -------------------------------------- */
+enum sg_tier {
+	SG_TIER_OK        = 0,
+	SG_TIER_THROTTLED = 1,
+	SG_TIER_STEERED   = 2,
+	SG_TIER_BLOCKED   = 3,
+	SG_TIER_MAX
+};
+
+enum sg_action {          /* what happens to a SYN that is refused */
+	SG_ACT_DROP  = 0,
+	SG_ACT_RESET = 1,     /* TCP RST+ACK built in place, sent back with XDP_TX */
+};
+
+enum sg_verdict {         /* index into sg_vm_stats.syn[] */
+	SG_VERDICT_PASS     = 0,
+	SG_VERDICT_THROTTLE = 1,  /* over the token bucket (tiers ok, throttled) */
+	SG_VERDICT_STEER    = 2,
+	SG_VERDICT_BLOCK    = 3,
+	SG_VERDICT_MAX
+};
+
+enum sg_result {          /* index into the global per-CPU counter array sg_global */
+	SG_RES_NON_IP      = 0,   /* not IPv4/IPv6 (ARP, LLDP, ...) */
+	SG_RES_NON_TCP     = 1,   /* IP but not TCP */
+	SG_RES_NON_SMTP    = 2,   /* TCP but not a new SMTP connection */
+	SG_RES_SMTP_SYN    = 3,   /* new SMTP connection, judged */
+	SG_RES_UNPARSED    = 4,   /* truncated / malformed / ext-header chain too long: passed */
+	SG_RES_FRAGMENT    = 5,   /* non-first fragment: cannot be classified, passed */
+	SG_RES_AUTO_NEW    = 6,   /* auto entry created for an unregistered source */
+	SG_RES_RST_SENT    = 7,   /* RST built and returned with XDP_TX */
+	SG_RES_EVENT_LOST  = 8,   /* ring buffer full: burst event not delivered */
+	SG_RES_SPOOFED     = 9,   /* SYN from an address its VM does not own */
+	SG_RES_MAX
+};
+
+enum sg_reply_kind {      /* remote answers seen by the TC return-path program */
+	SG_REPLY_SYNACK = 0,
+	SG_REPLY_RST    = 1,
+	SG_REPLY_2XX    = 2,
+	SG_REPLY_4XX    = 3,
+	SG_REPLY_5XX    = 4,
+	SG_REPLY_MAX
+};
+
+enum sg_event_type {
+	SG_EV_OVER_LIMIT = 1,     /* a VM went over its bucket (rate limited per VM) */
+	SG_EV_REPLY      = 2,     /* a sampled 4xx/5xx reply line from a remote SMTP server */
+};
+
+/* sg_iface.flags */
+#define SG_IFACE_HAS_VM   (1u << 0)  /* hypervisor mode: ifindex names vm_slot */
+#define SG_IFACE_GATEWAY  (1u << 1)  /* gateway mode: the source address names the VM */
+
+/* sg_vm_policy.flags */
+#define SG_VMF_ACTIVE     (1u << 0)  /* slot is in use */
+#define SG_VMF_HAS_ADDRS  (1u << 1)  /* VM registered addresses: check sources for spoofing */
+
+/* ---- static configuration (const volatile rodata, set between open and load) */
+struct sg_static_cfg {
+	__u16 ports[SG_MAX_PORTS];   /* network byte order is NOT used: host order */
+	__u32 n_ports;
+	__u32 pad;
+};
+
+/* ---- maps ------------------------------------------------------------------ */
+
+/* sg_ifaces: HASH ifindex -> sg_iface */
+struct sg_iface {
+	__u32 vm_slot;           /* valid with SG_IFACE_HAS_VM */
+	__u32 flags;
+};
+
+/* sg_vm_v4 / sg_vm_v6: LPM_TRIE prefix -> __u32 vm slot */
+struct sg_lpm_v4 {
+	__u32 prefixlen;
+	__u8  addr[4];
+};
+
+struct sg_lpm_v6 {
+	__u32 prefixlen;
+	__u8  addr[16];
+};
+
+/* sg_vm_policy: ARRAY slot -> sg_vm_policy (written by userspace only).
+ * sg_defaults: ARRAY[SG_DEFAULTS_MAX] of the same struct for unregistered sources. */
+struct sg_vm_policy {
+	__u32 rate;              /* new SMTP connections per second; 0 = none pass */
+	__u32 burst;             /* bucket depth */
+	__u8  tier;              /* enum sg_tier */
+	__u8  over_action;       /* enum sg_action, when over the bucket */
+	__u8  block_action;      /* enum sg_action, tier blocked */
+	__u8  flags;             /* SG_VMF_* */
+	__u32 pad;
+};
+
+enum sg_defaults_idx {
+	SG_DEFAULTS_SOURCE    = 0,   /* each unregistered source (auto entry) */
+	SG_DEFAULTS_AGGREGATE = 1,   /* all unregistered sources of one gateway interface */
+	SG_DEFAULTS_MAX
+};
+
+/* Token bucket as GCRA: tat_ns is the theoretical arrival time; a SYN passes when
+ * max(tat, now) + 1e9/rate - now <= burst * 1e9/rate, and then advances tat by
+ * one emission interval with a compare-and-swap. Over-limit SYNs do not touch tat.
+ * Shared by all CPUs (not per-CPU) so that two CPUs flooding one VM cannot double it. */
+struct sg_bucket {
+	__u64 tat_ns;
+	__u64 last_event_ns;     /* last SG_EV_OVER_LIMIT sent for this VM */
+	__u64 over_since_event;  /* over-limit SYNs since that event */
+	__u64 last_sample_ns;    /* last SG_EV_REPLY sampled for this VM */
+};
+
+/* sg_vm_bucket: ARRAY slot -> sg_bucket (kernel-owned; userspace zeroes on VM creation) */
+
+/* sg_vm_stats: PERCPU_ARRAY slot -> sg_vm_stats, summed in userspace */
+struct sg_vm_stats {
+	__u64 syn[SG_VERDICT_MAX];
+	__u64 spoofed;
+	__u64 rst_sent;
+	__u64 replies[SG_REPLY_MAX];
+};
+
+/* sg_auto: LRU_HASH sg_auto_key -> sg_auto_vm. Unregistered sources:
+ *   hypervisor mode: {ifindex, family 0, addr 0}            ("if:vnet7")
+ *   gateway mode:    {ifindex, family 4|6, /32 or /64 addr} ("ip:203.0.113.9")
+ * Registered VMs never live here, so a flood of random sources cannot evict them.
+ * Counters are shared and updated atomically. */
+struct sg_auto_key {
+	__u32 ifindex;
+	__u8  family;            /* 0 = whole interface, 4 = IPv4, 6 = IPv6 */
+	__u8  pad[3];
+	__u8  addr[16];          /* IPv4 in addr[0..3] */
+};
+
+struct sg_auto_vm {
+	struct sg_bucket bucket;
+	struct sg_vm_stats stats;
+	__u64 first_seen_ns;
+	__u64 last_seen_ns;
+};
+
+/* sg_auto_policy: HASH sg_auto_key -> sg_vm_policy, written by userspace only for
+ * auto entries whose tier the controller changed; absent = sg_defaults. */
+
+/* sg_events: RINGBUF of sg_event */
+struct sg_event {
+	__u32 type;              /* enum sg_event_type */
+	__u32 slot;              /* VM slot, or SG_SLOT_NONE for an auto entry (see key) */
+	__u64 ts_ns;             /* bpf_ktime_get_ns() */
+	__u64 count;             /* SG_EV_OVER_LIMIT: over-limit SYNs since the last event */
+	struct sg_auto_key key;  /* auto entry identity when slot == SG_SLOT_NONE */
+	__u16 reply_code;        /* SG_EV_REPLY: 3-digit SMTP code */
+	__u16 text_len;          /* SG_EV_REPLY: bytes valid in text */
+	__u32 pad;
+	char  text[SG_REPLY_TEXT_MAX];
+};
+
+#ifdef __cplusplus
+static_assert(sizeof(struct sg_static_cfg) == 40, "abi: sg_static_cfg");
+static_assert(sizeof(struct sg_iface) == 8, "abi: sg_iface");
+static_assert(sizeof(struct sg_lpm_v4) == 8, "abi: sg_lpm_v4");
+static_assert(sizeof(struct sg_lpm_v6) == 20, "abi: sg_lpm_v6");
+static_assert(sizeof(struct sg_vm_policy) == 16, "abi: sg_vm_policy");
+static_assert(sizeof(struct sg_bucket) == 32, "abi: sg_bucket");
+static_assert(sizeof(struct sg_vm_stats) == 88, "abi: sg_vm_stats");
+static_assert(sizeof(struct sg_auto_key) == 24, "abi: sg_auto_key");
+static_assert(sizeof(struct sg_auto_vm) == 32 + 88 + 16, "abi: sg_auto_vm");
+static_assert(sizeof(struct sg_event) == 24 + 24 + 8 + SG_REPLY_TEXT_MAX, "abi: sg_event");
+#endif
+
+#endif /* SMTPGOV_ABI_H */
