@@ -1,0 +1,65 @@
+// smtpgov's Prometheus endpoint: serves /metrics on metrics_listen (default 127.0.0.1:9464).
+//
+// The daemon calls update() with each sweep's Snapshot; kernel-backed counters are
+// rendered from the snapshot's absolute totals on each scrape (see snapshot_collector.h).
+// Tickets and sweep durations are process-local and kept in a prometheus::Registry.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "core/result.h"
+#include "core/view.h"
+
+namespace prometheus {
+class Exposer;
+class Registry;
+class Counter;
+template <typename T> class Family;
+class Histogram;
+}  // namespace prometheus
+
+namespace smtpgov::metrics {
+
+class SnapshotCollector;
+
+struct MetricsOptions {
+    std::size_t max_vm_series = 0;   // per-VM series cap; 0 = unlimited (escalated VMs kept first)
+    bool only_escalated = false;     // per-VM series only for VMs above tier ok
+    std::string version = SMTPGOV_VERSION;  // smtpgov_build_info{version}
+};
+
+class MetricsExporter {
+public:
+    // Binds listen ("127.0.0.1:9464", "[::1]:9464", port 0 = ephemeral).
+    // Throws std::runtime_error when the address cannot be bound; see start().
+    explicit MetricsExporter(const std::string& listen, MetricsOptions opts = {});
+    ~MetricsExporter();
+    MetricsExporter(const MetricsExporter&) = delete;
+    MetricsExporter& operator=(const MetricsExporter&) = delete;
+
+    // Error-as-value construction: "metrics listen 127.0.0.1:9464: <reason>".
+    static Result<std::unique_ptr<MetricsExporter>> start(const std::string& listen, MetricsOptions opts = {});
+
+    // Publishes a sweep. Observes snap.sweep_seconds into smtpgov_sweep_duration_seconds
+    // when it is > 0 (then do not also call observe_sweep for that sweep). Thread-safe.
+    void update(const Snapshot& snap);
+    // Observes one sweep duration, for callers that leave Snapshot::sweep_seconds at 0.
+    void observe_sweep(double seconds);
+    // Counts one ticket: smtpgov_tickets_total{reason}. Keep reasons a small fixed set.
+    void count_ticket(std::string_view reason);
+
+    // The port actually bound (useful with port 0).
+    int port() const;
+
+private:
+    std::shared_ptr<prometheus::Registry> registry_;
+    std::shared_ptr<SnapshotCollector> collector_;
+    prometheus::Family<prometheus::Counter>* tickets_ = nullptr;
+    prometheus::Histogram* sweep_ = nullptr;
+    std::unique_ptr<prometheus::Exposer> exposer_;
+};
+
+}  // namespace smtpgov::metrics

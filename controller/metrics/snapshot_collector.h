@@ -1,0 +1,50 @@
+// Renders the latest sweep Snapshot as Prometheus metric families on every scrape.
+//
+// Kernel-backed counters (SYNs by verdict, replies, spoofed, datapath results) are
+// rendered from the snapshot's absolute totals instead of being Increment()ed with
+// deltas: the totals live in pinned BPF maps and survive daemon restarts, so a
+// restarted exporter reports the same monotonic values the previous one did.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include <prometheus/collectable.h>
+#include <prometheus/metric_family.h>
+
+#include "core/view.h"
+
+namespace smtpgov::metrics {
+
+struct SeriesLimits {
+    std::size_t max_vm_series = 0;  // 0 = unlimited
+    bool only_escalated = false;    // export per-VM series only for VMs above tier ok
+};
+
+// The VMs that get per-VM series, in export order: VMs above tier ok first (highest
+// rate first), then the rest by rate, cut at max_vm_series. Pure; exposed for tests.
+std::vector<const VmView*> select_vm_series(const std::vector<VmView>& vms, const SeriesLimits& limits);
+
+class SnapshotCollector : public prometheus::Collectable {
+public:
+    explicit SnapshotCollector(SeriesLimits limits) : limits_(limits) {}
+
+    // Replaces the snapshot rendered by later scrapes. Thread-safe.
+    void update(const Snapshot& snap);
+
+    std::vector<prometheus::MetricFamily> Collect() const override;
+
+private:
+    struct State {
+        Snapshot snap;
+        std::vector<std::size_t> exported;  // indexes into snap.vms
+    };
+
+    SeriesLimits limits_;
+    mutable std::mutex mu_;
+    std::shared_ptr<const State> state_;  // null until the first update
+};
+
+}  // namespace smtpgov::metrics
