@@ -1,0 +1,188 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Attribution of a new SMTP connection to a VM, and its verdict (docs/internals.md). */
+#ifndef SG_BPF_VERDICT_H
+#define SG_BPF_VERDICT_H
+
+#include "maps.h"
+#include "parsing.h"
+#include "bucket.h"
+
+struct sg_judgement {
+	struct sg_vm_stats *stats;   /* per-CPU counters of a registered VM, or */
+	struct sg_auto_vm *autov;    /* the auto entry charged with the SYN */
+	__u8 verdict;                /* enum sg_verdict */
+	__u8 action;                 /* enum sg_action, for throttle/block */
+};
+
+static __always_inline int sg_refused(__u8 verdict)
+{
+	return verdict == SG_VERDICT_THROTTLE || verdict == SG_VERDICT_BLOCK;
+}
+
+/* LPM lookup of the frame's source (dst == 0) or destination address. */
+static __always_inline __u32 *sg_lpm_lookup(const struct sg_pkt *p, int dst)
+{
+	struct sg_lpm_v4 k = { .prefixlen = 32 };
+	struct sg_lpm_v6 k6 = { .prefixlen = 128 };
+
+	if (sg_copy_addr(p, dst, k6.addr, 16) == 16)
+		return bpf_map_lookup_elem(&sg_vm_v6, &k6);
+	__builtin_memcpy(k.addr, k6.addr, 4);
+	return bpf_map_lookup_elem(&sg_vm_v4, &k);
+}
+
+#define SG_JUDGE_ACTION_SHIFT 8
+
+/*
+ * Tier first, then the bucket; an over-limit SYN also feeds the burst event.
+ * Returns verdict | action << SG_JUDGE_ACTION_SHIFT (a global function returns a scalar).
+ */
+__noinline int sg_decide(const struct sg_vm_policy *pol, struct sg_bucket *b, __u32 slot,
+			 const struct sg_auto_key *key, __u64 now)
+{
+	if (!pol || !b)
+		return SG_VERDICT_THROTTLE | SG_ACT_DROP << SG_JUDGE_ACTION_SHIFT;
+	if (pol->tier == SG_TIER_BLOCKED)
+		return SG_VERDICT_BLOCK | (pol->block_action & 1) << SG_JUDGE_ACTION_SHIFT;
+	/* steered VMs keep their bucket so steering cannot be used to burst */
+	if (sg_gcra_over(b, pol->rate, pol->burst, now)) {
+		sg_over_event(b, slot, key, now);
+		return SG_VERDICT_THROTTLE | (pol->over_action & 1) << SG_JUDGE_ACTION_SHIFT;
+	}
+	return pol->tier == SG_TIER_STEERED ? SG_VERDICT_STEER : SG_VERDICT_PASS;
+}
+
+static __always_inline void sg_set_judgement(struct sg_judgement *j, int d)
+{
+	j->verdict = d & 3;
+	j->action = (d >> SG_JUDGE_ACTION_SHIFT) & 1;
+}
+
+/* Registered VM in `slot`; returns -1 when the slot is not active (caller falls back to auto). */
+static __always_inline int sg_judge_slot(const struct sg_pkt *p, __u32 slot, int check_spoof,
+					 __u64 now, struct sg_judgement *j)
+{
+	struct sg_vm_policy *pol = bpf_map_lookup_elem(&sg_vm_policy, &slot);
+	struct sg_vm_stats *stats;
+	struct sg_bucket *b;
+
+	if (!pol || !(pol->flags & SG_VMF_ACTIVE))
+		return -1;
+	b = bpf_map_lookup_elem(&sg_vm_bucket, &slot);
+	stats = bpf_map_lookup_elem(&sg_vm_stats, &slot);
+	if (!b || !stats)
+		return -1;
+	if (check_spoof && (pol->flags & SG_VMF_HAS_ADDRS)) {
+		__u32 *owner = sg_lpm_lookup(p, 0);
+
+		/* the interface names the VM; a foreign source still counts against it */
+		if (!owner || *owner != slot) {
+			stats->spoofed++;
+			sg_count(SG_RES_SPOOFED);
+		}
+	}
+	sg_set_judgement(j, sg_decide(pol, b, slot, 0, now));
+	stats->syn[j->verdict & 3]++;
+	j->stats = stats;
+	return 0;
+}
+
+static __always_inline struct sg_auto_vm *sg_auto_get(const struct sg_auto_key *key, __u64 now)
+{
+	struct sg_auto_vm *e = bpf_map_lookup_elem(&sg_auto, key);
+	struct sg_auto_vm init = {};
+
+	if (e)
+		return e;
+	init.first_seen_ns = now;
+	if (bpf_map_update_elem(&sg_auto, key, &init, BPF_NOEXIST) == 0)
+		sg_count(SG_RES_AUTO_NEW);
+	return bpf_map_lookup_elem(&sg_auto, key);
+}
+
+/* Judge (without charging) an auto entry under its own policy or the defaults `def`. */
+static __always_inline struct sg_auto_vm *sg_decide_auto(const struct sg_auto_key *key, __u32 def,
+							 __u64 now, struct sg_judgement *j)
+{
+	struct sg_auto_vm *e = sg_auto_get(key, now);
+	struct sg_vm_policy *pol = bpf_map_lookup_elem(&sg_auto_policy, key);
+
+	if (!pol)
+		pol = bpf_map_lookup_elem(&sg_defaults, &def);
+	if (!e || !pol) {
+		/* evicted between insert and lookup under LRU churn: fail closed */
+		j->verdict = SG_VERDICT_THROTTLE;
+		j->action = SG_ACT_DROP;
+		return 0;
+	}
+	e->last_seen_ns = now;
+	sg_set_judgement(j, sg_decide(pol, &e->bucket, SG_SLOT_NONE, key, now));
+	return e;
+}
+
+static __always_inline void sg_charge_auto(struct sg_auto_vm *e, __u8 verdict)
+{
+	if (e)
+		__sync_fetch_and_add(&e->stats.syn[verdict & 3], 1);
+}
+
+/* Unclaimed interface: one entry for the whole interface; the source is not trusted. */
+static __always_inline void sg_judge_iface(__u32 ifindex, __u64 now, struct sg_judgement *j)
+{
+	struct sg_auto_key key = { .ifindex = ifindex };
+
+	j->autov = sg_decide_auto(&key, SG_DEFAULTS_SOURCE, now, j);
+	sg_charge_auto(j->autov, j->verdict);
+}
+
+/*
+ * Unregistered source behind a gateway: its own /32 or /64 bucket, then the
+ * interface aggregate, so random sources cannot multiply the burst. The source
+ * entry is charged with the final verdict; the aggregate with what it decided.
+ */
+static __always_inline void sg_judge_source(const struct sg_pkt *p, __u32 ifindex, __u64 now,
+					    struct sg_judgement *j)
+{
+	struct sg_auto_key key = { .ifindex = ifindex, .family = p->family };
+	struct sg_judgement agg = {};
+	struct sg_auto_vm *ae;
+
+	sg_copy_addr(p, 0, key.addr, 8);   /* IPv6 sources are grouped per /64 */
+	j->autov = sg_decide_auto(&key, SG_DEFAULTS_SOURCE, now, j);
+	if (!sg_refused(j->verdict)) {
+		__builtin_memset(&key, 0, sizeof(key));
+		key.ifindex = ifindex;
+		ae = sg_decide_auto(&key, SG_DEFAULTS_AGGREGATE, now, &agg);
+		sg_charge_auto(ae, agg.verdict);
+		if (sg_refused(agg.verdict)) {
+			j->verdict = agg.verdict;
+			j->action = agg.action;
+		} else if (agg.verdict == SG_VERDICT_STEER) {
+			j->verdict = SG_VERDICT_STEER;
+		}
+	}
+	sg_charge_auto(j->autov, j->verdict);
+}
+
+/* First match wins: VM interface, gateway LPM, then an auto entry (docs/internals.md). */
+static __always_inline void sg_attribute(const struct sg_pkt *p, __u32 ifindex, __u64 now,
+					 struct sg_judgement *j)
+{
+	struct sg_iface *ifc = bpf_map_lookup_elem(&sg_ifaces, &ifindex);
+	__u32 flags = ifc ? ifc->flags : 0;
+	__u32 *slot;
+
+	if (ifc && (flags & SG_IFACE_HAS_VM)) {
+		if (sg_judge_slot(p, ifc->vm_slot, 1, now, j) == 0)
+			return;
+	} else if (flags & SG_IFACE_GATEWAY) {
+		slot = sg_lpm_lookup(p, 0);
+		if (slot && sg_judge_slot(p, *slot, 0, now, j) == 0)
+			return;
+		sg_judge_source(p, ifindex, now, j);
+		return;
+	}
+	sg_judge_iface(ifindex, now, j);
+}
+
+#endif /* SG_BPF_VERDICT_H */
