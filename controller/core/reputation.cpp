@@ -1,0 +1,214 @@
+#include "core/reputation.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+namespace smtpgov {
+
+namespace {
+
+constexpr double kForgetBelow = 1e-3;  // an ok VM with less score than this carries no information
+
+constexpr std::array<std::pair<Signal, std::string_view>, 5> kSignalNames{{
+    {Signal::OverLimit, "over_limit"},
+    {Signal::Spoofed, "spoofed"},
+    {Signal::RemoteReject, "remote_reject"},
+    {Signal::SpamReport, "spam_report"},
+    {Signal::Complaint, "complaint"},
+}};
+
+Tier tier_below(Tier t) { return static_cast<Tier>(static_cast<int>(t) - 1); }
+
+// The highest tier whose threshold the score reaches.
+Tier earned_by(const Thresholds& th, double score) {
+    Tier best = Tier::Ok;
+    for (Tier t : kAllTiers)
+        if (t != Tier::Ok && score >= th.of(t)) best = t;
+    return best;
+}
+
+}  // namespace
+
+std::string_view to_string(Signal s) {
+    for (const auto& [sig, name] : kSignalNames)
+        if (sig == s) return name;
+    return "over_limit";
+}
+
+std::optional<Signal> parse_signal(std::string_view s) {
+    for (const auto& [sig, name] : kSignalNames)
+        if (name == s) return sig;
+    return std::nullopt;
+}
+
+Reputation::Reputation(const Clock& clock, ReputationConfig cfg) : clock_(&clock), cfg_(cfg) {}
+
+void Reputation::decay(State& s, int64_t now_ms) const {
+    if (now_ms <= s.updated_ms) return;  // a clock step backwards must not grow scores
+    double elapsed_s = static_cast<double>(now_ms - s.updated_ms) / 1000.0;
+    s.score *= std::exp2(-elapsed_s / cfg_.half_life_s);
+    s.updated_ms = now_ms;
+}
+
+void Reputation::set_config(const ReputationConfig& cfg) {
+    int64_t now = clock_->now_ms();
+    for (auto& [_, s] : vms_) decay(s, now);
+    cfg_ = cfg;
+}
+
+void Reputation::observe(const std::string& vm, Signal sig, double count, int64_t now_ms) {
+    if (!(count > 0) || !std::isfinite(count)) return;
+    auto [it, fresh] = vms_.try_emplace(vm);
+    State& s = it->second;
+    if (fresh) s.updated_ms = s.since_ms = now_ms;
+    decay(s, now_ms);
+    s.score += cfg_.weights.of(sig) * count;
+}
+
+double Reputation::score(const std::string& vm, int64_t now_ms) const {
+    auto it = vms_.find(vm);
+    if (it == vms_.end()) return 0;
+    State s = it->second;
+    decay(s, now_ms);
+    return s.score;
+}
+
+Tier Reputation::tier(const std::string& vm) const {
+    auto it = vms_.find(vm);
+    return it == vms_.end() ? Tier::Ok : effective(it->second);
+}
+
+Tier Reputation::earned_tier(const std::string& vm) const {
+    auto it = vms_.find(vm);
+    return it == vms_.end() ? Tier::Ok : it->second.earned;
+}
+
+std::optional<Pin> Reputation::pin(const std::string& vm) const {
+    auto it = vms_.find(vm);
+    return it == vms_.end() ? std::nullopt : it->second.pin;
+}
+
+// Updates the earned tier; returns the reason when it moved.
+std::optional<std::string> Reputation::update_earned(State& s, int64_t now_ms) const {
+    Tier target = earned_by(cfg_.thresholds, s.score);
+    if (target > s.earned) {
+        s.earned = target;
+        s.since_ms = now_ms;
+        return "score";
+    }
+    bool below = s.earned != Tier::Ok && s.score < cfg_.thresholds.of(s.earned) * (1 - cfg_.hysteresis);
+    bool dwelt = static_cast<double>(now_ms - s.since_ms) >= cfg_.min_dwell_s * 1000;
+    if (below && dwelt) {
+        s.earned = tier_below(s.earned);
+        s.since_ms = now_ms;
+        return "recovered";
+    }
+    return std::nullopt;
+}
+
+std::optional<Transition> Reputation::step(const std::string& id, State& s, int64_t now_ms) {
+    decay(s, now_ms);
+    Tier before = effective(s);
+    auto reason = update_earned(s, now_ms);
+    if (s.pin && s.pin->until_unix_ms && *s.pin->until_unix_ms <= now_ms) {
+        s.pin.reset();
+        return Transition{id, before, s.earned, s.score, "pin_expired"};
+    }
+    if (reason && effective(s) != before) return Transition{id, before, effective(s), s.score, *reason};
+    return std::nullopt;
+}
+
+std::vector<Transition> Reputation::evaluate(int64_t now_ms) {
+    std::vector<Transition> out;
+    for (auto it = vms_.begin(); it != vms_.end();) {
+        if (auto t = step(it->first, it->second, now_ms)) out.push_back(std::move(*t));
+        const State& s = it->second;
+        if (!s.pin && s.earned == Tier::Ok && s.score < kForgetBelow) it = vms_.erase(it);
+        else ++it;
+    }
+    // unordered_map order is arbitrary; callers log these, so make the order stable
+    std::sort(out.begin(), out.end(), [](const Transition& a, const Transition& b) { return a.vm < b.vm; });
+    return out;
+}
+
+Transition Reputation::set_pin(const std::string& vm, Tier t, std::optional<int64_t> until_ms, int64_t now_ms) {
+    auto [it, fresh] = vms_.try_emplace(vm);
+    State& s = it->second;
+    if (fresh) s.updated_ms = s.since_ms = now_ms;
+    decay(s, now_ms);
+    Tier before = effective(s);
+    s.pin = Pin{t, until_ms};
+    return {vm, before, t, s.score, "pin"};
+}
+
+std::optional<Transition> Reputation::clear_pin(const std::string& vm, int64_t now_ms) {
+    auto it = vms_.find(vm);
+    if (it == vms_.end() || !it->second.pin) return std::nullopt;
+    State& s = it->second;
+    decay(s, now_ms);
+    Tier before = effective(s);
+    s.pin.reset();
+    update_earned(s, now_ms);
+    return Transition{vm, before, s.earned, s.score, "pin_cleared"};
+}
+
+void Reputation::forget(const std::string& vm) { vms_.erase(vm); }
+
+std::vector<std::string> Reputation::vms() const {
+    std::vector<std::string> ids;
+    ids.reserve(vms_.size());
+    for (const auto& [id, _] : vms_) ids.push_back(id);
+    std::sort(ids.begin(), ids.end());
+    return ids;
+}
+
+nlohmann::json Reputation::save() const {
+    nlohmann::json vms = nlohmann::json::object();
+    for (const auto& [id, s] : vms_) {
+        nlohmann::json j{{"score", s.score}, {"updated_ms", s.updated_ms}, {"tier", to_string(s.earned)},
+                         {"since_ms", s.since_ms}};
+        if (s.pin) {
+            j["pin"] = {{"tier", to_string(s.pin->tier)}};
+            if (s.pin->until_unix_ms) j["pin"]["until_ms"] = *s.pin->until_unix_ms;
+        }
+        vms[id] = std::move(j);
+    }
+    return {{"version", 1}, {"vms", std::move(vms)}};
+}
+
+namespace {
+
+Tier tier_field(const nlohmann::json& j, const char* key) {
+    auto t = parse_tier(j.at(key).get<std::string>());
+    if (!t) throw std::invalid_argument(std::string("unknown tier in \"") + key + "\"");
+    return *t;
+}
+
+}  // namespace
+
+Result<Reputation> Reputation::load(const nlohmann::json& saved, const Clock& clock, ReputationConfig cfg) {
+    Reputation rep(clock, cfg);
+    try {
+        if (saved.at("version").get<int>() != 1) return Error::msg("reputation state: unsupported version");
+        for (const auto& [id, j] : saved.at("vms").items()) {
+            State s;
+            s.score = j.at("score").get<double>();
+            s.updated_ms = j.at("updated_ms").get<int64_t>();
+            s.earned = tier_field(j, "tier");
+            s.since_ms = j.at("since_ms").get<int64_t>();
+            if (!std::isfinite(s.score) || s.score < 0) return Error::msg("reputation state: bad score for " + id);
+            if (auto p = j.find("pin"); p != j.end()) {
+                Pin pin{tier_field(*p, "tier"), std::nullopt};
+                if (p->contains("until_ms")) pin.until_unix_ms = p->at("until_ms").get<int64_t>();
+                s.pin = pin;
+            }
+            rep.vms_.emplace(id, s);
+        }
+    } catch (const std::exception& e) {
+        return Error::msg(std::string("reputation state: ") + e.what());
+    }
+    return rep;
+}
+
+}  // namespace smtpgov
