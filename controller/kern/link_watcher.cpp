@@ -1,0 +1,76 @@
+#include "kern/link_watcher.h"
+
+#include <fnmatch.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <net/if.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace smtpgov::kern {
+
+Result<LinkWatcher> LinkWatcher::open() {
+    LinkWatcher w;
+    w.fd_.reset(::socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_ROUTE));
+    if (!w.fd_) return Error::from_errno("netlink socket");
+    int rcvbuf = 1 << 20;
+    ::setsockopt(w.fd_.get(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+    sockaddr_nl sa{};
+    sa.nl_family = AF_NETLINK;
+    sa.nl_groups = RTMGRP_LINK;
+    if (::bind(w.fd_.get(), reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0)
+        return Error::from_errno("bind netlink RTMGRP_LINK");
+    return w;
+}
+
+Result<LinkBatch> LinkWatcher::read() {
+    LinkBatch batch;
+    alignas(nlmsghdr) char buf[32768];
+    for (;;) {
+        ssize_t n = ::recv(fd_.get(), buf, sizeof(buf), 0);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+            if (errno == EINTR) continue;
+            if (errno == ENOBUFS) {
+                batch.resync = true;
+                continue;
+            }
+            return Error::from_errno("read netlink");
+        }
+        int len = static_cast<int>(n);
+        for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, static_cast<unsigned>(len));
+             h = NLMSG_NEXT(h, len)) {
+            if (h->nlmsg_type != RTM_NEWLINK && h->nlmsg_type != RTM_DELLINK) continue;
+            auto* ifi = static_cast<ifinfomsg*>(NLMSG_DATA(h));
+            LinkEvent ev;
+            ev.kind = h->nlmsg_type == RTM_NEWLINK ? LinkEvent::Kind::Added : LinkEvent::Kind::Removed;
+            ev.ifindex = ifi->ifi_index;
+            int alen = static_cast<int>(IFLA_PAYLOAD(h));
+            for (auto* a = IFLA_RTA(ifi); RTA_OK(a, alen); a = RTA_NEXT(a, alen))
+                if (a->rta_type == IFLA_IFNAME)
+                    ev.name.assign(static_cast<const char*>(RTA_DATA(a)), strnlen(static_cast<const char*>(RTA_DATA(a)), RTA_PAYLOAD(a)));
+            batch.events.push_back(std::move(ev));
+        }
+    }
+    return batch;
+}
+
+std::vector<LinkEvent> LinkWatcher::list() {
+    std::vector<LinkEvent> out;
+    struct if_nameindex* names = if_nameindex();
+    if (!names) return out;
+    for (struct if_nameindex* n = names; n->if_index; ++n)
+        out.push_back(LinkEvent{LinkEvent::Kind::Added, static_cast<int>(n->if_index), n->if_name});
+    if_freenameindex(names);
+    return out;
+}
+
+bool iface_matches(const std::vector<std::string>& patterns, const std::string& name) {
+    for (const auto& p : patterns)
+        if (::fnmatch(p.c_str(), name.c_str(), 0) == 0) return true;
+    return false;
+}
+
+}  // namespace smtpgov::kern
