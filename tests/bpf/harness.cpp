@@ -165,12 +165,34 @@ Global Datapath::global() const
     return g;
 }
 
-sg_vm_stats Datapath::stats(uint32_t slot) const
+std::vector<sg_vm_stats> Datapath::stats_per_cpu(uint32_t slot) const
 {
     std::vector<sg_vm_stats> per(static_cast<size_t>(ncpus()));
     check(bpf_map_lookup_elem(map_fd("sg_vm_stats"), &slot, per.data()), "lookup sg_vm_stats");
+    return per;
+}
+
+std::vector<sg_event> Datapath::drain_events() const
+{
+    std::vector<sg_event> out;
+    auto cb = [](void* ctx, void* data, size_t size) -> int {
+        if (size >= sizeof(sg_event))
+            static_cast<std::vector<sg_event>*>(ctx)->push_back(*static_cast<sg_event*>(data));
+        return 0;
+    };
+    ring_buffer* rb = ring_buffer__new(map_fd("sg_events"), cb, &out, nullptr);
+    if (!rb)
+        throw std::runtime_error("ring_buffer__new failed");
+    int rc = ring_buffer__consume(rb);
+    ring_buffer__free(rb);
+    check(rc, "ring_buffer__consume");
+    return out;
+}
+
+sg_vm_stats Datapath::stats(uint32_t slot) const
+{
     sg_vm_stats sum{};
-    for (auto& s : per) {
+    for (auto& s : stats_per_cpu(slot)) {
         for (int v = 0; v < SG_VERDICT_MAX; v++)
             sum.syn[v] += s.syn[v];
         for (int r = 0; r < SG_REPLY_MAX; r++)

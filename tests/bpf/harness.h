@@ -54,6 +54,8 @@ public:
 
     Global global() const;
     sg_vm_stats stats(uint32_t slot) const;   // summed over CPUs
+    std::vector<sg_vm_stats> stats_per_cpu(uint32_t slot) const;
+    std::vector<sg_event> drain_events() const;   // everything in sg_events so far
     sg_bucket bucket(uint32_t slot) const;
     std::optional<sg_auto_vm> auto_vm(const sg_auto_key& key) const;
     size_t auto_count() const;
