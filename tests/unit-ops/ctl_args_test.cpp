@@ -1,0 +1,146 @@
+// smtpgovctl argument parsing: the spec table, Boost.Program_options, usage errors.
+#include <gtest/gtest.h>
+
+#include "args.h"
+#include "commands.h"
+#include "spec.h"
+
+namespace smtpgov::ctl {
+namespace {
+
+Invocation parse(std::vector<std::string> argv) { return parse_args(argv); }
+
+TEST(CtlArgs, CommandWordsArgsAndOptions) {
+    Invocation inv = parse({"vm", "set-tier", "vm-101", "blocked", "--for", "60"});
+    ASSERT_NE(inv.command, nullptr);
+    EXPECT_EQ(inv.command->name(), "vm set-tier");
+    EXPECT_EQ(inv.arg("ID"), "vm-101");
+    EXPECT_EQ(inv.arg("TIER"), "blocked");
+    EXPECT_EQ(inv.seconds_opt("for"), 60.0);
+    EXPECT_EQ(inv.socket, kDefaultSocket);
+    EXPECT_FALSE(inv.json);
+}
+
+TEST(CtlArgs, GlobalOptionsAnywhere) {
+    Invocation a = parse({"--socket", "/tmp/s.sock", "--json", "vm", "list", "--tier", "steered"});
+    EXPECT_EQ(a.socket, "/tmp/s.sock");
+    EXPECT_TRUE(a.json);
+    EXPECT_EQ(a.opt("tier"), "steered");
+    Invocation b = parse({"vm", "list", "--tenant=acme", "--json", "--socket=/x.sock"});
+    EXPECT_EQ(b.socket, "/x.sock");
+    EXPECT_TRUE(b.json);
+    EXPECT_EQ(b.opt("tenant"), "acme");
+    EXPECT_FALSE(b.opt("tier").has_value());
+}
+
+TEST(CtlArgs, DefaultsFromSpec) {
+    Invocation e = parse({"events"});
+    EXPECT_EQ(e.uint_opt("limit"), 100u);
+    EXPECT_FALSE(e.flag("follow"));
+    Invocation f = parse({"events", "--follow", "--limit", "5"});
+    EXPECT_TRUE(f.flag("follow"));
+    EXPECT_EQ(f.uint_opt("limit"), 5u);
+    Invocation r = parse({"report", "spam", "vm-1"});
+    EXPECT_EQ(r.uint_opt("count"), 1u);
+    EXPECT_EQ(parse({"top"}).seconds_opt("interval"), 2.0);
+    EXPECT_FALSE(parse({"vm", "set-tier", "a", "ok"}).seconds_opt("for").has_value());
+}
+
+TEST(CtlArgs, HelpNeedsNoArguments) {
+    Invocation h = parse({"vm", "show", "--help"});
+    EXPECT_TRUE(h.help);
+    EXPECT_EQ(h.command->name(), "vm show");
+    Invocation g = parse({"vm", "--help"});
+    EXPECT_TRUE(g.help);
+    EXPECT_EQ(g.command, nullptr);
+    EXPECT_EQ(g.words, std::vector<std::string>{"vm"});
+    EXPECT_TRUE(parse({"--help"}).help);
+}
+
+TEST(CtlArgs, UsageErrors) {
+    const std::vector<std::vector<std::string>> bad{
+        {},
+        {"vm"},
+        {"frobnicate"},
+        {"vm", "explode"},
+        {"vm", "show"},
+        {"vm", "show", "a", "b"},
+        {"vm", "set-tier", "a", "purple"},
+        {"vm", "set-tier", "a", "ok", "--for", "soon"},
+        {"vm", "set-tier", "a", "ok", "--for", "-5"},
+        {"vm", "list", "--tier"},
+        {"vm", "list", "--bogus"},
+        {"vm", "list", "--ten", "acme"},  // no abbreviations
+        {"events", "--limit", "-1"},
+        {"events", "--limit", "1e3"},
+        {"report", "ham", "vm-1"},
+        {"report", "spam", "vm-1", "--count", "x"},
+        {"completion", "zsh"},
+        {"--socket", "", "status"},
+        {"status", "--socket"},
+    };
+    for (const auto& argv : bad) {
+        std::string joined;
+        for (const auto& a : argv) joined += a + " ";
+        EXPECT_THROW(parse(argv), UsageError) << joined;
+    }
+}
+
+TEST(CtlArgs, UsageErrorMessagesNameTheProblem) {
+    try {
+        parse({"vm", "set-tier", "a", "purple"});
+        FAIL();
+    } catch (const UsageError& e) {
+        EXPECT_STREQ(e.what(), "vm set-tier: TIER: invalid value 'purple' (expected one of: ok, throttled, steered, blocked)");
+    }
+    try {
+        parse({"vm", "explode"});
+        FAIL();
+    } catch (const UsageError& e) {
+        EXPECT_STREQ(e.what(), "unknown command 'vm explode' (expected one of: list, show, set-tier, clear)");
+    }
+}
+
+TEST(CtlArgs, NumberParsers) {
+    EXPECT_EQ(parse_uint("0", "x"), 0u);
+    EXPECT_EQ(parse_uint("18446744073709551", "x"), 18446744073709551u);
+    EXPECT_THROW(parse_uint("", "x"), UsageError);
+    EXPECT_THROW(parse_uint("+1", "x"), UsageError);
+    EXPECT_DOUBLE_EQ(parse_seconds("0.5", "x"), 0.5);
+    EXPECT_THROW(parse_seconds("inf", "x"), UsageError);
+    EXPECT_THROW(parse_seconds("nan", "x"), UsageError);
+    EXPECT_THROW(parse_seconds(".5s", "x"), UsageError);
+}
+
+TEST(CtlSpec, EveryCommandHasAHandlerAndTheContractCommandsExist) {
+    for (const auto& c : commands()) EXPECT_TRUE(has_handler(c.name())) << c.name();
+    for (const char* name : {"status", "policy validate", "policy apply", "policy get", "vm list", "vm show",
+                             "vm set-tier", "vm clear", "events", "report", "flow original-dst", "top"}) {
+        bool found = false;
+        for (const auto& c : commands()) found |= c.name() == name;
+        EXPECT_TRUE(found) << name;
+    }
+}
+
+TEST(CtlRequest, BuildsControlSocketRequests) {
+    using nlohmann::json;
+    EXPECT_EQ(build_request(parse({"status"})), (json{{"cmd", "status"}}));
+    EXPECT_EQ(build_request(parse({"vm", "list", "--tier", "blocked", "--tenant", "acme"})),
+              (json{{"cmd", "vm.list"}, {"tier", "blocked"}, {"tenant", "acme"}}));
+    EXPECT_EQ(build_request(parse({"vm", "show", "vm-1"})), (json{{"cmd", "vm.show"}, {"id", "vm-1"}}));
+    EXPECT_EQ(build_request(parse({"vm", "set-tier", "vm-1", "steered", "--for", "90"})),
+              (json{{"cmd", "vm.set_tier"}, {"id", "vm-1"}, {"tier", "steered"}, {"for_s", 90.0}}));
+    EXPECT_EQ(build_request(parse({"vm", "set-tier", "vm-1", "ok"})),
+              (json{{"cmd", "vm.set_tier"}, {"id", "vm-1"}, {"tier", "ok"}}));
+    EXPECT_EQ(build_request(parse({"vm", "clear", "vm-1"})), (json{{"cmd", "vm.clear"}, {"id", "vm-1"}}));
+    EXPECT_EQ(build_request(parse({"events", "--follow", "--limit", "3"})),
+              (json{{"cmd", "events"}, {"limit", 3}, {"follow", true}}));
+    EXPECT_EQ(build_request(parse({"report", "complaint", "vm-1", "--count", "4"})),
+              (json{{"cmd", "report"}, {"kind", "complaint"}, {"id", "vm-1"}, {"count", 4}}));
+    EXPECT_EQ(build_request(parse({"flow", "original-dst", "[2001:db8::1]:40000"})),
+              (json{{"cmd", "flow.original_dst"}, {"addr", "[2001:db8::1]:40000"}}));
+    EXPECT_EQ(build_request(parse({"policy", "get"})), (json{{"cmd", "policy.get"}}));
+}
+
+}  // namespace
+}  // namespace smtpgov::ctl
