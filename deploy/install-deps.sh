@@ -18,6 +18,8 @@ packages=(
     libgtest-dev libgmock-dev googletest libcurl4-openssl-dev
     # testbed, demo and integration tests
     iproute2 iputils-ping procps psmisc postfix swaks curl prometheus python3
+    # testbed: GRO on veths (XDP_TX/live frames need the peer in NAPI mode), SYN counters
+    ethtool nftables
 )
 
 export DEBIAN_FRONTEND=noninteractive
