@@ -4,7 +4,8 @@
 # interfaces, routes or firewall).
 #
 #   deploy/testbed.sh [--prefix P] [--vms N] [--vlan-vm I [--vlan-id ID]] COMMAND
-#   COMMAND: up | down | status | syncount [--json] | delivered [inet|proxy] | env
+#   COMMAND: up | down | status | syncount [--json] [--family 4|6] [--port N]
+#            | delivered [inet|proxy] | env
 #   (environment: SG_PREFIX, SG_VMS, SG_VLAN_VM, SG_VLAN_ID, SG_FLOOD)
 #
 # Topology (P = prefix, default "sg"; i = 1..N):
@@ -46,7 +47,7 @@ vlan_id=${SG_VLAN_ID:-100}
 flood=${SG_FLOOD:-$root/build/bin/smtpgov-flood}
 
 die() { echo "testbed: $*" >&2; exit 1; }
-usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 while (($#)); do
     case $1 in
@@ -178,8 +179,10 @@ up_vm() {
         [[ -x $flood ]] || die "the VLAN VM needs $flood (build target smtpgov-flood) or SG_FLOOD"
         nsx "$ns" ethtool -K eth0 txvlan off >/dev/null
         nsx "$ns_hv" ethtool -K "$hvif" txvlan off >/dev/null
-        "$flood" vlan-tag --netns "$ns" --iface eth0 --vlan "$vlan_id"
-        "$flood" vlan-tag --netns "$ns_hv" --iface "$hvif" --vlan "$vlan_id"
+        nsx "$ns" tc filter show dev eth0 egress | grep -q vlan_push \
+            || "$flood" vlan-tag --netns "$ns" --iface eth0 --vlan "$vlan_id" >/dev/null
+        nsx "$ns_hv" tc filter show dev "$hvif" egress | grep -q vlan_push \
+            || "$flood" vlan-tag --netns "$ns_hv" --iface "$hvif" --vlan "$vlan_id" >/dev/null
         echo "$vlan_id" >"$state/vlan-vm$i"
     fi
 }
@@ -279,14 +282,30 @@ syn_counter() { # syn_counter NAME -> packets
         | awk '/packets/ {for (i = 1; i < NF; i++) if ($i == "packets") print $(i + 1)}'
 }
 
+# syncount [--json] [--family 4|6] [--port N]: SYNs counted at the internet's uplink
 cmd_syncount() {
     ns_exists "$ns_inet" || die "testbed $prefix is not up"
-    local v4 v6
-    v4=$(syn_counter syn4) v6=$(syn_counter syn6)
-    if [[ ${1:-} == --json ]]; then
-        printf '{"syn4": %d, "syn6": %d, "total": %d}\n' "$v4" "$v6" $((v4 + v6))
+    local json=0 fams="4 6" ports="25 465 587" f p n total=0 out=""
+    while (($#)); do
+        case $1 in
+            --json) json=1; shift ;;
+            --family) fams=$2; shift 2 ;;
+            --port) ports=$2; shift 2 ;;
+            *) die "syncount: unknown option $1" ;;
+        esac
+    done
+    for f in $fams; do
+        for p in $ports; do
+            n=$(syn_counter "syn${f}_$p")
+            n=${n:-0}
+            total=$((total + n))
+            out+="\"syn${f}_$p\": $n, "
+        done
+    done
+    if ((json)); then
+        echo "{${out}\"total\": $total}"
     else
-        echo $((v4 + v6))
+        echo "$total"
     fi
 }
 
