@@ -9,9 +9,6 @@
 #define SG_GCRA_RETRIES 8
 
 /*
- * Global (separately verified) functions keep the verifier's path count small:
- * the callers inline several attribution paths that all reach these.
- *
  * Returns 1 when the SYN is over the limit, 0 when it conforms (and tat advanced).
  *
  * Race bound: tat only moves through a compare-and-swap from the value this CPU
@@ -21,12 +18,12 @@
  * over-limit: contention can only refuse a conforming SYN, never let one through.
  * A CPU whose `now` is older than another's sees a later tat and is stricter.
  */
-__noinline int sg_gcra_over(struct sg_bucket *b, __u32 rate, __u32 burst, __u64 now)
+static __always_inline int sg_gcra_over(struct sg_bucket *b, __u32 rate, __u32 burst, __u64 now)
 {
 	__u64 interval, tolerance, tat, next;
 	int i;
 
-	if (!b || rate == 0)
+	if (rate == 0)
 		return 1;
 	interval = SG_NSEC_PER_SEC / rate;
 	if (interval == 0)
@@ -60,24 +57,14 @@ static __always_inline void sg_event_init(struct sg_event *ev, __u32 type, __u32
 	ev->pad = 0;
 }
 
-/*
- * Count an over-limit SYN and, at most once per SG_EVENT_INTERVAL_NS per bucket,
- * report how many there were since the last report. The CPU whose cmpxchg on
- * last_event_ns wins sends; the xchg hands it the count and restarts it at zero.
- */
-__noinline int sg_over_event(struct sg_bucket *b, __u32 slot, const struct sg_auto_key *key,
-			     __u64 now)
+/* Elected sender of an over-limit event: hand over the count and restart it at zero. */
+__noinline int sg_send_over_event(struct sg_bucket *b, __u32 slot, const struct sg_auto_key *key,
+				  __u64 now)
 {
 	struct sg_event *ev;
-	__u64 last, count;
+	__u64 count;
 
 	if (!b)
-		return 0;
-	__sync_fetch_and_add(&b->over_since_event, 1);
-	last = SG_READ_ONCE(b->last_event_ns);
-	if (now < last + SG_EVENT_INTERVAL_NS)
-		return 0;
-	if (__sync_val_compare_and_swap(&b->last_event_ns, last, now) != last)
 		return 0;
 	count = __sync_lock_test_and_set(&b->over_since_event, 0);
 	ev = bpf_ringbuf_reserve(&sg_events, sizeof(*ev), 0);
@@ -92,6 +79,25 @@ __noinline int sg_over_event(struct sg_bucket *b, __u32 slot, const struct sg_au
 	ev->count = count;
 	bpf_ringbuf_submit(ev, 0);
 	return 1;
+}
+
+/*
+ * Count an over-limit SYN and, at most once per SG_EVENT_INTERVAL_NS per bucket,
+ * report how many there were since the last report: the CPU whose cmpxchg on
+ * last_event_ns wins sends (out of line: it is the rare path).
+ */
+static __always_inline void sg_over_event(struct sg_bucket *b, __u32 slot,
+					  const struct sg_auto_key *key, __u64 now)
+{
+	__u64 last;
+
+	__sync_fetch_and_add(&b->over_since_event, 1);
+	last = SG_READ_ONCE(b->last_event_ns);
+	if (now < last + SG_EVENT_INTERVAL_NS)
+		return;
+	if (__sync_val_compare_and_swap(&b->last_event_ns, last, now) != last)
+		return;
+	sg_send_over_event(b, slot, key, now);
 }
 
 #endif /* SG_BPF_BUCKET_H */

@@ -35,7 +35,9 @@ static __always_inline __u32 *sg_lpm_lookup(const struct sg_pkt *p, int dst)
 
 /*
  * Tier first, then the bucket; an over-limit SYN also feeds the burst event.
- * Returns verdict | action << SG_JUDGE_ACTION_SHIFT (a global function returns a scalar).
+ * A global (separately verified) function: the attribution paths that reach it
+ * are inlined, and verifying the bucket loop in each of them explodes the state
+ * count. Returns verdict | action << SG_JUDGE_ACTION_SHIFT (globals return scalars).
  */
 __noinline int sg_decide(const struct sg_vm_policy *pol, struct sg_bucket *b, __u32 slot,
 			 const struct sg_auto_key *key, __u64 now)
