@@ -1,0 +1,60 @@
+// From policy to map contents: what sg_vm_policy, sg_defaults, sg_ifaces and the LPM
+// tries must hold, and a transaction that writes the difference all or nothing.
+#pragma once
+
+#include <cstring>
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "core/policy.h"
+#include "core/result.h"
+#include "daemon/state_store.h"
+#include "kern/datapath.h"
+#include "smtpgov/abi.h"
+
+namespace smtpgov::daemon {
+
+// A map key ordered by its bytes.
+template <typename T>
+struct KeyBytes {
+    T v{};
+    bool operator<(const KeyBytes& o) const { return std::memcmp(&v, &o.v, sizeof(T)) < 0; }
+    bool operator==(const KeyBytes& o) const { return std::memcmp(&v, &o.v, sizeof(T)) == 0; }
+};
+
+sg_vm_policy vm_policy_entry(const Policy& p, const Vm& vm, Tier t);
+sg_vm_policy auto_policy_entry(const Policy& p, Tier t);
+
+struct MapPlan {
+    std::map<uint32_t, sg_vm_policy> vm_policy;      // every slot in use
+    std::set<uint32_t> deactivate;                   // slots that left the policy
+    std::set<uint32_t> reset;                        // slots given to new VMs: zero bucket + counters
+    std::array<sg_vm_policy, SG_DEFAULTS_MAX> defaults{};
+    std::map<uint32_t, sg_iface> ifaces;
+    std::map<KeyBytes<sg_lpm_v4>, uint32_t> v4;
+    std::map<KeyBytes<sg_lpm_v6>, uint32_t> v6;
+};
+
+struct PlanInputs {
+    const Policy* policy = nullptr;
+    const SlotTable* slots = nullptr;
+    std::function<Tier(const std::string& id)> tier_of;           // tier in force
+    std::function<int(const std::string& ifname)> ifindex_of;      // 0: no such interface
+    std::vector<std::pair<std::string, int>> governed_ifaces;     // attached interfaces
+};
+
+// Interfaces claimed by no VM become gateway interfaces (source address names the VM)
+// when the policy has VMs attributed by address only; otherwise they stay unclaimed
+// (one auto entry "if:<name>" each).
+MapPlan plan_maps(const PlanInputs& in);
+std::optional<sg_iface> iface_entry(const PlanInputs& in, const std::string& ifname);
+
+// Writes `plan` over the maps' current contents. On the first failed write every
+// change made so far is undone and the error returned: the old policy stays in force.
+Status apply_plan(const kern::Datapath& dp, const MapPlan& plan);
+
+}  // namespace smtpgov::daemon

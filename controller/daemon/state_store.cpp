@@ -1,0 +1,104 @@
+#include "daemon/state_store.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace smtpgov::daemon {
+
+Status write_file_atomic(const std::string& path, const std::string& text) {
+    std::string tmp = path + ".tmp";
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return Error::from_errno("write " + tmp);
+    size_t done = 0;
+    while (done < text.size()) {
+        ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            Error e = Error::from_errno("write " + tmp);
+            ::close(fd);
+            return e;
+        }
+        done += static_cast<size_t>(n);
+    }
+    if (::fsync(fd) != 0) {
+        Error e = Error::from_errno("fsync " + tmp);
+        ::close(fd);
+        return e;
+    }
+    ::close(fd);
+    if (::rename(tmp.c_str(), path.c_str()) != 0) return Error::from_errno("rename " + tmp + " to " + path);
+    return ok_status();
+}
+
+Result<std::optional<nlohmann::json>> read_json_file(const std::string& path) {
+    std::ifstream in(path);
+    if (!in) {
+        if (errno == ENOENT) return std::optional<nlohmann::json>{};
+        return Error::from_errno("read " + path);
+    }
+    std::stringstream ss;
+    ss << in.rdbuf();
+    nlohmann::json j = nlohmann::json::parse(ss.str(), nullptr, false);
+    if (j.is_discarded()) return Error::msg(path + ": not valid JSON");
+    return std::optional<nlohmann::json>(std::move(j));
+}
+
+std::optional<uint32_t> SlotTable::find(const std::string& id) const {
+    auto it = slots_.find(id);
+    if (it == slots_.end()) return std::nullopt;
+    return it->second;
+}
+
+Status SlotTable::assign(const std::vector<std::string>& ids) {
+    if (ids.size() > capacity_)
+        return Error::msg("the policy has " + std::to_string(ids.size()) + " VMs but max_vms is " +
+                          std::to_string(capacity_));
+    std::set<std::string> wanted(ids.begin(), ids.end());
+    std::map<std::string, uint32_t> kept;
+    std::vector<bool> used(capacity_, false);
+    for (const auto& [id, slot] : slots_)
+        if (wanted.count(id)) {
+            kept.emplace(id, slot);
+            used[slot] = true;
+        }
+    uint32_t next = 0;
+    for (const auto& id : ids) {
+        if (kept.count(id)) continue;
+        while (used[next]) ++next;
+        used[next] = true;
+        kept.emplace(id, next);
+    }
+    slots_ = std::move(kept);
+    return ok_status();
+}
+
+uint32_t SlotTable::high_water() const {
+    uint32_t hw = 0;
+    for (const auto& [id, slot] : slots_) hw = std::max(hw, slot + 1);
+    return hw;
+}
+
+nlohmann::json SlotTable::to_json() const { return {{"version", 1}, {"slots", slots_}}; }
+
+Result<SlotTable> SlotTable::from_json(const nlohmann::json& j, uint32_t capacity) {
+    SlotTable t(capacity);
+    try {
+        std::set<uint32_t> seen;
+        for (const auto& [id, v] : j.at("slots").items()) {
+            uint32_t slot = v.get<uint32_t>();
+            if (slot >= capacity || !seen.insert(slot).second) continue;
+            t.slots_.emplace(id, slot);
+        }
+    } catch (const nlohmann::json::exception& e) {
+        return Error::msg(std::string("slots.json: ") + e.what());
+    }
+    return t;
+}
+
+}  // namespace smtpgov::daemon
