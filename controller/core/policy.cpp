@@ -128,7 +128,11 @@ PolicyDiff diff(const Policy& old, const Policy& neu) {
     std::sort(d.added.begin(), d.added.end());
     std::sort(d.removed.begin(), d.removed.end());
     std::sort(d.changed.begin(), d.changed.end(), [](const VmChange& a, const VmChange& b) { return a.id < b.id; });
-    d.ports_changed = old.smtp_ports != neu.smtp_ports;
+    auto sorted = [](std::vector<uint16_t> v) {
+        std::sort(v.begin(), v.end());
+        return v;
+    };
+    d.ports_changed = sorted(old.smtp_ports) != sorted(neu.smtp_ports);  // order carries no meaning
     if (!(old.defaults == neu.defaults)) d.sections_changed.push_back("defaults");
     if (!(old.tiers == neu.tiers)) d.sections_changed.push_back("tiers");
     if (old.proxy != neu.proxy) d.sections_changed.push_back("proxy");

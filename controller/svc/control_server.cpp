@@ -211,6 +211,8 @@ void ControlServer::serve(Worker& w) {
         auto r = error_reply("runtime", "permission denied: the control socket is for uid " +
                                             std::to_string(opts_.allowed_uid) + " only");
         send_all(fd, dump_line(r.body), mono_ms() + opts_.write_timeout_ms, stop_fd_.get());
+        ::shutdown(fd, SHUT_WR);  // see converse(): the refusal must not be lost to a reset
+        drain(fd, mono_ms() + opts_.read_timeout_ms, stop_fd_.get());
     }
     {
         std::lock_guard lock(mu_);

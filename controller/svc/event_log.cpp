@@ -156,4 +156,15 @@ bool EventLog::Follower::closed() const {
     return shared_->closed;
 }
 
+Reply follow_events_reply(EventLog& log) {
+    // The follower starts now, before the reply is even sent, and owns its share of the
+    // tail: the stream stays safe if the log is destroyed first.
+    return stream_reply([follower = log.follow()](Writer& w) mutable {
+        while (w.open() && !follower.closed()) {
+            if (auto ev = follower.next(200))
+                if (!w.write(*ev)) return;
+        }
+    });
+}
+
 }  // namespace smtpgov::svc

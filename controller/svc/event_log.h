@@ -15,6 +15,7 @@
 
 #include "core/result.h"
 #include "core/tier.h"
+#include "svc/control_server.h"
 #include "svc/fd_io.h"
 
 namespace smtpgov::svc {
@@ -83,5 +84,10 @@ private:
     Fd fd_;                          // O_APPEND: each line is one write()
     std::shared_ptr<Shared> shared_;
 };
+
+// The `events` command with follow: answers {"ok":true,"stream":true} and then writes each
+// new event as one line until the client leaves, the server stops or the log closes.
+// Events appended after this call are never missed.
+Reply follow_events_reply(EventLog& log);
 
 }  // namespace smtpgov::svc

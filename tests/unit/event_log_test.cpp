@@ -7,6 +7,7 @@
 #include <fstream>
 #include <thread>
 
+#include "svc/control_client.h"
 #include "svc/event_log.h"
 
 using nlohmann::json;
@@ -186,4 +187,25 @@ TEST_F(EventLogTest, OpenFailsOnMissingDirectory) {
     auto log = EventLog::open(dir + "/does/not/exist");
     ASSERT_FALSE(log.ok());
     EXPECT_EQ(log.error().errnum, ENOENT);
+}
+
+TEST_F(EventLogTest, FollowOverTheControlSocket) {
+    auto log = open();
+    ASSERT_TRUE(log->append(ev("before", 1)).ok());
+    ControlServerOptions o;
+    o.path = dir + "/ctl.sock";
+    auto server = ControlServer::start(o, [&](const json&) { return follow_events_reply(*log); });
+    ASSERT_TRUE(server.ok()) << server.error().message;
+    std::vector<std::string> seen;
+    std::thread writer([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        for (int i = 0; i < 3; ++i) ASSERT_TRUE(log->append(ev("vm-" + std::to_string(i), 10 + i)).ok());
+    });
+    auto head = request_stream(o.path, {{"cmd", "events"}, {"follow", true}}, 2000, [&](const json& e) {
+        seen.push_back(e["vm"]);
+        return seen.size() < 3;
+    });
+    writer.join();
+    ASSERT_TRUE(head.ok()) << head.error().message;
+    EXPECT_EQ(seen, (std::vector<std::string>{"vm-0", "vm-1", "vm-2"}));
 }

@@ -121,6 +121,9 @@ TEST(PolicyModel, DiffNamesWhatChanged) {
         "changed":[{"id":"vm-101","fields":["tenant","addresses","tier"]},{"id":"vm-103","fields":["rate"]}],
         "ports_changed":true})"));
     EXPECT_TRUE(diff(neu, neu).empty());
+    Policy reordered = old;
+    reordered.smtp_ports = {2525, 25};
+    EXPECT_FALSE(diff(old, reordered).ports_changed);
 }
 
 TEST(PolicyModel, ProblemsRenderAsJson) {
