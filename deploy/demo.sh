@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# The README demo, one command as root on a fresh Debian 12 machine:
+#   install the dependencies, build, bring up a private testbed (prefix "demo"),
+#   start smtpgovd on the hypervisor's VM interfaces, then
+#   - vm1 "mail-server" sends real mail at 5 messages/s: every message is delivered;
+#   - vm2 "spammer" bursts 8,000 SMTP SYN/s for 4 s: smtpgov holds it to 20/s (burst 40);
+#   print the governor's view once a second, and a summary; tear everything down.
+# Environment: SG_DEMO_SECONDS (flood length, default 4), SG_XDP_MODE (default native),
+# SMTPGOV_BUILD_DIR (default build).
+set -euo pipefail
+cd "$(dirname "$(readlink -f "$0")")/.."
+root=$PWD
+
+[[ $EUID -eq 0 ]] || { echo "demo.sh: run as root (XDP, network namespaces)" >&2; exit 1; }
+
+flood_s=${SG_DEMO_SECONDS:-4}
+build=${SMTPGOV_BUILD_DIR:-build}
+prefix=demo
+bpffs=/sys/fs/bpf/smtpgov-demo
+tmp=$(mktemp -d /tmp/smtpgov-demo.XXXXXX)
+sock=$tmp/ctl.sock
+daemon_pid=""
+bg_pids=()
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+testbed() { "$root/deploy/testbed.sh" --prefix "$prefix" "$@"; }
+ctl() { "$root/$build/bin/smtpgovctl" --socket "$sock" --json "$@"; }
+flood() { "$root/$build/bin/smtpgov-flood" "$@"; }
+
+cleanup() {
+    local rc=$?
+    set +e
+    for p in "${bg_pids[@]}"; do kill "$p" 2>/dev/null; done
+    if [[ -n $daemon_pid ]]; then
+        kill "$daemon_pid" 2>/dev/null
+        for _ in $(seq 50); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$daemon_pid" 2>/dev/null
+        wait "$daemon_pid" 2>/dev/null
+    fi
+    testbed down >/dev/null 2>&1
+    rm -rf "$bpffs"
+    ((rc)) && [[ -f $tmp/smtpgovd.log ]] && { echo "--- smtpgovd log (last 20 lines)"; tail -20 "$tmp/smtpgovd.log"; }
+    rm -rf "$tmp"
+    ((rc)) && echo "demo failed (exit $rc); everything it started is gone" >&2
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+say "dependencies and build"
+deploy/install-deps.sh
+tests/ensure-bpffs.sh
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$build" -j"$(nproc)" --target smtpgovd smtpgovctl smtpgov-flood
+
+say "testbed: hypervisor, 3 VMs, internet (Postfix sink), proxy"
+testbed down >/dev/null 2>&1 || true
+export SG_FLOOD=$root/$build/bin/smtpgov-flood
+testbed --vms 3 up
+eval "$(testbed env)"
+
+cat >"$tmp/policy.json" <<JSON
+{
+  "smtp_ports": [25, 465, 587],
+  "defaults": {"rate": 10, "burst": 20, "over_limit": "drop"},
+  "tiers": {"throttled": {"rate": 2, "burst": 5}, "blocked": {"action": "reset"}},
+  "vms": [
+    {"id": "mail-server", "tenant": "acme", "interface": "$SG_VM1_IF",
+     "addresses": ["$SG_VM1_V4/32", "$SG_VM1_V6/128"], "rate": 50, "burst": 100},
+    {"id": "spammer", "tenant": "mallory", "interface": "$SG_VM2_IF",
+     "addresses": ["$SG_VM2_V4/32", "$SG_VM2_V6/128"], "rate": 20, "burst": 40},
+    {"id": "quiet-vm", "tenant": "acme", "interface": "$SG_VM3_IF",
+     "addresses": ["$SG_VM3_V4/32", "$SG_VM3_V6/128"]}
+  ]
+}
+JSON
+cat >"$tmp/smtpgovd.json" <<JSON
+{
+  "interfaces": ["$SG_VM1_IF", "$SG_VM2_IF", "$SG_VM3_IF"],
+  "xdp_mode": "${SG_XDP_MODE:-native}",
+  "bpffs": "$bpffs",
+  "state_dir": "$tmp/state",
+  "socket": "$sock",
+  "metrics_listen": "127.0.0.1:$((20000 + RANDOM % 20000))",
+  "policy": "$tmp/policy.json"
+}
+JSON
+mkdir -p "$tmp/state"
+
+say "smtpgovd on $SG_VM1_IF $SG_VM2_IF $SG_VM3_IF (in netns $SG_NS_HV)"
+# nsenter switches only the network namespace: the bpffs pins stay on the host's bpffs
+nsenter --net="/run/netns/$SG_NS_HV" "$root/$build/bin/smtpgovd" --config "$tmp/smtpgovd.json" \
+    >"$tmp/smtpgovd.log" 2>&1 &
+daemon_pid=$!
+for i in $(seq 100); do
+    kill -0 "$daemon_pid" 2>/dev/null || { echo "smtpgovd exited" >&2; exit 1; }
+    ctl status >/dev/null 2>&1 && break
+    ((i == 100)) && { echo "smtpgovd did not answer within 10 s" >&2; exit 1; }
+    sleep 0.1
+done
+ctl status | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+print("  xdp mode %s; " % s.get("xdp_mode"), ", ".join(
+    "%s%s" % (i["name"], "" if i.get("attached") else " (NOT attached)") for i in s.get("interfaces", [])))'
+
+mail_count=$(((flood_s + 4) * 5))
+syn_before=$(testbed syncount --port 25)
+mail_before=$(testbed delivered)
+
+say "mail-server: $mail_count real messages at 5/s to ${SG_INET_V4[2]}:587"
+flood --netns "$SG_VM1_NS" smtp --dst "${SG_INET_V4[2]}" --dport 587 --rate 5 --count "$mail_count" \
+    --json >"$tmp/mail.json" &
+mail_pid=$!
+bg_pids+=("$mail_pid")
+sleep 1
+
+say "spammer: 8,000 SMTP SYN/s for ${flood_s} s to ${SG_INET_V4[0]}:25"
+flood --netns "$SG_VM2_NS" syn --dst "${SG_INET_V4[0]}" --dport 25 --rate 8000 --duration "$flood_s" \
+    --json >"$tmp/spam.json" &
+spam_pid=$!
+bg_pids+=("$spam_pid")
+
+# once a second: one line per VM, then any new tier changes and tickets
+watch_once() {
+    ctl vm list >"$tmp/vms.json" 2>/dev/null || return 0
+    ctl events >"$tmp/events.json" 2>/dev/null || true
+    python3 - "$tmp/vms.json" "$tmp/events.json" "$tmp/seen" <<'PY'
+import json, os, sys, time
+vms = json.load(open(sys.argv[1]))
+print(time.strftime("%H:%M:%S"), "  ".join(
+    "%s[%s] %5.0f/s pass %d thr %d blk %d" % (v["id"], v["tier"], v.get("rate", 0), v["syn"]["pass"],
+                                               v["syn"]["throttle"], v["syn"]["block"]) for v in vms))
+try:
+    raw = open(sys.argv[2]).read().strip()
+    events = json.loads(raw) if raw.startswith("[") else [json.loads(l) for l in raw.splitlines() if l]
+except (OSError, ValueError):
+    events = []
+seen = set(open(sys.argv[3]).read().split()) if os.path.exists(sys.argv[3]) else set()
+with open(sys.argv[3], "a") as out:
+    for e in events:
+        key = "%s:%s:%s" % (e.get("ts_ms"), e.get("vm"), e.get("type"))
+        if key in seen:
+            continue
+        out.write(key + "\n")
+        print("         %s %s: %s -> %s (%s)" % (e.get("type"), e.get("vm"), e.get("from"), e.get("to"),
+                                                 e.get("reason", "")))
+PY
+}
+while kill -0 "$spam_pid" 2>/dev/null || kill -0 "$mail_pid" 2>/dev/null; do
+    watch_once
+    sleep 1
+done
+wait "$spam_pid" || { echo "the flood generator failed" >&2; exit 1; }
+wait "$mail_pid" || { echo "the mail generator failed" >&2; exit 1; }
+bg_pids=()
+watch_once
+
+# deliveries trail the SMTP sessions by the sink's queue manager
+mail_ok=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ok"])' "$tmp/mail.json")
+for _ in $(seq 100); do
+    (($(testbed delivered) - mail_before >= mail_ok)) && break
+    sleep 0.1
+done
+sleep 0.5
+syn_after=$(testbed syncount --port 25)
+delivered=$(($(testbed delivered) - mail_before))
+
+say "summary"
+ctl vm show spammer >"$tmp/spammer.json"
+python3 - "$tmp/spam.json" "$tmp/mail.json" "$tmp/spammer.json" "$((syn_after - syn_before))" "$delivered" <<'PY'
+import json, sys
+spam, mail, vm = (json.load(open(p)) for p in sys.argv[1:4])
+received, delivered = int(sys.argv[4]), int(sys.argv[5])
+s = vm["syn"]
+print("spammer:     %d SYNs sent in %.1f s (%.0f/s, %s); smtpgov passed %d, throttled %d, blocked %d;"
+      % (spam["sent"], spam["duration_s"], spam["rate"], spam["method"], s["pass"], s["throttle"], s["block"]))
+print("             %d reached the internet (limit 20/s, burst 40); tier now: %s" % (received, vm["tier"]))
+print("mail-server: %d messages sent, %d accepted, %d delivered at the sink (reset %d, timed out %d, rejected %d)"
+      % (mail["sessions"], mail["ok"], delivered, mail["reset"], mail["timed_out"], mail["rejected"]))
+PY
+say "tearing down"
