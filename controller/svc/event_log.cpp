@@ -75,7 +75,8 @@ void EventLog::Shared::push_locked(json ev) {
     }
 }
 
-Result<std::unique_ptr<EventLog>> EventLog::open(const std::string& state_dir, size_t tail_size) {
+Result<std::unique_ptr<EventLog>> EventLog::open(const std::string& state_dir, size_t tail_size,
+                                                 uint64_t max_bytes) {
     std::string path = state_dir + "/events.jsonl";
     Fd fd(::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640));
     if (!fd) return Error::from_errno("open " + path);
@@ -92,11 +93,23 @@ Result<std::unique_ptr<EventLog>> EventLog::open(const std::string& state_dir, s
         pos = nl + 1;
     }
     if (auto s = end_torn_line(fd.get(), st.st_size); !s) return s.error();
-    return std::unique_ptr<EventLog>(new EventLog(std::move(path), std::move(fd), std::move(shared)));
+    return std::unique_ptr<EventLog>(new EventLog(std::move(path), std::move(fd), std::move(shared),
+                                                  static_cast<uint64_t>(st.st_size), max_bytes));
 }
 
-EventLog::EventLog(std::string path, Fd fd, std::shared_ptr<Shared> shared)
-    : path_(std::move(path)), fd_(std::move(fd)), shared_(std::move(shared)) {}
+EventLog::EventLog(std::string path, Fd fd, std::shared_ptr<Shared> shared, uint64_t size, uint64_t max_bytes)
+    : path_(std::move(path)), fd_(std::move(fd)), shared_(std::move(shared)), size_(size),
+      max_bytes_(max_bytes == 0 ? kDefaultMaxBytes : max_bytes) {}
+
+Status EventLog::rotate_locked() {
+    std::string old = path_ + ".1";
+    if (::rename(path_.c_str(), old.c_str()) != 0) return Error::from_errno("rotate " + path_);
+    Fd fd(::open(path_.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640));
+    if (!fd) return Error::from_errno("open " + path_);
+    fd_ = std::move(fd);
+    size_ = 0;
+    return ok_status();
+}
 
 EventLog::~EventLog() {
     {
@@ -116,8 +129,10 @@ Status EventLog::append(const Event& e) {
         // One write() per line, file and tail updated under one lock: the file, the tail
         // and every follower see the same order.
         std::lock_guard lock(shared_->mu);
+        if (size_ > 0 && size_ + line.size() > max_bytes_) status = rotate_locked();
         ssize_t n = ::write(fd_.get(), line.data(), line.size());
-        if (n != static_cast<ssize_t>(line.size()))
+        if (n > 0) size_ += static_cast<uint64_t>(n);
+        if (n != static_cast<ssize_t>(line.size()) && status.ok())
             status = n < 0 ? Error::from_errno("append " + path_) : Error::msg("append " + path_ + ": short write");
         shared_->push_locked(std::move(ev));
     }

@@ -38,8 +38,13 @@ class EventLog {
     struct Shared;
 
 public:
+    static constexpr uint64_t kDefaultMaxBytes = 64ull << 20;
+
     // Opens (creating) <state_dir>/events.jsonl and loads its last tail_size events.
-    static Result<std::unique_ptr<EventLog>> open(const std::string& state_dir, size_t tail_size = 1000);
+    // When the file would grow past max_bytes it is renamed to events.jsonl.1 (replacing
+    // the previous generation) and a new file is started, so the log never fills the disk.
+    static Result<std::unique_ptr<EventLog>> open(const std::string& state_dir, size_t tail_size = 1000,
+                                                  uint64_t max_bytes = kDefaultMaxBytes);
     ~EventLog();  // wakes followers, which then see closed()
 
     // Writes one line (flushed, not fsynced) and publishes it to the tail and followers.
@@ -78,11 +83,14 @@ private:
         void push_locked(nlohmann::json ev);  // caller holds mu (or owns Shared alone)
     };
 
-    EventLog(std::string path, Fd fd, std::shared_ptr<Shared> shared);
+    EventLog(std::string path, Fd fd, std::shared_ptr<Shared> shared, uint64_t size, uint64_t max_bytes);
+    Status rotate_locked();  // caller holds shared_->mu
 
     std::string path_;
     Fd fd_;                          // O_APPEND: each line is one write()
     std::shared_ptr<Shared> shared_;
+    uint64_t size_ = 0;              // bytes in the current file
+    uint64_t max_bytes_ = kDefaultMaxBytes;
 };
 
 // The `events` command with follow: answers {"ok":true,"stream":true} and then writes each

@@ -209,3 +209,25 @@ TEST_F(EventLogTest, FollowOverTheControlSocket) {
     ASSERT_TRUE(head.ok()) << head.error().message;
     EXPECT_EQ(seen, (std::vector<std::string>{"vm-0", "vm-1", "vm-2"}));
 }
+
+TEST_F(EventLogTest, RotatesAtMaxBytesKeepingOneGeneration) {
+    auto log = EventLog::open(dir, 1000, 4096);
+    ASSERT_TRUE(log.ok()) << log.error().message;
+    for (int i = 0; i < 60; ++i) ASSERT_TRUE((*log)->append(ev("vm-" + std::to_string(i), 1000 + i)).ok());
+    namespace fs = std::filesystem;
+    ASSERT_TRUE(fs::exists(dir + "/events.jsonl.1"));
+    EXPECT_LE(fs::file_size(dir + "/events.jsonl"), 4096u);
+    EXPECT_LE(fs::file_size(dir + "/events.jsonl.1"), 4096u);
+    // the newest event is the last line of the live file; the tail still has all of them
+    auto lines = file_lines();
+    ASSERT_FALSE(lines.empty());
+    EXPECT_EQ(json::parse(lines.back())["vm"], "vm-59");
+    EXPECT_EQ((*log)->recent(1000).size(), 60u);
+    // no event is lost or duplicated across the two generations that fit
+    std::ifstream old(dir + "/events.jsonl.1");
+    size_t n_old = 0;
+    for (std::string l; std::getline(old, l);) ++n_old;
+    std::string first_live = json::parse(lines.front())["vm"];
+    EXPECT_EQ(first_live, "vm-" + std::to_string(60 - lines.size()));
+    EXPECT_GT(n_old, 0u);
+}
