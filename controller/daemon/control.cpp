@@ -172,6 +172,10 @@ svc::Reply Daemon::dispatch(const json& req) {
         if (!view(id)) return svc::error_reply("not_found", "no VM " + id);
     }
     if (cmd == "vm.show") {
+        // A fresh reading of this one VM, not the last sweep's.
+        if (auto slot = slots_.find(id); slot && vm_index_.count(id)) mini_sweep_slot(*slot, mono_ns(), now_ms);
+        else mini_sweep_auto(id, mono_ns(), now_ms);
+        evaluate(now_ms);
         json j = vm_json(*view(id));
         j["tickets"] = events_->recent(10, id);
         return svc::ok_reply(j);
