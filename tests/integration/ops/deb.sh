@@ -61,8 +61,12 @@ set -e
 ((rc == 1)) || fail "smtpgovctl status without a daemon: exit $rc, expected 1"
 bash -n /usr/share/bash-completion/completions/smtpgovctl || fail "completion script is not valid bash"
 if command -v systemd-analyze >/dev/null; then
-    systemd-analyze verify /lib/systemd/system/smtpgovd.service 2>&1 | grep -v "man smtpgovctl" | tee "$build/unit-verify.log" >&2
-    ! grep -qi 'error\|invalid\|unknown' "$build/unit-verify.log" || fail "systemd-analyze verify complained"
+    # the man page named in Documentation= may be absent when man-db is not installed
+    systemd-analyze verify /lib/systemd/system/smtpgovd.service >"$build/unit-verify.log" 2>&1 || true
+    if grep -v "man smtpgovctl" "$build/unit-verify.log" | grep -qi 'error\|invalid\|unknown\|fail'; then
+        cat "$build/unit-verify.log" >&2
+        fail "systemd-analyze verify complained about smtpgovd.service"
+    fi
 fi
 log "ok: installed binaries work"
 
