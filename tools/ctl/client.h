@@ -24,7 +24,7 @@ public:
                                           const std::function<bool(const nlohmann::json&)>& on_line) = 0;
 };
 
-// Unix-socket transport to smtpgovd's control socket.
+// Unix-socket transport to smtpgovd's control socket (svc::request / request_stream).
 class SocketTransport : public Transport {
 public:
     explicit SocketTransport(std::string path, int timeout_ms = 10000)
