@@ -109,7 +109,7 @@ json Daemon::status_json() {
     json datapath = json::object();
     for (int i = 0; i < SG_RES_MAX; ++i) datapath[std::string(kResultNames[i])] = results_[i];
     json maps = json::object();
-    for (const MapFill& m : build_snapshot(0).maps) maps[m.name] = {{"used", m.used}, {"max", m.max}};
+    for (const MapFill& m : map_fill()) maps[m.name] = {{"used", m.used}, {"max", m.max}};
     return {{"version", SMTPGOV_VERSION},
             {"uptime_s", (clock_.now_ms() - started_ms_) / 1000},
             {"xdp_mode", cfg_.xdp_mode},

@@ -10,6 +10,7 @@
 #include <systemd/sd-daemon.h>
 #include <fcntl.h>
 #include <net/if.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -80,6 +81,14 @@ Daemon::~Daemon() {
         queue_.clear();
     }
     if (server_) server_->stop();
+    if (publisher_.joinable()) {
+        {
+            std::lock_guard lock(pub_mu_);
+            pub_stop_ = true;
+        }
+        pub_cv_.notify_one();
+        publisher_.join();
+    }
     if (webhook_) webhook_->stop();
     if (rep_) persist_reputation();
 }
@@ -98,6 +107,7 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const Config& cfg) {
     if (auto s = d->init_datapath(); !s) return s.error();
     if (auto s = d->init_services(); !s) return s.error();
     d->sweep();
+    ::malloc_trim(0);  // parsing a large policy leaves a lot of freed heap behind
     d->notify_status();
     sd_notify(0, "READY=1");
     log::notice("ready: " + std::to_string(d->policy_.vms.size()) + " VMs, " +
@@ -188,6 +198,7 @@ Status Daemon::init_services() {
         auto m = metrics::MetricsExporter::start(cfg_.metrics_listen, mo);
         if (!m) return m.error();
         metrics_ = std::move(*m);
+        publisher_ = std::thread([this] { publisher_loop(); });
     }
     auto ring = kern::EventRing::open(*dp_, [this](const sg_event& e) { on_event(e); });
     if (!ring) return ring.error();
@@ -232,10 +243,20 @@ void Daemon::govern(const std::string& name, int ifindex) {
         for (const auto& s : attacher_->interfaces())
             if (s.name == name && s.ifindex == ifindex) return;
     }
-    if (auto s = attacher_->attach(*dp_, name, ifindex); !s) {
-        log::error(s.error().message);
+    const bool probing = attacher_->libxdp_unavailable().empty();
+    Status attached = ok_status();
+    {
+        std::optional<log::QuietLibraries> quiet;
+        if (probing) quiet.emplace();  // libxdp's dispatcher probe may fail; handled below
+        attached = attacher_->attach(*dp_, name, ifindex);
+    }
+    if (!attached) {
+        log::error(attached.error().message);
         return;
     }
+    if (probing && !attacher_->libxdp_unavailable().empty())
+        log::info("libxdp cannot multiplex XDP here (" + attacher_->libxdp_unavailable() +
+                  "): using one pinned bpf_link per interface");
     for (const auto& s : attacher_->interfaces())
         if (s.name == name)
             log::info("governing " + name + " (ifindex " + std::to_string(ifindex) + ", xdp " + s.mode + " via " +

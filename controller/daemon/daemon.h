@@ -11,10 +11,13 @@
 #include <future>
 #include <map>
 #include <memory>
+#include <condition_variable>
 #include <mutex>
+#include <thread>
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -93,8 +96,14 @@ private:
     void on_transition(const Transition& t);
     Status write_tier(const std::string& id, Tier t);
     std::string auto_id(const sg_auto_key& k, std::string* ifname, std::string* addr) const;
-    Snapshot build_snapshot(double sweep_seconds);
-    std::optional<VmView> view(const std::string& id) const;
+    VmView registered_view(size_t idx, const std::unordered_set<std::string>* known, bool detail) const;
+    void fill_view(VmView& v, const VmRuntime* rt, bool tracked) const;
+    Snapshot build_snapshot(double sweep_seconds, bool detail = true);
+    std::vector<MapFill> map_fill() const;
+    // `known`: the VMs the reputation tracks (others are at ok with score 0), which
+    // spares the lookups in a sweep over 100,000 VMs; addresses only with `detail`.
+    std::optional<VmView> view(const std::string& id, const std::unordered_set<std::string>* known = nullptr,
+                               bool detail = true) const;
     VmRuntime* runtime(const std::string& id);
     void persist_reputation();
     // --- policy (policy_ops.cpp)
@@ -125,6 +134,7 @@ private:
     SlotTable slots_;
     std::unordered_map<std::string, size_t> vm_index_;   // id -> policy_.vms index
     std::vector<int32_t> by_slot_;                        // slot -> policy_.vms index, -1 free
+    std::vector<uint32_t> slot_of_;                       // policy_.vms index -> slot
     std::map<std::string, Tier> policy_pins_;             // pins that come from the policy
     std::unique_ptr<Reputation> rep_;
     std::vector<VmRuntime> vm_rt_;                        // by slot
@@ -146,6 +156,16 @@ private:
     std::unique_ptr<svc::Webhook> webhook_;
     std::unique_ptr<metrics::MetricsExporter> metrics_;
     std::unique_ptr<svc::ControlServer> server_;
+
+    // Hands sweep snapshots to the metrics exporter off the loop thread (its update
+    // copies and ranks every VM); only the newest waiting snapshot is kept.
+    void publish(Snapshot snap);
+    void publisher_loop();
+    std::mutex pub_mu_;
+    std::condition_variable pub_cv_;
+    std::optional<Snapshot> pub_next_;
+    bool pub_stop_ = false;
+    std::thread publisher_;
 
     kern::UniqueFd epoll_, sweep_timer_, hot_timer_, wake_, signals_;
     bool stop_ = false;

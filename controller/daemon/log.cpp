@@ -15,6 +15,7 @@ namespace {
 std::atomic<int> g_level{static_cast<int>(Level::Info)};
 std::mutex g_mu;
 const bool g_journal = std::getenv("JOURNAL_STREAM") != nullptr;
+std::atomic<int> g_quiet{0};
 
 std::string_view name(Level l) {
     switch (l) {
@@ -34,7 +35,7 @@ void library_line(bool warn, const char* fmt, va_list ap) {
     std::string_view line(buf, std::min<size_t>(static_cast<size_t>(n), sizeof(buf) - 1));
     while (!line.empty() && line.back() == '\n') line.remove_suffix(1);
     // Probing for a clsact qdisc that is not there is expected, not worth a warning.
-    if (line.find("Parent Qdisc doesn't exists") != std::string_view::npos) warn = false;
+    if (line.find("Parent Qdisc doesn't exists") != std::string_view::npos || g_quiet.load() > 0) warn = false;
     write(warn ? Level::Warning : Level::Debug, line);
 }
 
@@ -71,6 +72,9 @@ void write(Level l, std::string_view msg) {
         std::fprintf(stderr, "smtpgovd: %s: %.*s\n", std::string(name(l)).c_str(), static_cast<int>(msg.size()),
                      msg.data());
 }
+
+QuietLibraries::QuietLibraries() { ++g_quiet; }
+QuietLibraries::~QuietLibraries() { --g_quiet; }
 
 void capture_bpf_library_output() {
     libbpf_set_print(libbpf_print);

@@ -21,7 +21,17 @@ inline void notice(std::string_view m) { write(Level::Notice, m); }
 inline void info(std::string_view m) { write(Level::Info, m); }
 inline void debug(std::string_view m) { write(Level::Debug, m); }
 
-// Routes libbpf and libxdp diagnostics into this log (warnings at debug unless verbose).
+// Routes libbpf and libxdp diagnostics into this log.
 void capture_bpf_library_output();
+
+// While alive, library warnings are logged at debug: for probes whose failure is
+// expected and handled (libxdp trying a dispatcher the kernel refuses).
+class QuietLibraries {
+public:
+    QuietLibraries();
+    ~QuietLibraries();
+    QuietLibraries(const QuietLibraries&) = delete;
+    QuietLibraries& operator=(const QuietLibraries&) = delete;
+};
 
 }  // namespace smtpgov::log

@@ -1,5 +1,6 @@
 // Policy in force: apply (whole, atomic from the operator's view, with rollback),
 // pins that come from the policy, and persistence in the state dir.
+#include <malloc.h>
 #include <net/if.h>
 
 #include "daemon/daemon.h"
@@ -25,10 +26,14 @@ PlanInputs Daemon::plan_inputs(const Policy& p, const SlotTable& slots, const st
 void Daemon::index_policy() {
     vm_index_.clear();
     by_slot_.assign(slots_.high_water(), -1);
+    slot_of_.assign(policy_.vms.size(), SG_SLOT_NONE);
     if (vm_rt_.size() < slots_.high_water()) vm_rt_.resize(slots_.high_water());
     for (size_t i = 0; i < policy_.vms.size(); ++i) {
         vm_index_[policy_.vms[i].id] = i;
-        if (auto slot = slots_.find(policy_.vms[i].id)) by_slot_[*slot] = static_cast<int32_t>(i);
+        if (auto slot = slots_.find(policy_.vms[i].id)) {
+            by_slot_[*slot] = static_cast<int32_t>(i);
+            slot_of_[i] = *slot;
+        }
     }
 }
 
@@ -105,6 +110,7 @@ Result<nlohmann::json> Daemon::apply_policy(const Policy& neu) {
     v6_entries_ = plan.v6.size();
     if (auto s = persist_policy(); !s) log::error("persist policy: " + s.error().message);
     persist_reputation();
+    ::malloc_trim(0);
     log::notice("policy applied: " + std::to_string(d.added.size()) + " added, " + std::to_string(d.removed.size()) +
                 " removed, " + std::to_string(d.changed.size()) + " changed" +
                 (d.ports_changed ? ", smtp_ports changed" : ""));

@@ -2,6 +2,7 @@
 // deltas, tier transitions written to the maps, events and tickets; plus the fast path
 // that answers a ring-buffer over-limit event within milliseconds.
 #include <arpa/inet.h>
+#include <malloc.h>
 #include <net/if.h>
 #include <sys/timerfd.h>
 
@@ -100,8 +101,10 @@ void Daemon::sweep() {
         log::error(s.error().message);
         return;
     }
+    const uint64_t t_read = mono_ns();
     for (uint32_t slot = 0; slot < hw && slot < by_slot_.size(); ++slot)
         if (by_slot_[slot] >= 0) feed(policy_.vms[by_slot_[slot]].id, vm_rt_[slot], stats_buf_[slot], t0, now_ms);
+    const uint64_t t_feed = mono_ns();
     if (auto s = reader_.auto_entries(*dp_, auto_buf_); !s) log::error(s.error().message);
     std::set<std::string> seen;
     for (const auto& [key, v] : auto_buf_) {
@@ -120,18 +123,30 @@ void Daemon::sweep() {
                  ? autos_.erase(it) : std::next(it);
     if (auto g = reader_.global(*dp_)) results_ = *g;
     else log::error(g.error().message);
+    const uint64_t t_auto = mono_ns();
     evaluate(now_ms);
+    const uint64_t t_eval = mono_ns();
     if (rep_dirty_ && now_ms - rep_saved_ms_ >= kReputationSaveMs) persist_reputation();
     ++sweeps_;
+    uint64_t t_snap = mono_ns(), t_metrics = t_snap;
     if (metrics_) {
-        Snapshot snap = build_snapshot(0);
-        snap.sweep_seconds = static_cast<double>(mono_ns() - t0) / 1e9;
-        metrics_->update(snap);
+        Snapshot snap = build_snapshot(0, /*detail=*/false);  // the exporter needs no addresses
+        t_snap = mono_ns();
+        snap.sweep_seconds = static_cast<double>(t_snap - t0) / 1e9;
+        publish(std::move(snap));
+        t_metrics = mono_ns();
     }
     last_sweep_ms_ = static_cast<double>(mono_ns() - t0) / 1e6;
     log::debug("sweep: " + std::to_string(hw) + " slots, " + std::to_string(auto_buf_.size()) + " auto entries, " +
-               std::to_string(last_sweep_ms_) + " ms");
-    if (sweeps_ % 10 == 0) notify_status();
+               std::to_string(last_sweep_ms_) + " ms (read " + std::to_string((t_read - t0) / 1000) + " us, feed " +
+               std::to_string((t_feed - t_read) / 1000) + " us, auto " + std::to_string((t_auto - t_feed) / 1000) +
+               " us, evaluate " + std::to_string((t_eval - t_auto) / 1000) + " us, snapshot " +
+               std::to_string((t_snap - t_eval) / 1000) + " us, metrics " + std::to_string((t_metrics - t_snap) / 1000) +
+               " us)");
+    if (sweeps_ % 10 == 0) {
+        notify_status();
+        ::malloc_trim(0);  // per-sweep snapshots of large fleets leave freed heap in the arenas
+    }
 }
 
 void Daemon::evaluate(int64_t now_ms) {
@@ -282,63 +297,99 @@ void Daemon::arm_hot_timer() {
     hot_armed_ = want;
 }
 
-std::optional<VmView> Daemon::view(const std::string& id) const {
+void Daemon::fill_view(VmView& v, const VmRuntime* rt, bool tracked) const {
+    if (tracked) {
+        v.pin = rep_->pin(v.id);
+        v.score = rep_->score(v.id);
+    }
+    if (!rt) return;
+    v.rate = rt->rate;
+    for (int i = 0; i < SG_VERDICT_MAX; ++i) v.syn[i] = rt->last.syn[i];
+    v.spoofed = rt->last.spoofed;
+    v.rst_sent = rt->last.rst_sent;
+    for (int i = 0; i < SG_REPLY_MAX; ++i) v.replies[i] = rt->last.replies[i];
+}
+
+VmView Daemon::registered_view(size_t idx, const std::unordered_set<std::string>* known, bool detail) const {
+    const Vm& vm = policy_.vms[idx];
+    const bool tracked = !known || known->count(vm.id);
     VmView v;
-    v.id = id;
-    const VmRuntime* rt = nullptr;
-    if (auto it = vm_index_.find(id); it != vm_index_.end()) {
-        const Vm& vm = policy_.vms[it->second];
-        auto slot = slots_.find(id);
-        v.tenant = vm.tenant;
-        v.slot = slot ? *slot : SG_SLOT_NONE;
-        v.interface = vm.interface;
+    v.id = vm.id;
+    v.tenant = vm.tenant;
+    v.slot = slot_of_[idx];
+    v.interface = vm.interface;
+    if (detail)
         for (const auto& a : vm.addresses) v.addresses.push_back(a.to_string());
-        v.tier = rep_->tier(id);
-        LimitPair l = limits_for(policy_, vm, v.tier);
-        v.limit_rate = l.rate;
-        v.limit_burst = l.burst;
-        if (slot && *slot < vm_rt_.size()) rt = &vm_rt_[*slot];
-    } else if (auto a = autos_.find(id); a != autos_.end()) {
-        v.auto_entry = true;
-        v.interface = a->second.interface;
-        if (!a->second.address.empty()) v.addresses.push_back(a->second.address);
-        v.tier = rep_->tier(id);
-        LimitPair l = default_limits_for(policy_, v.tier);
-        v.limit_rate = l.rate;
-        v.limit_burst = l.burst;
-        rt = &a->second.rt;
-    } else {
-        return std::nullopt;
-    }
-    v.pin = rep_->pin(id);
-    v.score = rep_->score(id);
-    if (rt) {
-        v.rate = rt->rate;
-        for (int i = 0; i < SG_VERDICT_MAX; ++i) v.syn[i] = rt->last.syn[i];
-        v.spoofed = rt->last.spoofed;
-        v.rst_sent = rt->last.rst_sent;
-        for (int i = 0; i < SG_REPLY_MAX; ++i) v.replies[i] = rt->last.replies[i];
-    }
+    v.tier = tracked ? rep_->tier(vm.id) : Tier::Ok;
+    LimitPair l = limits_for(policy_, vm, v.tier);
+    v.limit_rate = l.rate;
+    v.limit_burst = l.burst;
+    fill_view(v, v.slot < vm_rt_.size() ? &vm_rt_[v.slot] : nullptr, tracked);
     return v;
 }
 
-Snapshot Daemon::build_snapshot(double sweep_seconds) {
+std::optional<VmView> Daemon::view(const std::string& id, const std::unordered_set<std::string>* known,
+                                   bool detail) const {
+    if (auto it = vm_index_.find(id); it != vm_index_.end()) return registered_view(it->second, known, detail);
+    auto a = autos_.find(id);
+    if (a == autos_.end()) return std::nullopt;
+    const bool tracked = !known || known->count(id);
+    VmView v;
+    v.id = id;
+    v.auto_entry = true;
+    v.interface = a->second.interface;
+    if (!a->second.address.empty()) v.addresses.push_back(a->second.address);
+    v.tier = tracked ? rep_->tier(id) : Tier::Ok;
+    LimitPair l = default_limits_for(policy_, v.tier);
+    v.limit_rate = l.rate;
+    v.limit_burst = l.burst;
+    fill_view(v, &a->second.rt, tracked);
+    return v;
+}
+
+Snapshot Daemon::build_snapshot(double sweep_seconds, bool detail) {
     Snapshot s;
     s.vms.reserve(policy_.vms.size() + autos_.size());
-    for (const Vm& vm : policy_.vms)
-        if (auto v = view(vm.id)) s.vms.push_back(std::move(*v));
+    std::vector<std::string> tracked = rep_->vms();
+    std::unordered_set<std::string> known(std::make_move_iterator(tracked.begin()), std::make_move_iterator(tracked.end()));
+    for (size_t i = 0; i < policy_.vms.size(); ++i) s.vms.push_back(registered_view(i, &known, detail));
     for (const auto& [id, a] : autos_)
-        if (auto v = view(id)) s.vms.push_back(std::move(*v));
+        if (auto v = view(id, &known, detail)) s.vms.push_back(std::move(*v));
     s.results = results_;
-    s.maps = {{"sg_vm_policy", slots_.slots().size(), dp_->max_vms()},
-              {"sg_auto", auto_buf_.size(), SG_MAX_AUTO},
-              {"sg_ifaces", iface_entries_, SG_MAX_IFACES},
-              {"sg_vm_v4", v4_entries_, SG_MAX_PREFIXES},
-              {"sg_vm_v6", v6_entries_, SG_MAX_PREFIXES}};
+    s.maps = map_fill();
     s.events_received = events_received_;
     s.sweep_seconds = sweep_seconds;
     s.taken_unix_ms = clock_.now_ms();
     return s;
+}
+
+std::vector<MapFill> Daemon::map_fill() const {
+    return {{"sg_vm_policy", slots_.slots().size(), dp_->max_vms()},
+            {"sg_auto", auto_buf_.size(), SG_MAX_AUTO},
+            {"sg_ifaces", iface_entries_, SG_MAX_IFACES},
+            {"sg_vm_v4", v4_entries_, SG_MAX_PREFIXES},
+            {"sg_vm_v6", v6_entries_, SG_MAX_PREFIXES}};
+}
+
+void Daemon::publish(Snapshot snap) {
+    {
+        std::lock_guard lock(pub_mu_);
+        pub_next_ = std::move(snap);
+    }
+    pub_cv_.notify_one();
+}
+
+void Daemon::publisher_loop() {
+    std::unique_lock lock(pub_mu_);
+    for (;;) {
+        pub_cv_.wait(lock, [this] { return pub_stop_ || pub_next_; });
+        if (pub_stop_) return;
+        Snapshot snap = std::move(*pub_next_);
+        pub_next_.reset();
+        lock.unlock();
+        metrics_->update(snap);
+        lock.lock();
+    }
 }
 
 void Daemon::persist_reputation() {

@@ -30,8 +30,8 @@ public:
     Result<std::array<uint64_t, SG_RES_MAX>> global(const Datapath& dp);
 
 private:
-    std::vector<uint32_t> keys_;
-    std::vector<unsigned char> values_;
+    std::vector<uint32_t> keys_, keys2_;
+    std::vector<unsigned char> values_, values2_;
     std::vector<sg_auto_key> auto_keys_;
     std::vector<sg_auto_vm> auto_values_;
 };
