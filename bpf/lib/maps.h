@@ -16,11 +16,18 @@ const volatile struct sg_static_cfg sg_cfg = {
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, SG_MAX_IFACES);
 	__type(key, __u32);
 	__type(value, struct sg_iface);
 } sg_ifaces SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SG_MAX_IFACES_BIG);
+	__type(key, __u32);
+	__type(value, struct sg_iface);
+} sg_ifaces_big SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -91,6 +98,21 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, SG_RINGBUF_BYTES);
 } sg_events SEC(".maps");
+
+/*
+ * The interface entry, or NULL. Nearly every ifindex is below SG_MAX_IFACES and takes
+ * the array, whose lookup the JIT inlines (a helper call costs as much as the rest of
+ * the SYN path on CPUs with return-thunk mitigations); an empty slot reads as NULL.
+ */
+static __always_inline struct sg_iface *sg_iface_lookup(__u32 ifindex)
+{
+	struct sg_iface *ifc;
+
+	if (ifindex >= SG_MAX_IFACES)
+		return bpf_map_lookup_elem(&sg_ifaces_big, &ifindex);
+	ifc = bpf_map_lookup_elem(&sg_ifaces, &ifindex);
+	return ifc && ifc->flags ? ifc : 0;
+}
 
 static __always_inline void sg_count(__u32 res)
 {

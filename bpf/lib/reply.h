@@ -35,7 +35,7 @@ static __always_inline int sg_reply_slot(__u32 slot, struct sg_reply_target *t)
 static __always_inline int sg_reply_find(const struct sg_pkt *p, __u32 ifindex,
 					 struct sg_reply_target *t)
 {
-	struct sg_iface *ifc = bpf_map_lookup_elem(&sg_ifaces, &ifindex);
+	struct sg_iface *ifc = sg_iface_lookup(ifindex);
 	__u32 flags = ifc ? ifc->flags : 0;
 	__u32 *slot;
 

@@ -35,12 +35,10 @@ static __always_inline __u32 *sg_lpm_lookup(const struct sg_pkt *p, int dst)
 
 /*
  * Tier first, then the bucket; an over-limit SYN also feeds the burst event.
- * A global (separately verified) function: the attribution paths that reach it
- * are inlined, and verifying the bucket loop in each of them explodes the state
- * count. Returns verdict | action << SG_JUDGE_ACTION_SHIFT (globals return scalars).
+ * Returns verdict | action << SG_JUDGE_ACTION_SHIFT.
  */
-__noinline int sg_decide(const struct sg_vm_policy *pol, struct sg_bucket *b, __u32 slot,
-			 const struct sg_auto_key *key, __u64 now)
+static __always_inline int sg_decide_inline(const struct sg_vm_policy *pol, struct sg_bucket *b,
+					    __u32 slot, const struct sg_auto_key *key, __u64 now)
 {
 	if (!pol || !b)
 		return SG_VERDICT_THROTTLE | SG_ACT_DROP << SG_JUDGE_ACTION_SHIFT;
@@ -52,6 +50,17 @@ __noinline int sg_decide(const struct sg_vm_policy *pol, struct sg_bucket *b, __
 		return SG_VERDICT_THROTTLE | (pol->over_action & 1) << SG_JUDGE_ACTION_SHIFT;
 	}
 	return pol->tier == SG_TIER_STEERED ? SG_VERDICT_STEER : SG_VERDICT_PASS;
+}
+
+/*
+ * The same decision as a global (separately verified) function for the auto-entry
+ * paths: inlining the bucket loop into each of them explodes the verifier's state
+ * count. The registered-VM path, the hot one, inlines it and saves a call.
+ */
+__noinline int sg_decide(const struct sg_vm_policy *pol, struct sg_bucket *b, __u32 slot,
+			 const struct sg_auto_key *key, __u64 now)
+{
+	return sg_decide_inline(pol, b, slot, key, now);
 }
 
 static __always_inline void sg_set_judgement(struct sg_judgement *j, int d)
@@ -83,7 +92,7 @@ static __always_inline int sg_judge_slot(const struct sg_pkt *p, __u32 slot, int
 			sg_count(SG_RES_SPOOFED);
 		}
 	}
-	sg_set_judgement(j, sg_decide(pol, b, slot, 0, now));
+	sg_set_judgement(j, sg_decide_inline(pol, b, slot, 0, now));
 	stats->syn[j->verdict & 3]++;
 	j->stats = stats;
 	return 0;
@@ -170,7 +179,7 @@ static __always_inline void sg_judge_source(const struct sg_pkt *p, __u32 ifinde
 static __always_inline void sg_attribute(const struct sg_pkt *p, __u32 ifindex, __u64 now,
 					 struct sg_judgement *j)
 {
-	struct sg_iface *ifc = bpf_map_lookup_elem(&sg_ifaces, &ifindex);
+	struct sg_iface *ifc = sg_iface_lookup(ifindex);
 	__u32 flags = ifc ? ifc->flags : 0;
 	__u32 *slot;
 

@@ -23,7 +23,7 @@ bpf_program* find_prog(smtpgov_bpf* skel, std::string_view name) {
 
 constexpr MapId kAllMaps[] = {MapId::Ifaces, MapId::VmV4, MapId::VmV6, MapId::VmPolicy,
                               MapId::Defaults, MapId::VmBucket, MapId::VmStats, MapId::Auto,
-                              MapId::AutoPolicy, MapId::Global, MapId::Events};
+                              MapId::AutoPolicy, MapId::Global, MapId::Events, MapId::IfacesBig};
 
 // A pin is reused only when it has the shape this build and config expect;
 // otherwise the kernel would run programs against a map of another layout.

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <string>
 #include <thread>
+#include <type_traits>
 
 namespace smtpgov::kern {
 namespace {
@@ -16,6 +17,37 @@ constexpr uint32_t kParallelFrom = 16384;
 constexpr size_t kStatsStride = (sizeof(sg_vm_stats) + 7) / 8 * 8;  // per-CPU values are 8-byte aligned
 
 std::string what(MapId id, const char* op) { return std::string(op) + " " + std::string(map_name(id)); }
+
+// MapId::Ifaces is one logical table kept in two kernel maps (abi.h): the array
+// sg_ifaces for ifindex < SG_MAX_IFACES, where an all-zero value means "no entry",
+// and the hash sg_ifaces_big for larger ifindexes.
+struct Route {
+    MapId id;
+    bool array_slot;  // an sg_ifaces array element: delete = write an empty entry
+};
+
+Route route(MapId id, const void* key) {
+    if (id != MapId::Ifaces) return {id, false};
+    uint32_t ifindex;
+    std::memcpy(&ifindex, key, sizeof(ifindex));
+    return ifindex < SG_MAX_IFACES ? Route{MapId::Ifaces, true} : Route{MapId::IfacesBig, false};
+}
+
+// Interfaces with an entry in either map.
+Result<std::vector<uint32_t>> iface_keys(const Datapath& dp) {
+    std::vector<uint32_t> keys(SG_MAX_IFACES), out;
+    std::vector<sg_iface> values(SG_MAX_IFACES);
+    __u32 count = SG_MAX_IFACES, token = 0;
+    LIBBPF_OPTS(bpf_map_batch_opts, bo);
+    int err = bpf_map_lookup_batch(dp.map_fd(MapId::Ifaces), nullptr, &token, keys.data(), values.data(), &count, &bo);
+    if (err && errno != ENOENT) return Error::from_errno(what(MapId::Ifaces, "batch read"), errno);
+    for (__u32 i = 0; i < count; ++i)
+        if (values[i].flags) out.push_back(keys[i]);
+    auto big = map_keys<uint32_t>(dp, MapId::IfacesBig);
+    if (!big) return big.error();
+    out.insert(out.end(), big->begin(), big->end());
+    return out;
+}
 
 void sum_cpus(const unsigned char* base, sg_vm_stats& out) {
     out = sg_vm_stats{};
@@ -120,24 +152,34 @@ Result<std::array<uint64_t, SG_RES_MAX>> MapReader::global(const Datapath& dp) {
 }
 
 Status map_update(const Datapath& dp, MapId id, const void* key, const void* value) {
+    id = route(id, key).id;
     if (bpf_map_update_elem(dp.map_fd(id), key, value, BPF_ANY) != 0) return Error::from_errno(what(id, "write"), errno);
     return ok_status();
 }
 
 Status map_delete(const Datapath& dp, MapId id, const void* key) {
-    if (bpf_map_delete_elem(dp.map_fd(id), key) != 0 && errno != ENOENT)
-        return Error::from_errno(what(id, "delete from"), errno);
+    Route r = route(id, key);
+    if (r.array_slot) {
+        sg_iface none{};
+        return map_update(dp, id, key, &none);
+    }
+    if (bpf_map_delete_elem(dp.map_fd(r.id), key) != 0 && errno != ENOENT)
+        return Error::from_errno(what(r.id, "delete from"), errno);
     return ok_status();
 }
 
 Result<bool> map_lookup(const Datapath& dp, MapId id, const void* key, void* value) {
-    if (bpf_map_lookup_elem(dp.map_fd(id), key, value) == 0) return true;
+    Route r = route(id, key);
+    if (bpf_map_lookup_elem(dp.map_fd(r.id), key, value) == 0)
+        return !r.array_slot || static_cast<const sg_iface*>(value)->flags != 0;
     if (errno == ENOENT) return false;
-    return Error::from_errno(what(id, "read"), errno);
+    return Error::from_errno(what(r.id, "read"), errno);
 }
 
 template <typename K>
 Result<std::vector<K>> map_keys(const Datapath& dp, MapId id) {
+    if constexpr (std::is_same_v<K, uint32_t>)
+        if (id == MapId::Ifaces) return iface_keys(dp);
     std::vector<K> keys;
     K cur{}, next{};
     const int fd = dp.map_fd(id);

@@ -14,7 +14,8 @@
 /* ---- limits ------------------------------------------------------------ */
 #define SG_MAX_PORTS        16      /* SMTP ports the loader may configure */
 #define SG_DEFAULT_MAX_VMS  16384   /* slots in the per-VM arrays (loader may resize) */
-#define SG_MAX_IFACES       65536
+#define SG_MAX_IFACES       65536   /* sg_ifaces is an ARRAY indexed by ifindex below this */
+#define SG_MAX_IFACES_BIG   4096    /* sg_ifaces_big: HASH for the rare larger ifindex */
 #define SG_MAX_PREFIXES     262144  /* per address family, LPM tries */
 #define SG_MAX_AUTO         8192    /* LRU entries for unregistered sources */
 #define SG_MAX_V6_EXT_HDRS  6       /* IPv6 extension headers walked before giving up */
@@ -90,7 +91,9 @@ struct sg_static_cfg {
 
 /* ---- maps ------------------------------------------------------------------ */
 
-/* sg_ifaces: HASH ifindex -> sg_iface */
+/* sg_ifaces: ARRAY ifindex -> sg_iface for ifindex < SG_MAX_IFACES (the JIT inlines an
+ * array lookup: no helper call on the SYN path); sg_ifaces_big: HASH for larger ifindexes.
+ * flags == 0 means "no entry". */
 struct sg_iface {
 	__u32 vm_slot;           /* valid with SG_IFACE_HAS_VM */
 	__u32 flags;

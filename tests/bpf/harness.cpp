@@ -30,7 +30,7 @@ int ncpus()
 
 }  // namespace
 
-int test_iface(const std::string& name)
+int test_iface(const std::string& name, unsigned index)
 {
     static std::once_flag once;
     std::call_once(once, [] {
@@ -40,7 +40,8 @@ int test_iface(const std::string& name)
     if (unsigned idx = if_nametoindex(name.c_str()))
         return int(idx);
     // veth, not dummy: the test kernel has no dummy driver; the peer stays unused
-    std::string cmd = "ip link add " + name + " type veth peer name " + name + "p && ip link set " +
+    std::string at = index ? " index " + std::to_string(index) : "";
+    std::string cmd = "ip link add " + name + at + " type veth peer name " + name + "p && ip link set " +
                       name + " up && ip link set " + name + "p up";
     check(std::system(cmd.c_str()) == 0 ? 0 : -EIO, cmd);
     return int(if_nametoindex(name.c_str()));
@@ -121,7 +122,9 @@ void Datapath::iface(int ifindex, uint32_t flags, uint32_t slot) const
 {
     sg_iface v{slot, flags};
     uint32_t k = uint32_t(ifindex);
-    check(bpf_map_update_elem(map_fd("sg_ifaces"), &k, &v, BPF_ANY), "update sg_ifaces");
+    // the same split as kern/map_io: an array below SG_MAX_IFACES, a hash above
+    const char* map = k < SG_MAX_IFACES ? "sg_ifaces" : "sg_ifaces_big";
+    check(bpf_map_update_elem(map_fd(map), &k, &v, BPF_ANY), map);
 }
 
 void Datapath::vm(uint32_t slot, const sg_vm_policy& pol) const

@@ -18,7 +18,7 @@ namespace sgt {
 
 // Enters a fresh network namespace (once per process) and creates a veth device
 // there, so BPF_PROG_TEST_RUN can use its ifindex; the machine's devices are never seen.
-int test_iface(const std::string& name);
+int test_iface(const std::string& name, unsigned index = 0);  // index 0: the kernel picks
 
 struct XdpRun {
     uint32_t action = 0;

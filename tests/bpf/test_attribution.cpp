@@ -58,6 +58,23 @@ TEST_F(Attribution, HypervisorInterfaceNamesTheVm)
     EXPECT_EQ(dp_.auto_count(), 0u);
 }
 
+TEST_F(Attribution, InterfaceWithIfindexBeyondTheArrayUsesTheHash)
+{
+    // ifindexes are allocated cyclically up to INT_MAX: a long-lived hypervisor passes 65536
+    const int big = test_iface("sga-big", SG_MAX_IFACES + 4464);
+    ASSERT_EQ(big, SG_MAX_IFACES + 4464);
+    dp_.iface(big, SG_IFACE_HAS_VM, 9);
+    dp_.vm(9, policy(SG_TIER_OK, 100, 100));
+    EXPECT_EQ(dp_.xdp(syn4("203.0.113.9"), big).action, uint32_t(XDP_PASS));
+    EXPECT_EQ(syn(9, SG_VERDICT_PASS), 1u);
+    EXPECT_EQ(dp_.auto_count(), 0u) << "the big interface is a registered VM, not an auto entry";
+    // an array slot written as all-zero reads as "no entry": the SYN goes to an auto entry
+    dp_.iface(hv_, 0, 0);
+    EXPECT_EQ(dp_.xdp(syn4("203.0.113.9"), hv_).action, uint32_t(XDP_PASS));
+    EXPECT_EQ(dp_.auto_count(), 1u);
+    EXPECT_EQ(syn(0, SG_VERDICT_PASS), 0u) << "slot 0 must not be charged for an empty array entry";
+}
+
 TEST_F(Attribution, SpoofedSourceCountsAgainstTheInterfaceVm)
 {
     dp_.iface(hv_, SG_IFACE_HAS_VM, 7);
