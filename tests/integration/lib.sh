@@ -153,3 +153,28 @@ sg_daemon_stop() {
 
 # sg_vm ID: the VM object of `vm show` (JSON)
 sg_vm() { sgctl vm show "$1"; }
+
+# vm show reports the last sweep (sweep_interval_ms old at most): wait until the VM's
+# judged SYNs (every verdict) reach $2, or $3 seconds (default 3) pass; prints the VM.
+sg_vm_settled() {
+    local id=$1 want=$2 deadline=$((SECONDS + ${3:-3})) vm judged
+    while :; do
+        vm=$(sg_vm "$id")
+        judged=$(($(json syn.pass <<<"$vm") + $(json syn.throttle <<<"$vm") + $(json syn.steer <<<"$vm") + $(json syn.block <<<"$vm")))
+        ((judged >= want || SECONDS >= deadline)) && break
+        sleep 0.2
+    done
+    printf '%s\n' "$vm"
+}
+
+# sg_vm_wait ID FIELD WANT [TIMEOUT_S]: until the VM's numeric FIELD (e.g. syn.pass)
+# reaches WANT after a sweep, or the timeout (default 3 s); prints the VM.
+sg_vm_wait() {
+    local id=$1 field=$2 want=$3 deadline=$((SECONDS + ${4:-3})) vm
+    while :; do
+        vm=$(sg_vm "$id")
+        (($(json "$field" <<<"$vm") >= want || SECONDS >= deadline)) && break
+        sleep 0.2
+    done
+    printf '%s\n' "$vm"
+}

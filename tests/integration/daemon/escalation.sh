@@ -42,7 +42,7 @@ assert_eq "$policy_tier" 0 "tier in sg_vm_policy after recovery"
 # a recovered VM passes mail again
 before=$(json syn.pass <<<"$(sg_vm spammer)")
 after=$(sg_flood --netns "$SG_VM2_NS" syn --dst "${SG_INET_V4[0]}" --rate 10 --count 10 --json)
-assert_eq "$(json syn.pass <<<"$(sg_vm spammer)")" "$((before + 10))" "SYNs passed after recovery"
+assert_eq "$(json syn.pass <<<"$(sg_vm_wait spammer syn.pass $((before + 10)))")" "$((before + 10))" "SYNs passed after recovery"
 
 sg_daemon_stop
 sg_testbed down

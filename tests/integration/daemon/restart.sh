@@ -53,7 +53,7 @@ assert_eq "$(sgd_iface "$SG_VM1_IF" tc_link_id)" "$tc_link" "tc link id after th
 [[ $(sgd_iface "$SG_VM1_IF" xdp_prog_id) != "$xdp_prog" ]] || fail "xdp program not replaced"
 sender=$(json syn.pass <<<"$(sg_vm sender)")
 sg_flood --netns "$SG_VM1_NS" syn --dst "${SG_INET_V4[0]}" --dport 2525 --rate 10 --count 5 --json >/dev/null
-assert_eq "$(json syn.pass <<<"$(sg_vm sender)")" $((sender + 5)) "SYNs to the new port 2525 governed"
+assert_eq "$(json syn.pass <<<"$(sg_vm_wait sender syn.pass $((sender + 5)))")" $((sender + 5)) "SYNs to the new port 2525 governed"
 
 # removal
 kill "$SG_DAEMON_PID"; wait "$SG_DAEMON_PID" 2>/dev/null || true; SG_DAEMON_PID=""

@@ -55,7 +55,7 @@ wait_delivered $((mail_before + 20)) 20 || true
 assert_eq $(($(sg_delivered) - mail_before)) 20 "legit messages delivered at the sink"
 
 # the governor's own accounting agrees
-vm=$(sg_vm spammer)
+vm=$(sg_vm_settled spammer "$sent")
 log "spammer as smtpgovctl sees it: $vm"
 pass=$(json syn.pass <<<"$vm")
 refused=$(($(json syn.throttle <<<"$vm") + $(json syn.block <<<"$vm")))
