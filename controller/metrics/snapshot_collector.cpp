@@ -87,9 +87,16 @@ std::vector<const VmView*> select_vm_series(const std::vector<VmView>& vms, cons
 
 void SnapshotCollector::update(const Snapshot& snap) {
     auto st = std::make_shared<State>();
-    st->snap = snap;
-    for (const VmView* vm : select_vm_series(st->snap.vms, limits_))
-        st->exported.push_back(std::size_t(vm - st->snap.vms.data()));
+    std::vector<const VmView*> exported = select_vm_series(snap.vms, limits_);
+    st->snap.results = snap.results;
+    st->snap.maps = snap.maps;
+    st->snap.events_received = snap.events_received;
+    st->snap.sweep_seconds = snap.sweep_seconds;
+    st->snap.taken_unix_ms = snap.taken_unix_ms;
+    st->snap.vms.reserve(exported.size());
+    for (const VmView* vm : exported) st->snap.vms.push_back(*vm);
+    for (const VmView& vm : snap.vms) ++st->tiers[static_cast<std::size_t>(vm.tier)];
+    st->total_vms = snap.vms.size();
     std::lock_guard lk(mu_);
     state_ = std::move(st);
 }
@@ -104,19 +111,18 @@ std::vector<MetricFamily> SnapshotCollector::Collect() const {
     const Snapshot& s = st->snap;
 
     std::vector<MetricFamily> out = vm_families();
-    for (std::size_t i : st->exported) render_vm(s.vms[i], out);
+    for (const VmView& vm : s.vms) render_vm(vm, out);
 
     auto vms = family("smtpgov_vms", "VMs known to the controller, by tier (all VMs, not capped)",
                       MetricType::Gauge);
     for (Tier t : kAllTiers)
-        add(vms, {{"tier", std::string(to_string(t))}},
-            double(std::count_if(s.vms.begin(), s.vms.end(), [t](const VmView& v) { return v.tier == t; })));
+        add(vms, {{"tier", std::string(to_string(t))}}, double(st->tiers[static_cast<std::size_t>(t)]));
     out.push_back(std::move(vms));
 
     auto omitted = family("smtpgov_vm_series_omitted",
                           "VMs left without per-VM series by the max_vm_series / only_escalated limits",
                           MetricType::Gauge);
-    add(omitted, {}, double(s.vms.size() - st->exported.size()));
+    add(omitted, {}, double(st->total_vms - s.vms.size()));
     out.push_back(std::move(omitted));
 
     auto dp = family("smtpgov_datapath_packets_total", "Packets seen by the XDP program, by classification result",

@@ -6,6 +6,7 @@
 // restarted exporter reports the same monotonic values the previous one did.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <memory>
 #include <mutex>
@@ -37,9 +38,12 @@ public:
     std::vector<prometheus::MetricFamily> Collect() const override;
 
 private:
+    // Only what scrapes render: with 100,000 VMs a full copy of the snapshot would
+    // dominate the daemon's memory while at most max_vm_series VMs are exported.
     struct State {
-        Snapshot snap;
-        std::vector<std::size_t> exported;  // indexes into snap.vms
+        Snapshot snap;                                  // vms: the exported VMs, in export order
+        std::array<std::size_t, kAllTiers.size()> tiers{};  // all VMs by tier
+        std::size_t total_vms = 0;
     };
 
     SeriesLimits limits_;
