@@ -34,7 +34,7 @@
 #include "kern/event_ring.h"
 #include "kern/link_watcher.h"
 #include "kern/map_io.h"
-#include "kern/unique_fd.h"
+#include "core/unique_fd.h"
 #include "svc/control_server.h"
 #include "svc/event_log.h"
 #include "svc/webhook.h"
@@ -128,7 +128,7 @@ private:
     std::optional<kern::EventRing> ring_;
     std::optional<kern::LinkWatcher> links_;
     kern::MapReader reader_;
-    kern::UniqueFd bpffs_lock_;
+    UniqueFd bpffs_lock_;
 
     Policy policy_;
     SlotTable slots_;
@@ -167,7 +167,7 @@ private:
     bool pub_stop_ = false;
     std::thread publisher_;
 
-    kern::UniqueFd epoll_, sweep_timer_, hot_timer_, wake_, signals_;
+    UniqueFd epoll_, sweep_timer_, hot_timer_, wake_, signals_;
     bool stop_ = false;
 
     struct Pending {

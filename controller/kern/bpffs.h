@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "core/result.h"
-#include "kern/unique_fd.h"
+#include "core/unique_fd.h"
 
 namespace smtpgov::kern {
 

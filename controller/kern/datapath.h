@@ -14,7 +14,7 @@
 
 #include "core/result.h"
 #include "kern/bpffs.h"
-#include "kern/unique_fd.h"
+#include "core/unique_fd.h"
 
 struct smtpgov_bpf;
 

@@ -8,7 +8,7 @@
 
 #include "core/result.h"
 #include "kern/datapath.h"
-#include "kern/unique_fd.h"
+#include "core/unique_fd.h"
 #include "smtpgov/abi.h"
 
 namespace smtpgov::kern {

@@ -12,7 +12,7 @@
 
 #include "core/result.h"
 #include "kern/datapath.h"
-#include "kern/unique_fd.h"
+#include "core/unique_fd.h"
 
 namespace smtpgov::kern {
 

@@ -26,7 +26,7 @@ Error io_error(IoStatus s, const std::string& what) {
 }
 
 struct Connection {
-    Fd fd;
+    UniqueFd fd;
     std::string buf;
 };
 
@@ -35,7 +35,7 @@ Result<Connection> connect_and_send(const std::string& path, const json& req, in
     addr.sun_family = AF_UNIX;
     if (path.empty() || path.size() >= sizeof addr.sun_path) return Error{ENAMETOOLONG, "socket path: " + path};
     path.copy(addr.sun_path, path.size());
-    Connection c{Fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)), {}};
+    Connection c{UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)), {}};
     if (!c.fd) return Error::from_errno("socket");
     if (::connect(c.fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0)
         return Error::from_errno("connect " + path);

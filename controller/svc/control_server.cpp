@@ -48,19 +48,19 @@ Status clear_stale(const std::string& path, const sockaddr_un& addr) {
     struct stat st{};
     if (::lstat(path.c_str(), &st) != 0) return errno == ENOENT ? ok_status() : Error::from_errno("stat " + path);
     if (!S_ISSOCK(st.st_mode)) return Error::msg(path + " exists and is not a socket");
-    Fd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (probe && ::connect(probe.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0)
         return Error::msg("another server is listening on " + path);
     if (::unlink(path.c_str()) != 0 && errno != ENOENT) return Error::from_errno("unlink stale " + path);
     return ok_status();
 }
 
-Result<Fd> listen_on(const std::string& path) {
+Result<UniqueFd> listen_on(const std::string& path) {
     auto addr = unix_address(path);
     if (!addr) return addr.error();
     if (auto s = make_parent_dir(path); !s) return s.error();
     if (auto s = clear_stale(path, *addr); !s) return s.error();
-    Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     if (!fd) return Error::from_errno("socket");
     if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr) != 0)
         return Error::from_errno("bind " + path);
@@ -131,13 +131,13 @@ bool Writer::wait(int timeout_ms) {
 Result<std::unique_ptr<ControlServer>> ControlServer::start(ControlServerOptions opts, Handler handler) {
     auto listen_fd = listen_on(opts.path);
     if (!listen_fd) return listen_fd.error();
-    Fd stop_fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    UniqueFd stop_fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     if (!stop_fd) return Error::from_errno("eventfd");
     return std::unique_ptr<ControlServer>(
         new ControlServer(std::move(opts), std::move(handler), std::move(*listen_fd), std::move(stop_fd)));
 }
 
-ControlServer::ControlServer(ControlServerOptions opts, Handler handler, Fd listen_fd, Fd stop_fd)
+ControlServer::ControlServer(ControlServerOptions opts, Handler handler, UniqueFd listen_fd, UniqueFd stop_fd)
     : opts_(std::move(opts)), handler_(std::move(handler)), listen_fd_(std::move(listen_fd)),
       stop_fd_(std::move(stop_fd)) {
     acceptor_ = std::thread([this] { accept_loop(); });
@@ -179,7 +179,7 @@ void ControlServer::accept_loop() {
         ::poll(p, 2, 250);  // the timeout bounds how long finished workers wait to be joined
         reap(false);
         if (stopping_.load() || !(p[0].revents & POLLIN)) continue;
-        Fd conn(::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+        UniqueFd conn(::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
         if (!conn) continue;
         size_t active;
         {
@@ -194,7 +194,7 @@ void ControlServer::accept_loop() {
     }
 }
 
-void ControlServer::spawn(Fd conn) {
+void ControlServer::spawn(UniqueFd conn) {
     std::lock_guard lock(mu_);
     Worker& w = workers_.emplace_back();
     w.fd = conn.release();  // the worker closes it, under mu_, so stop() never shuts a reused number

@@ -90,9 +90,9 @@ private:
         std::atomic<bool> done{false};
     };
 
-    ControlServer(ControlServerOptions opts, Handler handler, Fd listen_fd, Fd stop_fd);
+    ControlServer(ControlServerOptions opts, Handler handler, UniqueFd listen_fd, UniqueFd stop_fd);
     void accept_loop();
-    void spawn(Fd conn);
+    void spawn(UniqueFd conn);
     void serve(Worker& w);
     void converse(int fd);
     std::optional<Reply> answer(int fd, bool& unread_input);  // nullopt: nobody to answer
@@ -100,8 +100,8 @@ private:
 
     ControlServerOptions opts_;
     Handler handler_;
-    Fd listen_fd_;
-    Fd stop_fd_;                     // eventfd, readable forever once stop() wrote it
+    UniqueFd listen_fd_;
+    UniqueFd stop_fd_;                     // eventfd, readable forever once stop() wrote it
     std::atomic<bool> stopping_{false};
     std::thread acceptor_;
     std::mutex mu_;

@@ -78,7 +78,7 @@ void EventLog::Shared::push_locked(json ev) {
 Result<std::unique_ptr<EventLog>> EventLog::open(const std::string& state_dir, size_t tail_size,
                                                  uint64_t max_bytes) {
     std::string path = state_dir + "/events.jsonl";
-    Fd fd(::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640));
+    UniqueFd fd(::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640));
     if (!fd) return Error::from_errno("open " + path);
     struct stat st{};
     if (::fstat(fd.get(), &st) != 0) return Error::from_errno("stat " + path);
@@ -97,14 +97,14 @@ Result<std::unique_ptr<EventLog>> EventLog::open(const std::string& state_dir, s
                                                   static_cast<uint64_t>(st.st_size), max_bytes));
 }
 
-EventLog::EventLog(std::string path, Fd fd, std::shared_ptr<Shared> shared, uint64_t size, uint64_t max_bytes)
+EventLog::EventLog(std::string path, UniqueFd fd, std::shared_ptr<Shared> shared, uint64_t size, uint64_t max_bytes)
     : path_(std::move(path)), fd_(std::move(fd)), shared_(std::move(shared)), size_(size),
       max_bytes_(max_bytes == 0 ? kDefaultMaxBytes : max_bytes) {}
 
 Status EventLog::rotate_locked() {
     std::string old = path_ + ".1";
     if (::rename(path_.c_str(), old.c_str()) != 0) return Error::from_errno("rotate " + path_);
-    Fd fd(::open(path_.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640));
+    UniqueFd fd(::open(path_.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640));
     if (!fd) return Error::from_errno("open " + path_);
     fd_ = std::move(fd);
     size_ = 0;

@@ -83,11 +83,11 @@ private:
         void push_locked(nlohmann::json ev);  // caller holds mu (or owns Shared alone)
     };
 
-    EventLog(std::string path, Fd fd, std::shared_ptr<Shared> shared, uint64_t size, uint64_t max_bytes);
+    EventLog(std::string path, UniqueFd fd, std::shared_ptr<Shared> shared, uint64_t size, uint64_t max_bytes);
     Status rotate_locked();  // caller holds shared_->mu
 
     std::string path_;
-    Fd fd_;                          // O_APPEND: each line is one write()
+    UniqueFd fd_;                          // O_APPEND: each line is one write()
     std::shared_ptr<Shared> shared_;
     uint64_t size_ = 0;              // bytes in the current file
     uint64_t max_bytes_ = kDefaultMaxBytes;

@@ -9,11 +9,6 @@
 
 namespace smtpgov::svc {
 
-void Fd::reset(int fd) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = fd;
-}
-
 int64_t mono_ms() {
     timespec ts{};
     clock_gettime(CLOCK_MONOTONIC, &ts);

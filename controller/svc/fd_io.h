@@ -1,4 +1,4 @@
-// Owned file descriptors and deadline-bounded socket I/O shared by the control server
+// Deadline-bounded socket I/O shared by the control server
 // and its client. Deadlines are CLOCK_MONOTONIC ms; -1 means wait forever.
 #pragma once
 
@@ -7,29 +7,9 @@
 #include <string_view>
 #include <utility>
 
+#include "core/unique_fd.h"
+
 namespace smtpgov::svc {
-
-class Fd {
-public:
-    Fd() = default;
-    explicit Fd(int fd) : fd_(fd) {}
-    Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-    Fd& operator=(Fd&& o) noexcept {
-        if (this != &o) reset(std::exchange(o.fd_, -1));
-        return *this;
-    }
-    Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
-    ~Fd() { reset(); }
-
-    int get() const { return fd_; }
-    int release() { return std::exchange(fd_, -1); }
-    explicit operator bool() const { return fd_ >= 0; }
-    void reset(int fd = -1);
-
-private:
-    int fd_ = -1;
-};
 
 int64_t mono_ms();
 // Milliseconds left until deadline for poll(): -1 for none, 0 when passed.

@@ -26,7 +26,7 @@ namespace {
 
 // A connected raw client, for what the real client would never send.
 struct RawClient {
-    Fd fd;
+    UniqueFd fd;
     explicit RawClient(const std::string& path) : fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
         sockaddr_un a{};
         a.sun_family = AF_UNIX;
@@ -268,7 +268,7 @@ TEST_F(ControlServerTest, StopWhileStreaming) {
 TEST_F(ControlServerTest, ReplacesStaleSocketButNotALiveServer) {
     std::filesystem::create_directories(dir + "/run/smtpgov");
     {
-        Fd stale(::socket(AF_UNIX, SOCK_STREAM, 0));
+        UniqueFd stale(::socket(AF_UNIX, SOCK_STREAM, 0));
         sockaddr_un a{};
         a.sun_family = AF_UNIX;
         path.copy(a.sun_path, path.size());

@@ -18,6 +18,7 @@
 
 using nlohmann::json;
 using namespace smtpgov::svc;
+using smtpgov::UniqueFd;
 using namespace std::chrono_literals;
 
 namespace {
@@ -74,7 +75,7 @@ private:
         while (!stop_) {
             pollfd p{fd_.get(), POLLIN, 0};
             if (::poll(&p, 1, 50) <= 0) continue;
-            Fd c(::accept4(fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+            UniqueFd c(::accept4(fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
             if (c) serve(c.get());
         }
     }
@@ -106,7 +107,7 @@ private:
         [[maybe_unused]] auto n = ::send(c, resp.data(), resp.size(), MSG_NOSIGNAL);
     }
 
-    Fd fd_;
+    UniqueFd fd_;
     uint16_t port_ = 0;
     std::vector<int> statuses_;
     size_t answered_ = 0;

@@ -1,4 +1,4 @@
-// Facts about the network namespace smtpgov-flood runs in: all read through
+// Facts about the network smtpgov-flood runs in: all read through
 // netns-aware interfaces (ioctl, netlink, /proc/self/net), never /sys.
 #include "flood.h"
 
@@ -20,7 +20,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core/unique_fd.h"
+
 namespace flood {
+
+using smtpgov::UniqueFd;
 
 void fail_errno(const std::string& what, int err)
 {
@@ -28,24 +32,16 @@ void fail_errno(const std::string& what, int err)
 }
 
 namespace {
-struct Fd {
-    int fd;
-    explicit Fd(int f) : fd(f) {}
-    ~Fd() { if (fd >= 0) close(fd); }
-    Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
-};
-
 void ifreq_ioctl(const std::string& ifname, unsigned long req, ifreq& ifr)
 {
     if (ifname.size() >= IFNAMSIZ)
         throw std::invalid_argument("interface name too long: " + ifname);
-    Fd s(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-    if (s.fd < 0)
+    UniqueFd s(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    if (!s)
         fail_errno("socket", errno);
     std::memset(&ifr, 0, sizeof ifr);
     std::memcpy(ifr.ifr_name, ifname.c_str(), ifname.size());
-    if (ioctl(s.fd, req, &ifr) < 0)
+    if (ioctl(s.get(), req, &ifr) < 0)
         fail_errno("interface " + ifname, errno);
 }
 
@@ -134,10 +130,10 @@ Route route6(const Addr& dst)
 void enter_netns(const std::string& name)
 {
     std::string path = name.find('/') == std::string::npos ? "/run/netns/" + name : name;
-    Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (fd.fd < 0)
+    UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd)
         fail_errno("open " + path, errno);
-    if (setns(fd.fd, CLONE_NEWNET) < 0)
+    if (setns(fd.get(), CLONE_NEWNET) < 0)
         fail_errno("setns " + path, errno);
 }
 
@@ -206,8 +202,8 @@ IfStats iface_stats(const std::string& ifname)
 
 std::optional<Mac> neigh_mac(const Addr& addr)
 {
-    Fd s(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
-    if (s.fd < 0)
+    UniqueFd s(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
+    if (!s)
         fail_errno("netlink socket", errno);
     struct {
         nlmsghdr h;
@@ -217,12 +213,12 @@ std::optional<Mac> neigh_mac(const Addr& addr)
     req.h.nlmsg_type = RTM_GETNEIGH;
     req.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
     req.nd.ndm_family = (uint8_t)addr.family;
-    if (send(s.fd, &req, sizeof req, 0) < 0)
+    if (send(s.get(), &req, sizeof req, 0) < 0)
         fail_errno("netlink neighbour dump", errno);
     std::optional<Mac> found;
     std::vector<char> buf(1 << 16);
     for (;;) {
-        ssize_t n = recv(s.fd, buf.data(), buf.size(), 0);
+        ssize_t n = recv(s.get(), buf.data(), buf.size(), 0);
         if (n < 0)
             fail_errno("netlink neighbour dump", errno);
         for (auto* h = (nlmsghdr*)buf.data(); NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {

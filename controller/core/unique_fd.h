@@ -1,11 +1,11 @@
-// Move-only owner of a file descriptor.
+// Move-only owner of a file descriptor (kern, svc, daemon and tools share this one).
 #pragma once
 
 #include <unistd.h>
 
 #include <utility>
 
-namespace smtpgov::kern {
+namespace smtpgov {
 
 class UniqueFd {
 public:
@@ -33,4 +33,4 @@ private:
     int fd_ = -1;
 };
 
-}  // namespace smtpgov::kern
+}  // namespace smtpgov
