@@ -63,28 +63,28 @@ Status erase_stale(Transaction& tx, const kern::Datapath& dp, MapId id, const st
 
 }  // namespace
 
-sg_vm_policy vm_policy_entry(const Policy& p, const Vm& vm, Tier t) {
-    LimitPair l = limits_for(p, vm, t);
+namespace {
+
+// The kernel knows no tier limits: every entry carries the limits of its tier in force.
+sg_vm_policy policy_entry(const Policy& p, LimitPair l, Tier t, uint8_t flags) {
     sg_vm_policy e{};
     e.rate = l.rate;
     e.burst = l.burst;
     e.tier = static_cast<__u8>(t);
     e.over_action = static_cast<__u8>(over_limit_action(p));
     e.block_action = static_cast<__u8>(blocked_action(p));
-    e.flags = SG_VMF_ACTIVE | (vm.addresses.empty() ? 0 : SG_VMF_HAS_ADDRS);
+    e.flags = flags;
     return e;
 }
 
+}  // namespace
+
+sg_vm_policy vm_policy_entry(const Policy& p, const Vm& vm, Tier t) {
+    return policy_entry(p, limits_for(p, vm, t), t, SG_VMF_ACTIVE | (vm.addresses.empty() ? 0 : SG_VMF_HAS_ADDRS));
+}
+
 sg_vm_policy auto_policy_entry(const Policy& p, Tier t) {
-    LimitPair l = default_limits_for(p, t);
-    sg_vm_policy e{};
-    e.rate = l.rate;
-    e.burst = l.burst;
-    e.tier = static_cast<__u8>(t);
-    e.over_action = static_cast<__u8>(over_limit_action(p));
-    e.block_action = static_cast<__u8>(blocked_action(p));
-    e.flags = SG_VMF_ACTIVE;
-    return e;
+    return policy_entry(p, default_limits_for(p, t), t, SG_VMF_ACTIVE);
 }
 
 std::optional<sg_iface> iface_entry(const PlanInputs& in, const std::string& ifname) {
