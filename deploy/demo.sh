@@ -50,8 +50,13 @@ trap 'exit 130' INT TERM
 say "dependencies and build"
 deploy/install-deps.sh
 tests/ensure-bpffs.sh
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" -j"$(nproc)" --target smtpgovd smtpgovctl smtpgov-flood
+echo "building smtpgovd, smtpgovctl and smtpgov-flood into $build/bin (log: $tmp/build.log)"
+if ! { cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo &&
+       cmake --build "$build" -j"$(nproc)" --target smtpgovd smtpgovctl smtpgov-flood; } >"$tmp/build.log" 2>&1; then
+    tail -40 "$tmp/build.log" >&2
+    echo "demo: the build failed (full log above: $tmp/build.log)" >&2
+    exit 1
+fi
 
 say "testbed: hypervisor, 3 VMs, internet (Postfix sink), proxy"
 testbed down >/dev/null 2>&1 || true
@@ -129,8 +134,9 @@ watch_once() {
 import json, os, sys, time
 vms = json.load(open(sys.argv[1]))
 print(time.strftime("%H:%M:%S"), "  ".join(
-    "%s[%s] %5.0f/s pass %d thr %d blk %d" % (v["id"], v["tier"], v.get("rate", 0), v["syn"]["pass"],
-                                               v["syn"]["throttle"], v["syn"]["block"]) for v in vms))
+    "%s[%s] %5.0f/s score %5.0f pass %d thr %d blk %d" % (v["id"], v["tier"], v.get("rate", 0), v.get("score", 0),
+                                                           v["syn"]["pass"], v["syn"]["throttle"], v["syn"]["block"])
+    for v in vms))
 try:
     raw = open(sys.argv[2]).read().strip()
     events = json.loads(raw) if raw.startswith("[") else [json.loads(l) for l in raw.splitlines() if l]
@@ -143,8 +149,12 @@ with open(sys.argv[3], "a") as out:
         if key in seen:
             continue
         out.write(key + "\n")
-        print("         %s %s: %s -> %s (%s)" % (e.get("type"), e.get("vm"), e.get("from"), e.get("to"),
-                                                 e.get("reason", "")))
+        ev = e.get("evidence", {})
+        # kernel timestamps: the burst event of the first over-limit SYN, and the decision
+        took = ("  %.1f ms after the first over-limit SYN" % ((ev["decided_ts_ns"] - ev["trigger_ts_ns"]) / 1e6)
+                if "decided_ts_ns" in ev and "trigger_ts_ns" in ev else "")
+        print("         %s %s: %s -> %s at score %.0f [%s]%s" % (e.get("type"), e.get("vm"), e.get("from"), e.get("to"),
+                                                               e.get("score", 0), e.get("reason", ""), took))
 PY
 }
 while kill -0 "$spam_pid" 2>/dev/null || kill -0 "$mail_pid" 2>/dev/null; do
@@ -176,6 +186,11 @@ s = vm["syn"]
 print("spammer:     %d SYNs sent in %.1f s (%.0f/s, %s); smtpgov passed %d, throttled %d, blocked %d;"
       % (spam["sent"], spam["duration_s"], spam["rate"], spam["method"], s["pass"], s["throttle"], s["block"]))
 print("             %d reached the internet (limit 20/s, burst 40); tier now: %s" % (received, vm["tier"]))
+first = next((t for t in vm.get("tickets", []) if "trigger_ts_ns" in t.get("evidence", {})), None)
+if first:
+    ev = first["evidence"]
+    print("             escalated %s -> %s %.1f ms after its first over-limit SYN"
+          % (first["from"], first["to"], (ev["decided_ts_ns"] - ev["trigger_ts_ns"]) / 1e6))
 print("mail-server: %d messages sent, %d accepted, %d delivered at the sink (reset %d, timed out %d, rejected %d)"
       % (mail["sessions"], mail["ok"], delivered, mail["reset"], mail["timed_out"], mail["rejected"]))
 PY

@@ -3,10 +3,10 @@
 # with an IPv4 /32 (gateway-style LPM entries) and every 10th with a VM interface name.
 # Prints sweep duration (ms; status.sweep.last_ms over several sweeps) and daemon RSS.
 # Targets: sweep <= 50 ms, RSS <= 150 MB. Root; runs in a private network namespace.
-#   bench/scale.sh [N]   (SG_BIN: directory of smtpgovd, default build/bin)
+#   tools/bench/scale.sh [N]   (SG_BIN: directory of smtpgovd, default build/bin)
 set -euo pipefail
 N=${1:-100000}
-SRC=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
+SRC=$(cd "$(dirname "$(readlink -f "$0")")/../.." && pwd)
 BIN=${SG_BIN:-$SRC/build/bin}
 NS=sgscale-$$
 TMP=$(mktemp -d /tmp/sg-scale.XXXXXX)

@@ -3,8 +3,8 @@
 # ring-buffer event, CLOCK_MONOTONIC) to smtpgovd having escalated the VM (transition
 # time, CLOCK_MONOTONIC; both in the tier_change event's evidence). Prints p50/p99 over
 # B bursts (default 20). Target: p99 <= 50 ms. Root; uses the netns testbed.
-#   bench/escalation_latency.sh [BURSTS]   (SG_BIN: build/bin by default)
-source "$(dirname "$(readlink -f "$0")")/../tests/integration/daemon/common.sh"
+#   tools/bench/escalation_latency.sh [BURSTS]   (SG_BIN: build/bin by default)
+source "$(dirname "$(readlink -f "$0")")/../../tests/integration/daemon/common.sh"
 bursts=${1:-20}
 sg_init bnlat
 sg_testbed --vms 2 up >/dev/null
