@@ -48,7 +48,7 @@ int smtpgov_xdp(struct xdp_md *ctx)
 	struct sg_pkt p = {};
 	int res;
 
-	res = sg_parse_frame(data, end, &p);
+	res = sg_parse_frame(data, end, (__u32)(end - data), &p);
 	if (res == SG_RES_NON_SMTP && sg_is_new_smtp(&p))
 		res = SG_RES_SMTP_SYN;
 	sg_count(res);

@@ -31,10 +31,23 @@
 #define SG_TCP_RST 0x04
 #define SG_TCP_ACK 0x10
 
+/*
+ * end bounds every pointer we dereference (the linear data); frame_len is the whole
+ * frame, against which IP lengths are checked: an XDP frame is all linear, but a TC
+ * skb may keep its payload in page fragments beyond end.
+ */
 struct hdr_cursor {
 	void *pos;
 	void *end;
+	void *start;
+	__u32 frame_len;
 };
+
+/* Do `len` bytes from the cursor fit in the frame (linear or not)? */
+static __always_inline int sg_fits_frame(const struct hdr_cursor *c, __u32 len)
+{
+	return (__u64)(c->pos - c->start) + len <= c->frame_len;
+}
 
 struct sg_vlan_hdr {
 	__be16 tci;
@@ -86,7 +99,7 @@ static __always_inline int sg_parse_ipv4(struct hdr_cursor *c, struct iphdr **ip
 		return SG_PARSE_SHORT;
 	hlen = iph->ihl * 4;
 	tot = bpf_ntohs(iph->tot_len);
-	if (c->pos + hlen > c->end || tot < hlen || c->pos + tot > c->end)
+	if (c->pos + hlen > c->end || tot < hlen || !sg_fits_frame(c, tot))
 		return SG_PARSE_SHORT;
 	/* only the first fragment carries the TCP header */
 	if (iph->frag_off & bpf_htons(SG_IP_OFFMASK))
@@ -107,7 +120,7 @@ static __always_inline int sg_parse_ipv6(struct hdr_cursor *c, struct ipv6hdr **
 	if (ip6->version != 6)
 		return SG_PARSE_SHORT;
 	plen = bpf_ntohs(ip6->payload_len);
-	if ((void *)(ip6 + 1) + plen > c->end)
+	if (!sg_fits_frame(c, sizeof(*ip6) + plen))
 		return SG_PARSE_SHORT;
 	c->pos = ip6 + 1;
 	*rem = plen;
@@ -183,13 +196,15 @@ static __always_inline int sg_parse_error(int err)
 }
 
 /*
- * Parse a frame down to TCP. Returns SG_RES_NON_SMTP for a parsed TCP segment
+ * Parse a frame down to TCP; frame_len is its full length (XDP: data_end - data;
+ * TC: skb->len, which counts paged data too). Returns SG_RES_NON_SMTP for a parsed TCP segment
  * (the caller decides whether it is a new SMTP connection), otherwise the final
  * sg_result of the frame.
  */
-static __always_inline int sg_parse_frame(void *data, void *data_end, struct sg_pkt *p)
+static __always_inline int sg_parse_frame(void *data, void *data_end, __u32 frame_len,
+					  struct sg_pkt *p)
 {
-	struct hdr_cursor c = { .pos = data, .end = data_end };
+	struct hdr_cursor c = { .pos = data, .end = data_end, .start = data, .frame_len = frame_len };
 	int proto, i;
 
 	proto = sg_parse_eth(&c, &p->eth);

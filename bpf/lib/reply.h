@@ -129,7 +129,7 @@ static __always_inline int sg_tc_reply(struct __sk_buff *skb)
 	__u16 code = 0;
 	int kind;
 
-	if (sg_parse_frame(data, end, &p) != SG_RES_NON_SMTP)
+	if (sg_parse_frame(data, end, skb->len, &p) != SG_RES_NON_SMTP)
 		return TC_ACT_OK;
 	if (!sg_is_smtp_port(bpf_ntohs(p.tcp->source)))
 		return TC_ACT_OK;
