@@ -246,8 +246,10 @@ void Engine::on_event(Session& s, uint32_t ev)
             return;
         if (n < 0) {
             int e = errno;
-            if (s.step == Step::Quit && s.accepted)
-                finish(s, Outcome::Ok);
+            // at QUIT the outcome is decided (accepted, or refused with a 4xx/5xx); a server
+            // that hung up after refusing answers our QUIT with a reset
+            if (s.step == Step::Quit)
+                finish(s, s.accepted ? Outcome::Ok : Outcome::Rejected);
             else
                 finish(s, e == ECONNRESET ? Outcome::Reset : Outcome::Error, std::string("recv: ") + std::strerror(e));
             return;
