@@ -99,8 +99,8 @@ int main(int argc, char** argv) {
 
     auto d = Daemon::start(inv->config);
     if (!d) {
-        log::error(d.error().message);
-        return fail(kExitRuntime, d.error().message);
+        log::error(d.error().message);  // stderr, with the journal's level prefix
+        return kExitRuntime;
     }
     return (*d)->run();
 }
