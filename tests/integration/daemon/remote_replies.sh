@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# What remote servers answer feeds the governor: a VM whose SMTP sessions are refused by
+# a blocklisting server (real replies from ../shared/data/smtp-rejections.tsv) gets its
+# 5xx replies counted by the TC return-path program, earns a reputation from them alone
+# (it never exceeds its rate), is escalated, and the ticket carries the sampled reply
+# lines as evidence; the ticket is also POSTed to the configured webhook.
+source "$(dirname "$(readlink -f "$0")")/common.sh"
+sg_init dmrep
+sg_testbed --vms 2 up
+eval "$(sg_testbed env)"
+
+# a blocklisting MX in the internet namespace: it refuses every client in its greeting
+rejector=203.0.113.99
+ip -n "$SG_NS_INET" addr add "$rejector/32" dev eth0
+cut -f2 "$SG_SRC/tests/bpf/data/smtp-rejections.tsv" | grep -v '^#' | head -5 >"$SG_TMP/replies.txt"
+ip netns exec "$SG_NS_INET" python3 - "$rejector" "$SG_TMP/replies.txt" <<'PY' &
+import socket, sys
+lines = [l.strip() for l in open(sys.argv[2]) if l.strip()]
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind((sys.argv[1], 25))
+srv.listen(64)
+srv.settimeout(60)                       # bounded: the test is over long before
+n = 0
+while True:
+    try:
+        c, (peer, _) = srv.accept()
+    except socket.timeout:
+        break
+    text = lines[n % len(lines)].replace("1.2.3.4", peer)
+    c.sendall(("554 " + text + "\r\n").encode())
+    c.close()
+    n += 1
+PY
+sg_on_exit "kill $! 2>/dev/null"
+
+# the webhook receiver, on the hypervisor's loopback where smtpgovd runs
+hook_port=$((20000 + RANDOM % 20000))
+nsenter --net="/run/netns/$SG_NS_HV" python3 - "$hook_port" "$SG_TMP/hook.jsonl" <<'PY' &
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with open(sys.argv[2], "ab") as f:
+            f.write(body.replace(b"\n", b" ") + b"\n")
+        self.send_response(200)
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+import time
+s = http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H)
+s.timeout = 1
+end = time.time() + 120                  # bounded: the test is over long before
+while time.time() < end:
+    s.handle_request()
+PY
+sg_on_exit "kill $! 2>/dev/null"
+
+# remote rejections alone escalate: 2 points each, steered at 40; the tiers keep the
+# VM's own limits so that escalation does not stop the sessions under test
+cat >"$SG_TMP/policy.json" <<JSON
+{
+  "tiers": {"throttled": {"rate": 100, "burst": 100}, "steered": {"rate": 100, "burst": 100}},
+  "reputation": {"half_life_s": 600, "thresholds": {"throttled": 20, "steered": 40, "blocked": 100000},
+                 "weights": {"remote_reject": 2}},
+  "vms": [
+    {"id": "sender", "tenant": "acme", "interface": "$SG_VM1_IF", "addresses": ["$SG_VM1_V4/32"], "rate": 20, "burst": 40},
+    {"id": "quiet", "tenant": "acme", "interface": "$SG_VM2_IF", "addresses": ["$SG_VM2_V4/32"]}
+  ]
+}
+JSON
+sg_write_config "$SG_TMP/smtpgovd.json" "$SG_TMP/policy.json" "$SG_VM1_IF" "$SG_VM2_IF"
+python3 - "$SG_TMP/smtpgovd.json" "http://127.0.0.1:$hook_port/tickets" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1])); c["webhook_url"] = sys.argv[2]
+json.dump(c, open(sys.argv[1], "w"))
+PY
+sg_daemon_start "$SG_TMP/smtpgovd.json"
+
+sessions=$(sg_flood --netns "$SG_VM1_NS" smtp --dst "$rejector" --rate 10 --count 30 --timeout 3 --json)
+log "sessions: $sessions"
+assert_eq "$(json rejected <<<"$sessions")" 30 "sessions refused by the blocklisting MX"
+
+vm=$(sg_vm_wait sender replies.5xx 30 5)
+log "sender: $vm"
+assert_eq "$(json replies.5xx <<<"$vm")" 30 "5xx replies counted on the return path"
+assert_eq "$(json replies.synack <<<"$vm")" 30 "SYN-ACKs counted on the return path"
+assert_eq "$(json syn.throttle <<<"$vm")" 0 "SYNs throttled (the VM stayed within its rate)"
+sgd_wait_tier sender steered 5 || fail "remote rejections did not escalate the VM: $(sg_vm sender)"
+assert_eq "$(json tier <<<"$(sg_vm quiet)")" ok "the other VM's tier"
+
+ticket=$(python3 -c '
+import json, sys
+for line in open(sys.argv[1]):
+    e = json.loads(line)
+    if e["type"] == "ticket" and e["vm"] == "sender" and e["to"] == "steered": print(json.dumps(e)); break' \
+    "$SG_TMP/state/events.jsonl")
+[[ -n $ticket ]] || fail "no ticket for the escalation to steered"
+log "ticket: $ticket"
+assert_eq "$(json tenant <<<"$ticket")" acme "ticket tenant"
+samples=$(python3 -c 'import json,sys; print("\n".join(json.loads(sys.argv[1])["evidence"]["samples"]))' "$ticket")
+grep -q "^554 " <<<"$samples" || fail "ticket evidence has no sampled 554 reply: $samples"
+grep -q "$SG_VM1_V4" <<<"$samples" || fail "sampled replies do not name the VM's address: $samples"
+grep -qE "Spamhaus|Trend Micro RBL\+" <<<"$samples" || fail "sampled replies name no blocklist: $samples"
+
+# the webhook got the same ticket (delivered off the sweep thread, with retries)
+for ((i = 0; i < 50; i++)); do [[ -s $SG_TMP/hook.jsonl ]] && break; sleep 0.1; done
+[[ -s $SG_TMP/hook.jsonl ]] || fail "the webhook received nothing"
+hook=$(head -1 "$SG_TMP/hook.jsonl")
+log "webhook: $hook"
+assert_eq "$(json vm <<<"$hook")" sender "webhook ticket VM"
+assert_eq "$(json to <<<"$hook")" steered "webhook ticket tier"
+assert_eq "$(json type <<<"$hook")" ticket "webhook event type"
+
+sg_daemon_stop
+sg_testbed down
+sg_assert_clean
