@@ -9,6 +9,7 @@
 #include <cmath>
 #include <set>
 
+#include "core/blocklists.h"
 #include "daemon/daemon.h"
 #include "daemon/log.h"
 #include "metrics/exporter.h"
@@ -183,7 +184,8 @@ void Daemon::on_transition(const Transition& t) {
     if (auto it = vm_index_.find(t.vm); it != vm_index_.end()) e.tenant = policy_.vms[it->second].tenant;
     if (VmRuntime* rt = runtime(t.vm)) {
         e.evidence = {{"rate", rt->rate}, {"syn", syn_json(rt->last)}, {"spoofed", rt->last.spoofed},
-                      {"replies", replies_json(rt->last)}, {"samples", rt->samples}};
+                      {"replies", replies_json(rt->last)}, {"samples", rt->samples},
+                      {"blocklists", blocklists_named(rt->samples)}, {"refusals", policies_named(rt->samples)}};
         if (t.to > t.from && rt->trigger_ns) {
             // CLOCK_MONOTONIC both: the over-limit event that started this, and now
             e.evidence["trigger_ts_ns"] = rt->trigger_ns;
