@@ -52,7 +52,7 @@ deploy/install-deps.sh
 tests/ensure-bpffs.sh
 echo "building smtpgovd, smtpgovctl and smtpgov-flood into $build/bin (log: $tmp/build.log)"
 if ! { cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo &&
-       cmake --build "$build" -j"$(nproc)" --target smtpgovd smtpgovctl smtpgov-flood; } >"$tmp/build.log" 2>&1; then
+       cmake --build "$build" -j"$(nproc)" --target smtpgovd smtpgovctl smtpgov-flood xdp_pass_bpf_gen; } >"$tmp/build.log" 2>&1; then
     tail -40 "$tmp/build.log" >&2
     echo "demo: the build failed (full log above: $tmp/build.log)" >&2
     exit 1

@@ -22,12 +22,15 @@
 # only the testbed ranges back (no default route), so replies to spoofed sources die
 # there instead of looping.
 #
-# veth settings for XDP: GRO is switched on at BOTH ends of every VM link. A veth
-# only accepts XDP frames (XDP_TX, ndo_xdp_xmit) when the receiving end runs NAPI,
-# which it does when it has an XDP program or GRO enabled: GRO on the hypervisor end
-# lets smtpgov-flood's live frames (XDP_TX out of the VM's eth0) arrive even when no
-# governor is attached (or it is attached in generic mode); GRO on the VM end lets
-# smtpgov's XDP_TX (RSTs back to the VM) arrive.
+# veth settings for XDP: a veth only accepts XDP frames (XDP_TX, ndo_xdp_xmit) when
+# the receiving end runs NAPI, which it does when it has an XDP program or GRO
+# enabled. GRO on the hypervisor end lets smtpgov-flood's live frames (XDP_TX out of
+# the VM's eth0) arrive even when no governor is attached (or it is in generic mode).
+# The VM end runs a pass-through XDP program (bpf/xdp_pass.bpf.c), standing in for a
+# guest's virtio NIC, to which a tap delivers XDP_TX frames: with GRO alone the
+# frames smtpgov sends back with XDP_TX (RSTs for refused SYNs) are accepted by the
+# veth but never reach the VM's stack (measured on 6.18), and a blocked VM's MTA would
+# wait for SYN timeouts instead of failing fast.
 #
 # VLAN VM (--vlan-vm I): the link of VM I carries 802.1Q-tagged frames (VLAN ID,
 # default 100). This kernel has neither 8021q nor bridge VLAN filtering, so the tag is
@@ -45,6 +48,7 @@ nvms=${SG_VMS:-3}
 vlan_vm=${SG_VLAN_VM:-0}
 vlan_id=${SG_VLAN_ID:-100}
 flood=${SG_FLOOD:-$root/build/bin/smtpgov-flood}
+xdp_pass=${SG_XDP_PASS_OBJ:-$(dirname "$flood")/../bpf-gen/xdp_pass.bpf.o}
 
 die() { echo "testbed: $*" >&2; exit 1; }
 usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
@@ -172,6 +176,9 @@ up_vm() {
     nsx "$ns" ip link set eth0 up
     gro_on "$ns_hv" "$hvif"
     gro_on "$ns" eth0
+    [[ -f $xdp_pass ]] || die "the VMs' NICs need $xdp_pass (build target xdp_pass_bpf_gen) or SG_XDP_PASS_OBJ"
+    nsx "$ns" ip link show eth0 | grep -q 'xdp' ||
+        nsx "$ns" ip link set dev eth0 xdpdrv obj "$xdp_pass" sec xdp
     nsx "$ns" ip route replace default via "$(hv_v4 "$i")"
     nsx "$ns" ip -6 route replace default via "$(hv_v6 "$i")"
     pin_gateway "$ns" eth0 "$ns_hv" "$hvif" "$(hv_v4 "$i")" "$(hv_v6 "$i")"

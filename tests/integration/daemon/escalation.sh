@@ -32,6 +32,20 @@ for line in open(sys.argv[1]):
     if e["type"] == "tier_change" and e["vm"] == "spammer" and "trigger_ts_ns" in e["evidence"]:
         print((e["evidence"]["decided_ts_ns"] - e["evidence"]["trigger_ts_ns"]) // 1000000); break' "$SG_TMP/state/events.jsonl")
 assert_le "$first" 100 "ms from the first over-limit SYN to the first escalation"
+# blocked means reset: the VM's own stack gets the RST built by XDP and fails at once
+# (an MTA queues the mail instead of waiting for SYN timeouts)
+outcome=$(ip netns exec "$SG_VM2_NS" python3 -c '
+import socket, sys, time
+t = time.monotonic()
+try:
+    socket.create_connection((sys.argv[1], 25), timeout=3).close(); print("connected")
+except ConnectionRefusedError:
+    print("refused %d" % ((time.monotonic() - t) * 1000))
+except OSError as e:
+    print("error %s" % e)' "${SG_INET_V4[0]}")
+log "a real connect() from the blocked VM: $outcome"
+[[ $outcome == refused* ]] || fail "the blocked VM's connect was not refused by the RST: $outcome"
+assert_le "${outcome#refused }" 500 "ms until the blocked VM's connect() is refused"
 
 # recovery: 2 s half-life, 1 s dwell; one tier at a time down to ok
 sgd_wait_tier spammer ok 60 || fail "spammer did not recover: $(sg_vm spammer)"
