@@ -41,7 +41,9 @@ struct Route { std::string ifname; std::optional<Addr> gateway; };
 Route route_to(const Addr& dst);                 // from /proc/self/net/{route,ipv6_route}
 std::optional<Addr> iface_addr(const std::string& ifname, int family);
 std::optional<Mac> neigh_mac(const Addr& addr); // netlink neighbour dump, any device
-struct IfStats { uint64_t tx_packets = 0, tx_dropped = 0; };
+// tx_dropped: the device's drops; xdp_xmit_errors: frames sent with XDP_TX/ndo_xdp_xmit
+// that the driver refused (a veth whose peer ring is full), from its ethtool statistics.
+struct IfStats { uint64_t tx_packets = 0, tx_dropped = 0, xdp_xmit_errors = 0; };
 IfStats iface_stats(const std::string& ifname);
 
 // ---- common options ----------------------------------------------------------

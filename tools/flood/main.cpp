@@ -91,6 +91,8 @@ void print_human(const nlohmann::json& j)
                   << j["method"].get<std::string>() << " on " << j["iface"].get<std::string>();
         if (j["vlan"].get<int>())
             std::cout << " vlan " << j["vlan"];
+        if (j.contains("iface_xdp_xmit_errors") && j["iface_xdp_xmit_errors"].get<uint64_t>())
+            std::cout << ", " << j["iface_xdp_xmit_errors"] << " refused by the device (XDP transmit ring full)";
         if (j["iface_tx_dropped"].get<uint64_t>())
             std::cout << ", " << j["iface_tx_dropped"] << " dropped by the device";
         std::cout << "\n";

@@ -16,6 +16,10 @@
 #include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <sched.h>
+#include <linux/ethtool.h>
+#include <linux/sockios.h>
+#include <string_view>
+#include <vector>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -183,6 +187,52 @@ std::optional<Addr> iface_addr(const std::string& ifname, int family)
     return found;
 }
 
+namespace {
+
+// Sum of the ethtool statistics of a device whose names end with `suffix` (veth keeps
+// them per queue: tx_queue_0_xdp_xmit_errors, ...); 0 when the driver has none.
+uint64_t ethtool_stat_sum(const std::string& ifname, std::string_view suffix)
+{
+    UniqueFd s(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    if (!s || ifname.size() >= IFNAMSIZ)
+        return 0;
+    ifreq ifr{};
+    std::memcpy(ifr.ifr_name, ifname.c_str(), ifname.size());
+    auto call = [&](void* data) {
+        ifr.ifr_data = static_cast<char*>(data);
+        return ioctl(s.get(), SIOCETHTOOL, &ifr) == 0;
+    };
+    // ethtool_sset_info ends in a flexible array: one __u32 follows for one set
+    std::vector<uint64_t> sset_buf((sizeof(ethtool_sset_info) + sizeof(uint32_t) + 7) / 8);
+    auto* sset = reinterpret_cast<ethtool_sset_info*>(sset_buf.data());
+    sset->cmd = ETHTOOL_GSSET_INFO;
+    sset->sset_mask = 1ULL << ETH_SS_STATS;
+    if (!call(sset) || !(sset->sset_mask & (1ULL << ETH_SS_STATS)) || sset->data[0] == 0)
+        return 0;
+    const uint32_t n = sset->data[0];
+    std::vector<uint64_t> names((sizeof(ethtool_gstrings) + size_t(n) * ETH_GSTRING_LEN + 7) / 8);
+    auto* gs = reinterpret_cast<ethtool_gstrings*>(names.data());
+    gs->cmd = ETHTOOL_GSTRINGS;
+    gs->string_set = ETH_SS_STATS;
+    gs->len = n;
+    std::vector<uint64_t> values((sizeof(ethtool_stats) + 7) / 8 + n);
+    auto* st = reinterpret_cast<ethtool_stats*>(values.data());
+    st->cmd = ETHTOOL_GSTATS;
+    st->n_stats = n;
+    if (!call(gs) || !call(st))
+        return 0;
+    uint64_t sum = 0;
+    for (uint32_t i = 0; i < n && i < st->n_stats; ++i) {
+        const char* raw = reinterpret_cast<const char*>(gs->data) + size_t(i) * ETH_GSTRING_LEN;
+        std::string_view name(raw, strnlen(raw, ETH_GSTRING_LEN));
+        if (name.size() >= suffix.size() && name.substr(name.size() - suffix.size()) == suffix)
+            sum += st->data[i];
+    }
+    return sum;
+}
+
+} // namespace
+
 IfStats iface_stats(const std::string& ifname)
 {
     ifaddrs* ifa = nullptr;
@@ -197,6 +247,7 @@ IfStats iface_stats(const std::string& ifname)
         }
     }
     freeifaddrs(ifa);
+    st.xdp_xmit_errors = ethtool_stat_sum(ifname, "_xdp_xmit_errors");
     return st;
 }
 

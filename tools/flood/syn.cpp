@@ -361,6 +361,7 @@ nlohmann::json run_syn(const SynOptions& o)
         {"duration_s", elapsed},
         {"rate", elapsed > 0 ? (double)pacer.total() / elapsed : 0.0},
         {"iface_tx_dropped", after.tx_dropped - before.tx_dropped},
+        {"iface_xdp_xmit_errors", after.xdp_xmit_errors - before.xdp_xmit_errors},
     };
     if (!fallback_reason.empty())
         j["fallback_reason"] = fallback_reason;
