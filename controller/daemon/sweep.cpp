@@ -241,6 +241,8 @@ void Daemon::on_event(const sg_event& ev) {
     if (!rt) return;
     if (ev.type == SG_EV_REPLY) {
         std::string line(ev.text, std::min<size_t>(ev.text_len, SG_REPLY_TEXT_MAX));
+        if (auto r = recognise_refusal(line); r && r->kind == Refusal::Kind::Blocklist && metrics_)
+            metrics_->count_blocklist_sample(r->name);
         rt->samples.push_back(std::move(line));
         if (rt->samples.size() > kMaxSamples) rt->samples.erase(rt->samples.begin());
         return;

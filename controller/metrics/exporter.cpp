@@ -27,6 +27,11 @@ MetricsExporter::MetricsExporter(const std::string& listen, MetricsOptions opts)
                     .Name("smtpgov_tickets_total")
                     .Help("Abuse tickets written, by reason")
                     .Register(*registry_);
+    blocklist_samples_ = &prometheus::BuildCounter()
+                              .Name("smtpgov_remote_blocklist_samples_total")
+                              .Help("Sampled remote SMTP rejections (at most 10/s per VM) naming a blocklist, "
+                                    "by blocklist: the host's addresses are being listed")
+                              .Register(*registry_);
     // A sweep is a batched map read: expected in the 100 us .. 100 ms range.
     sweep_ = &prometheus::BuildHistogram()
                   .Name("smtpgov_sweep_duration_seconds")
@@ -59,6 +64,10 @@ void MetricsExporter::observe_sweep(double seconds) { sweep_->Observe(seconds); 
 
 void MetricsExporter::count_ticket(std::string_view reason) {
     tickets_->Add({{"reason", std::string(reason)}}).Increment();
+}
+
+void MetricsExporter::count_blocklist_sample(std::string_view blocklist) {
+    blocklist_samples_->Add({{"blocklist", std::string(blocklist)}}).Increment();
 }
 
 int MetricsExporter::port() const {

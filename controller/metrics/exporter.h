@@ -50,6 +50,9 @@ public:
     void observe_sweep(double seconds);
     // Counts one ticket: smtpgov_tickets_total{reason}. Keep reasons a small fixed set.
     void count_ticket(std::string_view reason);
+    // Counts one sampled remote rejection line that names a blocklist:
+    // smtpgov_remote_blocklist_samples_total{blocklist} (names from core/blocklists).
+    void count_blocklist_sample(std::string_view blocklist);
 
     // The port actually bound (useful with port 0).
     int port() const;
@@ -58,6 +61,7 @@ private:
     std::shared_ptr<prometheus::Registry> registry_;
     std::shared_ptr<SnapshotCollector> collector_;
     prometheus::Family<prometheus::Counter>* tickets_ = nullptr;
+    prometheus::Family<prometheus::Counter>* blocklist_samples_ = nullptr;
     prometheus::Histogram* sweep_ = nullptr;
     std::unique_ptr<prometheus::Exposer> exposer_;
 };

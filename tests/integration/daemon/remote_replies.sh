@@ -106,6 +106,12 @@ log "blocklists named in the ticket: $lists"
 [[ $lists == *"Spamhaus XBL"* || $lists == *"Spamhaus PBL"* || $lists == *"Trend Micro RBL+"* ]] ||
     fail "the ticket names no blocklist: $lists"
 
+# and Prometheus hears that the host is being blocklisted
+metrics=$(nsenter --net="/run/netns/$SG_NS_HV" curl -sf "http://$SG_METRICS/metrics" | grep '^smtpgov_remote_blocklist_samples_total')
+log "metrics: $(tr '\n' ' ' <<<"$metrics")"
+grep -qE 'blocklist="(Spamhaus XBL|Spamhaus PBL|Trend Micro RBL\+)"} [1-9]' <<<"$metrics" ||
+    fail "smtpgov_remote_blocklist_samples_total counts no blocklist"
+
 # the webhook got the same ticket (delivered off the sweep thread, with retries)
 for ((i = 0; i < 50; i++)); do [[ -s $SG_TMP/hook.jsonl ]] && break; sleep 0.1; done
 [[ -s $SG_TMP/hook.jsonl ]] || fail "the webhook received nothing"

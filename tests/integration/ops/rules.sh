@@ -10,7 +10,7 @@ promtool check config "$prom/prometheus.yml"
 promtool check rules "$prom/smtpgov.rules.yml"
 (cd "$prom" && promtool test rules smtpgov.rules.test.yml)
 
-python3 - "$src/deploy/grafana/smtpgov.json" "$prom/smtpgov.rules.yml" <<'PY'
+python3 - "$src/deploy/grafana/smtpgov.json" "$prom/smtpgov.rules.yml" "$src" <<'PY'
 import json, re, sys
 d = json.load(open(sys.argv[1]))
 vars_ = {v["name"]: v for v in d["templating"]["list"]}
@@ -29,8 +29,11 @@ for p in d["panels"]:
         assert re.search(r"smtpgov_|\bup\b", t["expr"]), t["expr"]
 # every metric the rules use is one the exporter serves (or Prometheus' own up)
 rules = open(sys.argv[2]).read()
-served = {"smtpgov_vm_tier", "smtpgov_smtp_syn_total", "smtpgov_tickets_total", "smtpgov_map_entries",
-          "smtpgov_map_capacity", "smtpgov_ringbuf_events_lost_total"}
+import glob
+served = set()
+for src in glob.glob(sys.argv[3] + "/controller/metrics/*.cpp"):
+    served |= set(re.findall(r'"(smtpgov_[a-z_]+)"', open(src).read()))
+assert "smtpgov_smtp_syn_total" in served, "exporter sources not found"
 used = set(re.findall(r"smtpgov_[a-z_]+", rules))
 assert used <= served, used - served
 print(f"dashboard: {len(d['panels'])} panels ok; rules use {sorted(used)}")
