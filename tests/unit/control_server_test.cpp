@@ -173,6 +173,17 @@ TEST_F(ControlServerTest, ConnectionsBeyondTheBoundAreTurnedAway) {
     EXPECT_NE(r["error"].get<std::string>().find("busy"), std::string::npos);
 }
 
+// In a forked child of this threaded process (async-signal-safe calls only): become
+// uid/gid 65534 (or _exit(10)) and connect to the socket; -1 with errno on failure.
+static int connect_as_nobody(const std::string& path) {
+    if (setgid(65534) != 0 || setuid(65534) != 0) _exit(10);
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    for (size_t i = 0; i < path.size(); ++i) a.sun_path[i] = path[i];
+    return connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 ? fd : -1;
+}
+
 TEST_F(ControlServerTest, NonRootPeerIsRefused) {
     start();
     // Let uid 65534 reach the socket at all, so that SO_PEERCRED is what refuses it.
@@ -182,13 +193,8 @@ TEST_F(ControlServerTest, NonRootPeerIsRefused) {
     pid_t pid = fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) {
-        // Child of a threaded process: only async-signal-safe calls until _exit.
-        if (setgid(65534) != 0 || setuid(65534) != 0) _exit(10);
-        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-        sockaddr_un a{};
-        a.sun_family = AF_UNIX;
-        for (size_t i = 0; i < path.size(); ++i) a.sun_path[i] = path[i];
-        if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) _exit(11);
+        int fd = connect_as_nobody(path);
+        if (fd < 0) _exit(11);
         const char req[] = "{\"cmd\":\"status\"}\n";
         if (write(fd, req, sizeof req - 1) != static_cast<ssize_t>(sizeof req - 1)) _exit(12);
         static char buf[4096];
@@ -211,12 +217,7 @@ TEST_F(ControlServerTest, SocketModeKeepsNonRootOut) {
     pid_t pid = fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) {
-        if (setgid(65534) != 0 || setuid(65534) != 0) _exit(10);
-        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-        sockaddr_un a{};
-        a.sun_family = AF_UNIX;
-        for (size_t i = 0; i < path.size(); ++i) a.sun_path[i] = path[i];
-        _exit(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 && errno == EACCES ? 0 : 11);
+        _exit(connect_as_nobody(path) < 0 && errno == EACCES ? 0 : 11);
     }
     int status = 0;
     ASSERT_EQ(waitpid(pid, &status, 0), pid);
