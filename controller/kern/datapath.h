@@ -15,18 +15,12 @@
 #include "core/result.h"
 #include "kern/bpffs.h"
 #include "core/unique_fd.h"
+#include "kern/map_ids.h"
 
 struct smtpgov_bpf;
 
 namespace smtpgov::kern {
 
-enum class MapId : unsigned {
-    Ifaces, VmV4, VmV6, VmPolicy, Defaults, VmBucket, VmStats, Auto, AutoPolicy, Global, Events, IfacesBig, Count
-};
-inline constexpr std::array<std::string_view, static_cast<size_t>(MapId::Count)> kMapNames{
-    "sg_ifaces", "sg_vm_v4", "sg_vm_v6", "sg_vm_policy", "sg_defaults", "sg_vm_bucket",
-    "sg_vm_stats", "sg_auto", "sg_auto_policy", "sg_global", "sg_events", "sg_ifaces_big"};
-constexpr std::string_view map_name(MapId id) { return kMapNames[static_cast<size_t>(id)]; }
 
 inline constexpr std::string_view kXdpProgName = "smtpgov_xdp";
 inline constexpr std::string_view kTcProgName = "smtpgov_tc_reply";

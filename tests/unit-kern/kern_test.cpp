@@ -70,7 +70,7 @@ TEST_F(KernTest, NewMapsArePinnedOnlyOnCommitAndAdoptedOnReload) {
         uint32_t slot = 3;
         ASSERT_TRUE(map_update(dp, MapId::VmPolicy, &slot, &p).ok());
         ASSERT_TRUE(dp.commit_pins().ok());
-        for (auto name : kMapNames) EXPECT_TRUE(exists(dp.pins().map(name))) << name;
+        for (const auto& m : kMaps) EXPECT_TRUE(exists(dp.pins().map(m.name))) << m.name;
     }
     Datapath again = load();
     EXPECT_TRUE(again.adopted());

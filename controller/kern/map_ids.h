@@ -1,0 +1,42 @@
+// The one table of smtpgov's kernel maps: the id the controller uses, the name in the
+// BPF object (and under <bpffs>/maps), and the capacity status and metrics report.
+// No libbpf here, so pure-logic code and unit tests can name maps too.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "smtpgov/abi.h"
+
+namespace smtpgov::kern {
+
+enum class MapId : unsigned {
+    Ifaces, VmV4, VmV6, VmPolicy, Defaults, VmBucket, VmStats, Auto, AutoPolicy, Global, Events, IfacesBig, Count
+};
+
+struct MapInfo {
+    MapId id;
+    std::string_view name;
+    uint32_t capacity;  // 0: sized at load (max_vms) or not a keyed map
+};
+
+inline constexpr std::array<MapInfo, static_cast<size_t>(MapId::Count)> kMaps{{
+    {MapId::Ifaces, "sg_ifaces", SG_MAX_IFACES},
+    {MapId::VmV4, "sg_vm_v4", SG_MAX_PREFIXES},
+    {MapId::VmV6, "sg_vm_v6", SG_MAX_PREFIXES},
+    {MapId::VmPolicy, "sg_vm_policy", 0},
+    {MapId::Defaults, "sg_defaults", SG_DEFAULTS_MAX},
+    {MapId::VmBucket, "sg_vm_bucket", 0},
+    {MapId::VmStats, "sg_vm_stats", 0},
+    {MapId::Auto, "sg_auto", SG_MAX_AUTO},
+    {MapId::AutoPolicy, "sg_auto_policy", SG_MAX_AUTO},
+    {MapId::Global, "sg_global", SG_RES_MAX},
+    {MapId::Events, "sg_events", 0},
+    {MapId::IfacesBig, "sg_ifaces_big", SG_MAX_IFACES_BIG},
+}};
+
+constexpr std::string_view map_name(MapId id) { return kMaps[static_cast<size_t>(id)].name; }
+
+}  // namespace smtpgov::kern
