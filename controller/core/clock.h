@@ -2,11 +2,21 @@
 // restart, so the controller's reputation runs on wall time, and tests on a ManualClock.
 #pragma once
 
+#include <time.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 
 namespace smtpgov {
+
+// CLOCK_MONOTONIC in ns: the clock of bpf_ktime_get_ns() and of sg_event.ts_ns, and the
+// one every interval, timeout and latency in smtpgov is measured on.
+inline uint64_t mono_ns() {
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
 
 struct Clock {
     virtual ~Clock() = default;
