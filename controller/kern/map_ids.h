@@ -19,22 +19,24 @@ enum class MapId : unsigned {
 struct MapInfo {
     MapId id;
     std::string_view name;
-    uint32_t capacity;  // 0: sized at load (max_vms) or not a keyed map
+    uint32_t capacity;    // 0: sized at load (max_vms) or not a keyed map
+    uint32_t key_size;    // 0: no keys (ring buffer)
+    uint32_t value_size;  // per CPU for per-CPU maps
 };
 
 inline constexpr std::array<MapInfo, static_cast<size_t>(MapId::Count)> kMaps{{
-    {MapId::Ifaces, "sg_ifaces", SG_MAX_IFACES},
-    {MapId::VmV4, "sg_vm_v4", SG_MAX_PREFIXES},
-    {MapId::VmV6, "sg_vm_v6", SG_MAX_PREFIXES},
-    {MapId::VmPolicy, "sg_vm_policy", 0},
-    {MapId::Defaults, "sg_defaults", SG_DEFAULTS_MAX},
-    {MapId::VmBucket, "sg_vm_bucket", 0},
-    {MapId::VmStats, "sg_vm_stats", 0},
-    {MapId::Auto, "sg_auto", SG_MAX_AUTO},
-    {MapId::AutoPolicy, "sg_auto_policy", SG_MAX_AUTO},
-    {MapId::Global, "sg_global", SG_RES_MAX},
-    {MapId::Events, "sg_events", 0},
-    {MapId::IfacesBig, "sg_ifaces_big", SG_MAX_IFACES_BIG},
+    {MapId::Ifaces, "sg_ifaces", SG_MAX_IFACES, sizeof(__u32), sizeof(sg_iface)},
+    {MapId::VmV4, "sg_vm_v4", SG_MAX_PREFIXES, sizeof(sg_lpm_v4), sizeof(__u32)},
+    {MapId::VmV6, "sg_vm_v6", SG_MAX_PREFIXES, sizeof(sg_lpm_v6), sizeof(__u32)},
+    {MapId::VmPolicy, "sg_vm_policy", 0, sizeof(__u32), sizeof(sg_vm_policy)},
+    {MapId::Defaults, "sg_defaults", SG_DEFAULTS_MAX, sizeof(__u32), sizeof(sg_vm_policy)},
+    {MapId::VmBucket, "sg_vm_bucket", 0, sizeof(__u32), sizeof(sg_bucket)},
+    {MapId::VmStats, "sg_vm_stats", 0, sizeof(__u32), sizeof(sg_vm_stats)},
+    {MapId::Auto, "sg_auto", SG_MAX_AUTO, sizeof(sg_auto_key), sizeof(sg_auto_vm)},
+    {MapId::AutoPolicy, "sg_auto_policy", SG_MAX_AUTO, sizeof(sg_auto_key), sizeof(sg_vm_policy)},
+    {MapId::Global, "sg_global", SG_RES_MAX, sizeof(__u32), sizeof(__u64)},
+    {MapId::Events, "sg_events", 0, 0, 0},
+    {MapId::IfacesBig, "sg_ifaces_big", SG_MAX_IFACES_BIG, sizeof(__u32), sizeof(sg_iface)},
 }};
 
 constexpr std::string_view map_name(MapId id) { return kMaps[static_cast<size_t>(id)].name; }
