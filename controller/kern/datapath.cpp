@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <utility>
 
 #include "smtpgov/abi.h"
@@ -13,17 +14,58 @@
 namespace smtpgov::kern {
 namespace {
 
-bpf_map* find_map(smtpgov_bpf* skel, MapId id) {
-    return bpf_object__find_map_by_name(skel->obj, std::string(map_name(id)).c_str());
+// The skeleton's typed member for each map id (kMaps); open_skeleton checks the names.
+bpf_map* skel_map(const smtpgov_bpf* s, MapId id) {
+    switch (id) {
+    case MapId::Ifaces: return s->maps.sg_ifaces;
+    case MapId::VmV4: return s->maps.sg_vm_v4;
+    case MapId::VmV6: return s->maps.sg_vm_v6;
+    case MapId::VmPolicy: return s->maps.sg_vm_policy;
+    case MapId::Defaults: return s->maps.sg_defaults;
+    case MapId::VmBucket: return s->maps.sg_vm_bucket;
+    case MapId::VmStats: return s->maps.sg_vm_stats;
+    case MapId::Auto: return s->maps.sg_auto;
+    case MapId::AutoPolicy: return s->maps.sg_auto_policy;
+    case MapId::Global: return s->maps.sg_global;
+    case MapId::Events: return s->maps.sg_events;
+    case MapId::IfacesBig: return s->maps.sg_ifaces_big;
+    case MapId::Count: break;
+    }
+    return nullptr;
 }
 
-bpf_program* find_prog(smtpgov_bpf* skel, std::string_view name) {
-    return bpf_object__find_program_by_name(skel->obj, std::string(name).c_str());
+// kMaps and the BPF object name the same maps: a renamed map fails the load, not a lookup.
+Status check_map_table(const smtpgov_bpf* s) {
+    for (const MapInfo& m : kMaps) {
+        bpf_map* map = skel_map(s, m.id);
+        if (!map || m.name != bpf_map__name(map))
+            return Error::msg("BPF object has no map " + std::string(m.name) + " at its MapId");
+    }
+    return ok_status();
 }
 
-constexpr MapId kAllMaps[] = {MapId::Ifaces, MapId::VmV4, MapId::VmV6, MapId::VmPolicy,
-                              MapId::Defaults, MapId::VmBucket, MapId::VmStats, MapId::Auto,
-                              MapId::AutoPolicy, MapId::Global, MapId::Events, MapId::IfacesBig};
+std::optional<MapId> map_id(std::string_view name) {
+    for (const MapInfo& m : kMaps)
+        if (m.name == name) return m.id;
+    return std::nullopt;
+}
+
+// One map of an unloaded copy of the object: its rodata copied from this instance's
+// (same ports), every other map replaced by this instance's map.
+Status share_with_clone(const smtpgov_bpf* skel, bpf_map* m) {
+    const std::string name = bpf_map__name(m);
+    if (name.ends_with(".rodata")) {
+        size_t sz = 0;
+        const void* init = bpf_map__initial_value(skel->maps.rodata, &sz);
+        if (!init || bpf_map__set_initial_value(m, init, sz) != 0) return Error::msg("copy rodata of " + name);
+        return ok_status();
+    }
+    auto id = map_id(name);
+    if (!id) return Error::msg("BPF object copy has an unknown map " + name);
+    if (int err = bpf_map__reuse_fd(m, bpf_map__fd(skel_map(skel, *id))); err)
+        return Error::from_errno("share map " + name, -err);
+    return ok_status();
+}
 
 // A pin is reused only when it has the shape this build and config expect;
 // otherwise the kernel would run programs against a map of another layout.
@@ -88,6 +130,8 @@ Datapath::~Datapath() {
     if (skel_) smtpgov_bpf__destroy(skel_);
 }
 
+bpf_map* Datapath::map(MapId id) const { return skel_map(skel_, id); }
+
 Status Datapath::open_skeleton() {
     if (opts_.max_vms == 0) opts_.max_vms = SG_DEFAULT_MAX_VMS;
     if (opts_.smtp_ports.empty()) opts_.smtp_ports = {25, 465, 587};
@@ -95,12 +139,10 @@ Status Datapath::open_skeleton() {
         return Error::msg("at most " + std::to_string(SG_MAX_PORTS) + " smtp_ports are supported");
     skel_ = smtpgov_bpf__open();
     if (!skel_) return Error::from_errno("open BPF object", errno);
-    for (MapId id : {MapId::VmPolicy, MapId::VmBucket, MapId::VmStats}) {
-        bpf_map* m = find_map(skel_, id);
-        if (!m) return Error::msg("BPF object has no map " + std::string(map_name(id)));
-        if (int err = bpf_map__set_max_entries(m, opts_.max_vms); err)
+    if (auto s = check_map_table(skel_); !s) return s;
+    for (MapId id : {MapId::VmPolicy, MapId::VmBucket, MapId::VmStats})
+        if (int err = bpf_map__set_max_entries(map(id), opts_.max_vms); err)
             return Error::from_errno("size " + std::string(map_name(id)), -err);
-    }
     auto& cfg = const_cast<sg_static_cfg&>(skel_->rodata->sg_cfg);
     for (size_t i = 0; i < SG_MAX_PORTS; ++i) cfg.ports[i] = i < opts_.smtp_ports.size() ? opts_.smtp_ports[i] : 0;
     cfg.n_ports = static_cast<__u32>(opts_.smtp_ports.size());
@@ -108,16 +150,15 @@ Status Datapath::open_skeleton() {
 }
 
 Status Datapath::reuse_pins() {
-    for (MapId id : kAllMaps) {
-        bpf_map* m = find_map(skel_, id);
-        if (!m) return Error::msg("BPF object has no map " + std::string(map_name(id)));
-        std::string path = pins_.map(map_name(id));
+    for (const MapInfo& info : kMaps) {
+        std::string path = pins_.map(info.name);
         auto fd = open_pin(path);
         if (!fd) {
             if (fd.error().errnum != ENOENT) return fd.error();
-            new_maps_.emplace_back(map_name(id));
+            new_maps_.emplace_back(info.name);
             continue;
         }
+        bpf_map* m = map(info.id);
         if (auto s = check_compatible(m, fd->get(), path); !s) return s;
         if (int err = bpf_map__reuse_fd(m, fd->get()); err) return Error::from_errno("reuse " + path, -err);
     }
@@ -125,12 +166,9 @@ Status Datapath::reuse_pins() {
 }
 
 Status Datapath::reuse_fds(const Datapath& from) {
-    for (MapId id : kAllMaps) {
-        bpf_map* m = find_map(skel_, id);
-        if (!m) return Error::msg("BPF object has no map " + std::string(map_name(id)));
-        if (int err = bpf_map__reuse_fd(m, from.map_fd(id)); err)
-            return Error::from_errno("reuse map " + std::string(map_name(id)), -err);
-    }
+    for (const MapInfo& info : kMaps)
+        if (int err = bpf_map__reuse_fd(map(info.id), from.map_fd(info.id)); err)
+            return Error::from_errno("reuse map " + std::string(info.name), -err);
     return ok_status();
 }
 
@@ -144,7 +182,8 @@ Result<Datapath> Datapath::load(const DatapathOptions& opts) {
     dp.opts_ = opts;
     dp.pins_ = PinLayout(opts.bpffs);
     if (auto s = dp.open_skeleton(); !s) return s.error();
-    if (auto s = dp.reuse_pins(); !s) return s.error();
+    if (dp.pinned())
+        if (auto s = dp.reuse_pins(); !s) return s.error();
     if (auto s = dp.finish_load(); !s) return s.error();
     return dp;
 }
@@ -163,9 +202,10 @@ Result<Datapath> Datapath::reload(const std::vector<uint16_t>& smtp_ports) const
 
 Status Datapath::commit_pins() {
     for (size_t i = 0; i < new_maps_.size(); ++i) {
-        bpf_map* m = bpf_object__find_map_by_name(skel_->obj, new_maps_[i].c_str());
+        auto id = map_id(new_maps_[i]);
         std::string path = pins_.map(new_maps_[i]);
-        if (int err = bpf_map__pin(m, path.c_str()); err) {
+        int err = id ? bpf_map__pin(map(*id), path.c_str()) : -ENOENT;
+        if (err) {
             new_maps_.erase(new_maps_.begin(), new_maps_.begin() + static_cast<long>(i));
             return Error::from_errno("pin " + path, -err);
         }
@@ -174,12 +214,10 @@ Status Datapath::commit_pins() {
     return ok_status();
 }
 
-int Datapath::map_fd(MapId id) const { return bpf_map__fd(find_map(skel_, id)); }
-
-uint32_t Datapath::map_max_entries(MapId id) const { return bpf_map__max_entries(find_map(skel_, id)); }
-
-int Datapath::xdp_prog_fd() const { return bpf_program__fd(find_prog(skel_, kXdpProgName)); }
-int Datapath::tc_prog_fd() const { return bpf_program__fd(find_prog(skel_, kTcProgName)); }
+int Datapath::map_fd(MapId id) const { return bpf_map__fd(map(id)); }
+uint32_t Datapath::map_max_entries(MapId id) const { return bpf_map__max_entries(map(id)); }
+int Datapath::xdp_prog_fd() const { return bpf_program__fd(skel_->progs.smtpgov_xdp); }
+int Datapath::tc_prog_fd() const { return bpf_program__fd(skel_->progs.smtpgov_tc_reply); }
 uint32_t Datapath::xdp_prog_id() const { return prog_id(xdp_prog_fd()); }
 uint32_t Datapath::tc_prog_id() const { return prog_id(tc_prog_fd()); }
 
@@ -191,18 +229,7 @@ Result<BpfObjectPtr> Datapath::open_clone() const {
     if (!obj) return Error::from_errno("open BPF object copy", errno);
     bpf_map* m = nullptr;
     bpf_object__for_each_map(m, obj.get()) {
-        const char* name = bpf_map__name(m);
-        bpf_map* mine = bpf_object__find_map_by_name(skel_->obj, name);
-        if (!mine) return Error::msg(std::string("BPF object copy has an unknown map ") + name);
-        if (std::string_view(name).ends_with(".rodata")) {
-            size_t sz = 0;
-            const void* init = bpf_map__initial_value(mine, &sz);
-            if (!init || bpf_map__set_initial_value(m, init, sz) != 0)
-                return Error::msg(std::string("copy rodata of ") + name);
-            continue;
-        }
-        if (int err = bpf_map__reuse_fd(m, bpf_map__fd(mine)); err)
-            return Error::from_errno(std::string("share map ") + name, -err);
+        if (auto s = share_with_clone(skel_, m); !s) return s.error();
     }
     if (bpf_program* tc = bpf_object__find_program_by_name(obj.get(), std::string(kTcProgName).c_str()))
         bpf_program__set_autoload(tc, false);

@@ -26,6 +26,8 @@ inline constexpr std::string_view kXdpProgName = "smtpgov_xdp";
 inline constexpr std::string_view kTcProgName = "smtpgov_tc_reply";
 
 struct DatapathOptions {
+    // Empty: a private, unpinned instance (tests, benchmarks: BPF_PROG_TEST_RUN only):
+    // no pin is reused, commit_pins() pins nothing, and it cannot be attached.
     std::string bpffs = "/sys/fs/bpf/smtpgov";
     uint32_t max_vms = 0;                 // 0: SG_DEFAULT_MAX_VMS
     std::vector<uint16_t> smtp_ports;     // empty: 25, 465, 587
@@ -39,7 +41,8 @@ using BpfObjectPtr = std::unique_ptr<bpf_object, BpfObjectCloser>;
 
 class Datapath {
 public:
-    // Opens the embedded object, sizes it, reuses every compatible pinned map, loads.
+    // Opens the embedded object, sizes it, reuses every compatible pinned map (unless
+    // opts.bpffs is empty), loads.
     // Maps that had no pin yet are pinned only by commit_pins(), after attach succeeded.
     static Result<Datapath> load(const DatapathOptions& opts);
 
@@ -54,7 +57,8 @@ public:
     Status commit_pins();
     // Names of the maps that were created by this load (not adopted from pins).
     const std::vector<std::string>& new_maps() const { return new_maps_; }
-    bool adopted() const { return new_maps_.empty(); }
+    bool adopted() const { return pinned() && new_maps_.empty(); }
+    bool pinned() const { return !opts_.bpffs.empty(); }
 
     int map_fd(MapId id) const;
     uint32_t map_max_entries(MapId id) const;
@@ -75,6 +79,7 @@ public:
 
 private:
     Datapath() = default;
+    bpf_map* map(MapId id) const;  // the skeleton's typed member
     Status open_skeleton();
     Status reuse_pins();
     Status reuse_fds(const Datapath& from);
