@@ -45,6 +45,7 @@ struct MapFill {
 // Everything one sweep produced.
 struct Snapshot {
     std::vector<VmView> vms;
+    std::array<size_t, 4> tiers{};                 // VMs by tier (index: Tier), every VM counted
     std::array<uint64_t, SG_RES_MAX> results{};   // datapath totals by sg_result
     std::vector<MapFill> maps;
     uint64_t events_received = 0;                  // ring-buffer events consumed

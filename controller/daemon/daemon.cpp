@@ -1,24 +1,19 @@
 #include "daemon/daemon.h"
 
+#include <malloc.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/file.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <systemd/sd-daemon.h>
-#include <fcntl.h>
-#include <net/if.h>
-#include <malloc.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "daemon/log.h"
 #include "metrics/exporter.h"
@@ -36,7 +31,7 @@ Status epoll_add(int ep, int fd, uint64_t tag) {
     return ok_status();
 }
 
-Status arm_periodic(int tfd, uint64_t interval_ns) {
+Status arm_timer(int tfd, uint64_t interval_ns) {  // 0: disarm
     itimerspec its{};
     its.it_interval.tv_sec = static_cast<time_t>(interval_ns / 1'000'000'000);
     its.it_interval.tv_nsec = static_cast<long>(interval_ns % 1'000'000'000);
@@ -51,27 +46,7 @@ void drain_fd(int fd) {
     }
 }
 
-Result<Policy> load_policy_file(const std::string& path, const std::string& what) {
-    std::ifstream in(path);
-    if (!in) return Error::from_errno(what + " " + path);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    ParseOutcome po = parse_policy_text(ss.str());
-    if (!po.problems.empty()) {
-        std::string msg = what + " " + path + " is invalid:";
-        for (const auto& p : po.problems) msg += "\n  " + (p.path.empty() ? "/" : p.path) + ": " + p.reason;
-        return Error{EINVAL, msg};
-    }
-    return std::move(*po.policy);
-}
-
 }  // namespace
-
-uint64_t mono_ns() {
-    timespec ts{};
-    ::clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 Daemon::~Daemon() {
     {
@@ -90,108 +65,56 @@ Daemon::~Daemon() {
         publisher_.join();
     }
     if (webhook_) webhook_->stop();
-    if (rep_) persist_reputation();
+    if (ctl_) ctl_->persist_reputation();
 }
 
 Result<std::unique_ptr<Daemon>> Daemon::start(const Config& cfg) {
     std::unique_ptr<Daemon> d(new Daemon());
     d->cfg_ = cfg;
-    d->xdp_mode_ = *kern::parse_xdp_mode(cfg.xdp_mode);
-    d->started_ms_ = d->clock_.now_ms();
     if (::geteuid() != 0) return Error{EPERM, "loading BPF programs needs root (CAP_BPF, CAP_NET_ADMIN)"};
     std::error_code ec;
     std::filesystem::create_directories(cfg.state_dir, ec);
     if (ec) return Error{ec.value(), "state_dir " + cfg.state_dir + ": " + ec.message()};
     ::chmod(cfg.state_dir.c_str(), 0700);
-    if (auto s = d->init_policy(); !s) return s.error();
+    ControllerOptions co{cfg.state_dir, cfg.policy, cfg.max_vms, cfg.sweep_interval_ms, cfg.xdp_mode};
+    auto ctl = Controller::load(co, d->clock_);
+    if (!ctl) return ctl.error();
+    d->ctl_ = std::move(*ctl);
     if (auto s = d->init_datapath(); !s) return s.error();
     if (auto s = d->init_services(); !s) return s.error();
+    if (auto s = d->init_loop(); !s) return s.error();
     d->sweep();
     ::malloc_trim(0);  // parsing a large policy leaves a lot of freed heap behind
     d->notify_status();
     sd_notify(0, "READY=1");
-    log::notice("ready: " + std::to_string(d->policy_.vms.size()) + " VMs, " +
-                std::to_string(d->attacher_->interfaces().size()) + " interfaces, sweep every " +
+    log::notice("ready: " + std::to_string(d->ctl_->policy().vms.size()) + " VMs, " +
+                std::to_string(d->host_->interface_count()) + " interfaces, sweep every " +
                 std::to_string(cfg.sweep_interval_ms) + " ms");
     return d;
 }
 
-Status Daemon::init_policy() {
-    const std::string persisted = cfg_.state_dir + "/policy.json";
-    if (std::filesystem::exists(persisted)) {
-        auto p = load_policy_file(persisted, "persisted policy");
-        if (!p) return p.error();
-        policy_ = std::move(*p);
-        log::info("restored the persisted policy (" + std::to_string(policy_.vms.size()) + " VMs)");
-    } else if (!cfg_.policy.empty()) {
-        auto p = load_policy_file(cfg_.policy, "policy");
-        if (!p) return p.error();
-        policy_ = std::move(*p);
-        log::info("applying policy " + cfg_.policy + " (" + std::to_string(policy_.vms.size()) + " VMs)");
-    } else {
-        log::warning("no policy: every source gets the default limits until one is applied");
-    }
-    auto saved_slots = read_json_file(cfg_.state_dir + "/slots.json");
-    if (!saved_slots) return saved_slots.error();
-    slots_ = SlotTable(cfg_.max_vms);
-    if (*saved_slots) {
-        auto t = SlotTable::from_json(**saved_slots, cfg_.max_vms);
-        if (!t) return t.error();
-        slots_ = std::move(*t);
-    }
-    auto saved_rep = read_json_file(cfg_.state_dir + "/reputation.json");
-    if (!saved_rep) return saved_rep.error();
-    if (*saved_rep) {
-        auto r = Reputation::load(**saved_rep, clock_, policy_.reputation);
-        if (!r) return Error::msg("reputation.json: " + r.error().message);
-        rep_ = std::make_unique<Reputation>(std::move(*r));
-    } else {
-        rep_ = std::make_unique<Reputation>(clock_, policy_.reputation);
-    }
-    return ok_status();
-}
-
 Status Daemon::init_datapath() {
-    kern::PinLayout pins(cfg_.bpffs);
-    if (auto s = kern::prepare_bpffs(pins); !s) return s;
-    bpffs_lock_.reset(::open(cfg_.bpffs.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!bpffs_lock_ || ::flock(bpffs_lock_.get(), LOCK_EX | LOCK_NB) != 0)
-        return Error::from_errno("lock " + cfg_.bpffs + " (is another smtpgovd running on it?)");
-    auto dp = kern::Datapath::load({cfg_.bpffs, cfg_.max_vms, policy_.smtp_ports});
-    if (!dp) return dp.error();
-    dp_.emplace(std::move(*dp));
-    log::info(std::string(dp_->adopted() ? "adopted the pinned maps" : "created new maps") + " under " + cfg_.bpffs);
-    kern::Attacher::prune_defunct_links(pins);
-    attacher_ = std::make_unique<kern::Attacher>(xdp_mode_);
+    auto host = KernelHost::open(cfg_, ctl_->policy().smtp_ports);
+    if (!host) return host.error();
+    host_ = std::move(*host);
     // The policy goes into the maps before any program is attached, so that a fresh
-    // attach never runs against empty limits; slots new to slots.json start from zero.
-    SlotTable before = slots_;
-    std::vector<std::string> ids;
-    for (const Vm& vm : policy_.vms) ids.push_back(vm.id);
-    if (auto s = slots_.assign(ids); !s) return s;
-    sync_policy_pins();
-    MapPlan plan = plan_maps(plan_inputs(policy_, slots_, policy_pins_));
-    for (const auto& [id, slot] : slots_.slots())
-        if (before.find(id) != slot) plan.reset.insert(slot);
-    for (const auto& [id, slot] : before.slots())
-        if (!slots_.find(id)) plan.deactivate.insert(slot);
-    if (auto s = apply_plan(*dp_, plan); !s) return Error{s.error().errnum, "write policy to maps: " + s.error().message};
-    iface_entries_ = plan.ifaces.size();
-    v4_entries_ = plan.v4.size();
-    v6_entries_ = plan.v6.size();
-    index_policy();
+    // attach never runs against empty limits.
+    if (auto s = ctl_->start(host_->maps(), *host_); !s) return s;
     attach_matching();
-    // Commit point: maps created by this start are pinned only now. Auto entries
-    // escalated before a restart keep their sg_auto_policy entries.
-    if (auto s = dp_->commit_pins(); !s) return s;
-    return persist_policy();
+    // Commit point: maps created by this start are pinned only now.
+    return host_->commit_pins();
 }
 
 Status Daemon::init_services() {
-    auto ev = svc::EventLog::open(cfg_.state_dir);
-    if (!ev) return ev.error();
-    events_ = std::move(*ev);
-    if (!cfg_.webhook_url.empty()) webhook_ = std::make_unique<svc::Webhook>(svc::WebhookOptions{.url = cfg_.webhook_url});
+    if (!cfg_.webhook_url.empty()) {
+        webhook_ = std::make_unique<svc::Webhook>(svc::WebhookOptions{.url = cfg_.webhook_url});
+        ctl_->subscribe([w = webhook_.get()](const TierChange& ch) {
+            if (!ch.ticket) return;
+            svc::Event t = ch.event;
+            t.type = "ticket";
+            w->post(svc::to_json(t));
+        });
+    }
     if (!cfg_.metrics_listen.empty()) {
         metrics::MetricsOptions mo;
         mo.max_vm_series = cfg_.metrics_max_vm_series;
@@ -199,14 +122,22 @@ Status Daemon::init_services() {
         if (!m) return m.error();
         metrics_ = std::move(*m);
         publisher_ = std::thread([this] { publisher_loop(); });
+        ctl_->subscribe([m = metrics_.get()](const TierChange& ch) {
+            if (ch.ticket) m->count_ticket(ch.event.to > ch.event.from ? "escalated" : "recovered");
+        });
+        ctl_->on_snapshot = [this](Snapshot s) { publish(std::move(s)); };
+        ctl_->on_blocklist = [m = metrics_.get()](const std::string& name) { m->count_blocklist_sample(name); };
     }
-    auto ring = kern::EventRing::open(*dp_, [this](const sg_event& e) { on_event(e); });
+    auto ring = kern::EventRing::open(host_->datapath(), [this](const sg_event& e) { ctl_->on_event(e); });
     if (!ring) return ring.error();
     ring_.emplace(std::move(*ring));
     auto links = kern::LinkWatcher::open();
     if (!links) return links.error();
     links_.emplace(std::move(*links));
+    return ok_status();
+}
 
+Status Daemon::init_loop() {
     epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
     sweep_timer_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
     hot_timer_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
@@ -221,10 +152,9 @@ Status Daemon::init_services() {
                            {ring_->fd(), kRingTag}, {links_->fd(), kLinkTag}, {wake_.get(), kWakeTag},
                            {signals_.get(), kSignalTag}})
         if (auto s = epoll_add(epoll_.get(), fd, tag); !s) return s;
-    if (auto s = arm_periodic(sweep_timer_.get(), uint64_t{cfg_.sweep_interval_ms} * 1'000'000); !s) return s;
+    if (auto s = arm_timer(sweep_timer_.get(), uint64_t{cfg_.sweep_interval_ms} * 1'000'000); !s) return s;
     // A link that appeared between the first listing and the watcher: list once more.
     attach_matching();
-
     svc::ControlServerOptions so;
     so.path = cfg_.socket;
     auto server = svc::ControlServer::start(so, [this](const nlohmann::json& req) { return submit(req); });
@@ -235,40 +165,7 @@ Status Daemon::init_services() {
 
 void Daemon::attach_matching() {
     for (const auto& l : kern::LinkWatcher::list())
-        if (kern::iface_matches(cfg_.interfaces, l.name)) govern(l.name, l.ifindex);
-}
-
-void Daemon::govern(const std::string& name, int ifindex) {
-    if (attacher_->attached(name)) {
-        for (const auto& s : attacher_->interfaces())
-            if (s.name == name && s.ifindex == ifindex) return;
-    }
-    const bool probing = attacher_->libxdp_unavailable().empty();
-    Status attached = ok_status();
-    {
-        std::optional<log::QuietLibraries> quiet;
-        if (probing) quiet.emplace();  // libxdp's dispatcher probe may fail; handled below
-        attached = attacher_->attach(*dp_, name, ifindex);
-    }
-    if (!attached) {
-        log::error(attached.error().message);
-        return;
-    }
-    if (probing && !attacher_->libxdp_unavailable().empty())
-        log::info("libxdp cannot multiplex XDP here (" + attacher_->libxdp_unavailable() +
-                  "): using one pinned bpf_link per interface");
-    for (const auto& s : attacher_->interfaces())
-        if (s.name == name)
-            log::info("governing " + name + " (ifindex " + std::to_string(ifindex) + ", xdp " + s.mode + " via " +
-                      s.xdp_via + ", tc via " + s.tc_via + (s.adopted ? ", adopted" : "") + ")");
-    write_iface_entry(name, ifindex);
-}
-
-void Daemon::write_iface_entry(const std::string& name, int ifindex) {
-    auto e = iface_entry(plan_inputs(policy_, slots_, policy_pins_), name);
-    uint32_t key = static_cast<uint32_t>(ifindex);
-    Status s = e ? kern::map_update(*dp_, kern::MapId::Ifaces, &key, &*e) : kern::map_delete(*dp_, kern::MapId::Ifaces, &key);
-    if (!s) log::error("interface " + name + ": " + s.error().message);
+        if (host_->matches(l.name) && host_->govern(l.name, l.ifindex)) ctl_->iface_up(l.name, l.ifindex);
 }
 
 void Daemon::on_links() {
@@ -279,19 +176,12 @@ void Daemon::on_links() {
     }
     for (const auto& ev : batch->events) {
         if (ev.name.empty()) continue;
-        bool ours = attacher_->attached(ev.name);
         if (ev.kind == kern::LinkEvent::Kind::Removed) {
-            if (ours || kern::iface_matches(cfg_.interfaces, ev.name)) {
-                uint32_t key = static_cast<uint32_t>(ev.ifindex);
-                if (auto s = kern::map_delete(*dp_, kern::MapId::Ifaces, &key); !s) log::error(s.error().message);
-            }
-            if (ours) {
-                if (auto s = attacher_->forget(ev.name); !s) log::warning(s.error().message);
-                log::info("interface " + ev.name + " is gone");
-            }
+            bool ours = host_->forget(ev.name);
+            if (ours || host_->matches(ev.name)) ctl_->iface_down(ev.ifindex);
             continue;
         }
-        if (kern::iface_matches(cfg_.interfaces, ev.name)) govern(ev.name, ev.ifindex);
+        if (host_->matches(ev.name) && host_->govern(ev.name, ev.ifindex)) ctl_->iface_up(ev.name, ev.ifindex);
     }
     if (batch->resync) attach_matching();
 }
@@ -300,8 +190,26 @@ int Daemon::run() {
     while (!stop_) loop_once(-1);
     sd_notify(0, "STOPPING=1");
     log::notice("stopping; enforcement stays in the kernel (pins under " + cfg_.bpffs + ")");
-    persist_reputation();
+    ctl_->persist_reputation();
     return 0;
+}
+
+void Daemon::sweep() {
+    ctl_->sweep();
+    if (++sweeps_ % 10 == 0) {
+        notify_status();
+        ::malloc_trim(0);  // per-sweep snapshots of large fleets leave freed heap in the arenas
+    }
+}
+
+void Daemon::arm_hot_timer() {
+    const bool want = ctl_->hot();
+    if (want == hot_armed_) return;
+    if (auto s = arm_timer(hot_timer_.get(), want ? Sweeper::kHotIntervalNs : 0); !s) {
+        log::error("hot timer: " + s.error().message);
+        return;
+    }
+    hot_armed_ = want;
 }
 
 void Daemon::loop_once(int timeout_ms) {
@@ -319,7 +227,7 @@ void Daemon::loop_once(int timeout_ms) {
             break;
         case kHotTag:
             drain_fd(hot_timer_.get());
-            hot_tick();
+            ctl_->hot_tick();
             break;
         case kSweepTag:
             drain_fd(sweep_timer_.get());
@@ -340,15 +248,67 @@ void Daemon::loop_once(int timeout_ms) {
         }
         }
     }
+    arm_hot_timer();
 }
 
 void Daemon::notify_status() {
-    std::array<size_t, 4> tiers{};
-    for (const Vm& vm : policy_.vms) tiers[static_cast<size_t>(rep_->tier(vm.id))]++;
-    std::string st = "STATUS=" + std::to_string(policy_.vms.size()) + " VMs (" + std::to_string(tiers[1]) +
-                     " throttled, " + std::to_string(tiers[2]) + " steered, " + std::to_string(tiers[3]) +
-                     " blocked), last sweep " + std::to_string(static_cast<int>(last_sweep_ms_)) + " ms";
+    const auto t = ctl_->tier_counts();
+    std::string st = "STATUS=" + std::to_string(t[0] + t[1] + t[2] + t[3]) + " VMs (" + std::to_string(t[1]) +
+                     " throttled, " + std::to_string(t[2]) + " steered, " + std::to_string(t[3]) +
+                     " blocked), last sweep " + std::to_string(static_cast<int>(ctl_->last_sweep_ms())) + " ms";
     sd_notify(0, st.c_str());
+}
+
+svc::Reply Daemon::submit(const nlohmann::json& req) {
+    std::future<svc::Reply> answer;
+    {
+        std::lock_guard lock(queue_mu_);
+        if (closing_) return svc::error_reply("runtime", "smtpgovd is shutting down");
+        queue_.push_back(Pending{req, {}});
+        answer = queue_.back().reply.get_future();
+    }
+    uint64_t one = 1;
+    if (::write(wake_.get(), &one, sizeof(one)) != sizeof(one)) return svc::error_reply("runtime", "cannot wake the daemon loop");
+    if (answer.wait_for(std::chrono::seconds(30)) != std::future_status::ready)
+        return svc::error_reply("runtime", "smtpgovd did not answer within 30 s");
+    return answer.get();
+}
+
+void Daemon::drain_commands() {
+    std::deque<Pending> batch;
+    {
+        std::lock_guard lock(queue_mu_);
+        batch.swap(queue_);
+    }
+    for (Pending& p : batch) {
+        try {
+            p.reply.set_value(ctl_->handle(p.request));
+        } catch (const std::exception& e) {
+            log::error(std::string("control request failed: ") + e.what());
+            p.reply.set_value(svc::error_reply("runtime", e.what()));
+        }
+    }
+}
+
+void Daemon::publish(Snapshot snap) {
+    {
+        std::lock_guard lock(pub_mu_);
+        pub_next_ = std::move(snap);
+    }
+    pub_cv_.notify_one();
+}
+
+void Daemon::publisher_loop() {
+    std::unique_lock lock(pub_mu_);
+    for (;;) {
+        pub_cv_.wait(lock, [this] { return pub_stop_ || pub_next_; });
+        if (pub_stop_) return;
+        Snapshot snap = std::move(*pub_next_);
+        pub_next_.reset();
+        lock.unlock();
+        metrics_->update(snap);
+        lock.lock();
+    }
 }
 
 }  // namespace smtpgov::daemon

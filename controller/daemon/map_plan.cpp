@@ -2,67 +2,7 @@
 
 #include <vector>
 
-#include "kern/map_io.h"
-
 namespace smtpgov::daemon {
-using kern::MapId;
-namespace {
-
-// Undo log of map writes: each entry restores one key to what it was before.
-class Transaction {
-public:
-    explicit Transaction(const kern::Datapath& dp) : dp_(dp) {}
-    ~Transaction() {
-        if (!committed_) rollback();
-    }
-
-    template <typename K, typename V>
-    Status put(MapId id, const K& key, const V& value) {
-        V old{};
-        auto had = kern::map_lookup(dp_, id, &key, &old);
-        if (!had) return had.error();
-        if (*had && std::memcmp(&old, &value, sizeof(V)) == 0) return ok_status();
-        if (auto s = kern::map_update(dp_, id, &key, &value); !s) return s;
-        undo_.push_back([this, id, key, old, existed = *had]() {
-            return existed ? kern::map_update(dp_, id, &key, &old) : kern::map_delete(dp_, id, &key);
-        });
-        return ok_status();
-    }
-
-    template <typename K, typename V>
-    Status erase(MapId id, const K& key) {
-        V old{};
-        auto had = kern::map_lookup(dp_, id, &key, &old);
-        if (!had) return had.error();
-        if (!*had) return ok_status();
-        if (auto s = kern::map_delete(dp_, id, &key); !s) return s;
-        undo_.push_back([this, id, key, old]() { return kern::map_update(dp_, id, &key, &old); });
-        return ok_status();
-    }
-
-    void commit() { committed_ = true; }
-
-private:
-    void rollback() {
-        for (auto it = undo_.rbegin(); it != undo_.rend(); ++it) (void)(*it)();  // best effort, in reverse
-    }
-    const kern::Datapath& dp_;
-    std::vector<std::function<Status()>> undo_;
-    bool committed_ = false;
-};
-
-template <typename K>
-Status erase_stale(Transaction& tx, const kern::Datapath& dp, MapId id, const std::map<KeyBytes<K>, uint32_t>& keep) {
-    auto keys = kern::map_keys<K>(dp, id);
-    if (!keys) return keys.error();
-    for (const K& k : *keys)
-        if (!keep.count(KeyBytes<K>{k}))
-            if (auto s = tx.erase<K, uint32_t>(id, k); !s) return s;
-    return ok_status();
-}
-
-}  // namespace
-
 namespace {
 
 // The kernel knows no tier limits: every entry carries the limits of its tier in force.
@@ -134,37 +74,6 @@ MapPlan plan_maps(const PlanInputs& in) {
         if (!plan.ifaces.count(static_cast<uint32_t>(ifindex)))
             if (auto e = iface_entry(in, name)) plan.ifaces[static_cast<uint32_t>(ifindex)] = *e;
     return plan;
-}
-
-Status apply_plan(const kern::Datapath& dp, const MapPlan& plan) {
-    Transaction tx(dp);
-    // New slots start from a full bucket and zero counters (not undone: unused before).
-    for (uint32_t slot : plan.reset)
-        if (auto s = kern::reset_slot(dp, slot); !s) return s;
-    // Policies first, so that nothing points at a slot before its limits are in place.
-    for (const auto& [slot, pol] : plan.vm_policy)
-        if (auto s = tx.put(MapId::VmPolicy, slot, pol); !s) return s;
-    for (uint32_t i = 0; i < SG_DEFAULTS_MAX; ++i)
-        if (auto s = tx.put(MapId::Defaults, i, plan.defaults[i]); !s) return s;
-    for (const auto& [ifindex, e] : plan.ifaces)
-        if (auto s = tx.put(MapId::Ifaces, ifindex, e); !s) return s;
-    for (const auto& [k, slot] : plan.v4)
-        if (auto s = tx.put(MapId::VmV4, k.v, slot); !s) return s;
-    for (const auto& [k, slot] : plan.v6)
-        if (auto s = tx.put(MapId::VmV6, k.v, slot); !s) return s;
-    // Then drop what no longer points anywhere, and finally retire the removed slots.
-    auto ifaces = kern::map_keys<uint32_t>(dp, MapId::Ifaces);
-    if (!ifaces) return ifaces.error();
-    for (uint32_t k : *ifaces)
-        if (!plan.ifaces.count(k))
-            if (auto s = tx.erase<uint32_t, sg_iface>(MapId::Ifaces, k); !s) return s;
-    if (auto s = erase_stale<sg_lpm_v4>(tx, dp, MapId::VmV4, plan.v4); !s) return s;
-    if (auto s = erase_stale<sg_lpm_v6>(tx, dp, MapId::VmV6, plan.v6); !s) return s;
-    for (uint32_t slot : plan.deactivate)
-        if (!plan.vm_policy.count(slot))
-            if (auto s = tx.put(MapId::VmPolicy, slot, sg_vm_policy{}); !s) return s;
-    tx.commit();
-    return ok_status();
 }
 
 }  // namespace smtpgov::daemon

@@ -1,7 +1,8 @@
 // From policy to map contents: what sg_vm_policy, sg_defaults, sg_ifaces and the LPM
-// tries must hold, and a transaction that writes the difference all or nothing.
+// tries must hold. Pure: the Enforcer writes plans to the maps.
 #pragma once
 
+#include <array>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -13,7 +14,6 @@
 #include "core/policy.h"
 #include "core/result.h"
 #include "daemon/state_store.h"
-#include "kern/datapath.h"
 #include "smtpgov/abi.h"
 
 namespace smtpgov::daemon {
@@ -42,7 +42,7 @@ struct MapPlan {
 struct PlanInputs {
     const Policy* policy = nullptr;
     const SlotTable* slots = nullptr;
-    std::function<Tier(const std::string& id)> tier_of;           // tier in force
+    std::function<Tier(const std::string& id)> tier_of;           // tier in force (core/tiers.h)
     std::function<int(const std::string& ifname)> ifindex_of;      // 0: no such interface
     std::vector<std::pair<std::string, int>> governed_ifaces;     // attached interfaces
 };
@@ -52,9 +52,5 @@ struct PlanInputs {
 // (one auto entry "if:<name>" each).
 MapPlan plan_maps(const PlanInputs& in);
 std::optional<sg_iface> iface_entry(const PlanInputs& in, const std::string& ifname);
-
-// Writes `plan` over the maps' current contents. On the first failed write every
-// change made so far is undone and the error returned: the old policy stays in force.
-Status apply_plan(const kern::Datapath& dp, const MapPlan& plan);
 
 }  // namespace smtpgov::daemon

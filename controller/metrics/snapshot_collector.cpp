@@ -89,13 +89,13 @@ void SnapshotCollector::update(const Snapshot& snap) {
     auto st = std::make_shared<State>();
     std::vector<const VmView*> exported = select_vm_series(snap.vms, limits_);
     st->snap.results = snap.results;
+    st->snap.tiers = snap.tiers;
     st->snap.maps = snap.maps;
     st->snap.events_received = snap.events_received;
     st->snap.sweep_seconds = snap.sweep_seconds;
     st->snap.taken_unix_ms = snap.taken_unix_ms;
     st->snap.vms.reserve(exported.size());
     for (const VmView* vm : exported) st->snap.vms.push_back(*vm);
-    for (const VmView& vm : snap.vms) ++st->tiers[static_cast<std::size_t>(vm.tier)];
     st->total_vms = snap.vms.size();
     std::lock_guard lk(mu_);
     state_ = std::move(st);
@@ -116,7 +116,7 @@ std::vector<MetricFamily> SnapshotCollector::Collect() const {
     auto vms = family("smtpgov_vms", "VMs known to the controller, by tier (all VMs, not capped)",
                       MetricType::Gauge);
     for (Tier t : kAllTiers)
-        add(vms, {{"tier", std::string(to_string(t))}}, double(st->tiers[static_cast<std::size_t>(t)]));
+        add(vms, {{"tier", std::string(to_string(t))}}, double(st->snap.tiers[static_cast<std::size_t>(t)]));
     out.push_back(std::move(vms));
 
     auto omitted = family("smtpgov_vm_series_omitted",

@@ -42,7 +42,6 @@ private:
     // dominate the daemon's memory while at most max_vm_series VMs are exported.
     struct State {
         Snapshot snap;                                  // vms: the exported VMs, in export order
-        std::array<std::size_t, kAllTiers.size()> tiers{};  // all VMs by tier
         std::size_t total_vms = 0;
     };
 

@@ -32,6 +32,7 @@ VmView vm(std::string id, Tier tier, double rate, uint64_t pass = 0) {
 Snapshot snapshot(std::vector<VmView> vms) {
     Snapshot s;
     s.vms = std::move(vms);
+    for (const VmView& v : s.vms) ++s.tiers[static_cast<size_t>(v.tier)];  // as the controller counts
     for (size_t r = 0; r < s.results.size(); ++r) s.results[r] = 100 + r;
     s.maps = {{"sg_auto", 10, 8192}, {"sg_vm_policy", 3, 16384}};
     s.events_received = 42;

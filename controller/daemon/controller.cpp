@@ -1,0 +1,314 @@
+#include "daemon/controller.h"
+
+#include <malloc.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/blocklists.h"
+#include "daemon/log.h"
+
+namespace smtpgov::daemon {
+namespace {
+
+constexpr int64_t kReputationSaveMs = 10'000;
+
+Result<Policy> load_policy_file(const std::string& path, const std::string& what) {
+    std::ifstream in(path);
+    if (!in) return Error::from_errno(what + " " + path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    ParseOutcome po = parse_policy_text(ss.str());
+    if (!po.problems.empty()) {
+        std::string msg = what + " " + path + " is invalid:";
+        for (const auto& p : po.problems) msg += "\n  " + (p.path.empty() ? "/" : p.path) + ": " + p.reason;
+        return Error{EINVAL, msg};
+    }
+    return std::move(*po.policy);
+}
+
+nlohmann::json counters(const std::array<uint64_t, SG_VERDICT_MAX>& v) {
+    nlohmann::json j = nlohmann::json::object();
+    for (int i = 0; i < SG_VERDICT_MAX; ++i) j[std::string(kVerdictNames[i])] = v[i];
+    return j;
+}
+
+nlohmann::json evidence(const VmRuntime& rt) {
+    std::array<uint64_t, SG_VERDICT_MAX> syn{};
+    for (int i = 0; i < SG_VERDICT_MAX; ++i) syn[i] = rt.last.syn[i];
+    nlohmann::json replies = nlohmann::json::object();
+    for (int i = 0; i < SG_REPLY_MAX; ++i) replies[std::string(kReplyNames[i])] = rt.last.replies[i];
+    return {{"rate", rt.rate}, {"syn", counters(syn)}, {"spoofed", rt.last.spoofed}, {"replies", replies},
+            {"samples", rt.samples}, {"blocklists", blocklists_named(rt.samples)},
+            {"refusals", policies_named(rt.samples)}};
+}
+
+}  // namespace
+
+bool is_ticket(Tier from, Tier to) {
+    auto severe = [](Tier t) { return t == Tier::Steered || t == Tier::Blocked; };
+    return (severe(to) && to > from) || (severe(from) && to < from);
+}
+
+Controller::Controller(const ControllerOptions& opts, const Clock& clock)
+    : opts_(opts), clock_(&clock), started_ms_(clock.now_ms()), vms_(opts.max_vms, nullptr),
+      tiers_(clock, ReputationConfig{}) {}
+
+Controller::~Controller() = default;
+
+Result<std::unique_ptr<Controller>> Controller::load(const ControllerOptions& opts, const Clock& clock) {
+    std::unique_ptr<Controller> c(new Controller(opts, clock));
+    if (auto s = c->load_state(); !s) return s.error();
+    auto ev = svc::EventLog::open(opts.state_dir);
+    if (!ev) return ev.error();
+    c->events_ = std::move(*ev);
+    // The event log is the first subscriber: every change and ticket is on disk
+    // before the webhook or metrics hear of it.
+    c->subscribe([el = c->events_.get()](const TierChange& ch) {
+        if (auto s = el->append(ch.event); !s) log::error("event log: " + s.error().message);
+        if (!ch.ticket) return;
+        svc::Event t = ch.event;
+        t.type = "ticket";
+        if (auto s = el->append(t); !s) log::error("event log: " + s.error().message);
+    });
+    return c;
+}
+
+Status Controller::load_state() {
+    Policy policy;
+    const std::string persisted = opts_.state_dir + "/policy.json";
+    if (std::filesystem::exists(persisted)) {
+        auto p = load_policy_file(persisted, "persisted policy");
+        if (!p) return p.error();
+        policy = std::move(*p);
+        log::info("restored the persisted policy (" + std::to_string(policy.vms.size()) + " VMs)");
+    } else if (!opts_.policy_file.empty()) {
+        auto p = load_policy_file(opts_.policy_file, "policy");
+        if (!p) return p.error();
+        policy = std::move(*p);
+        log::info("applying policy " + opts_.policy_file + " (" + std::to_string(policy.vms.size()) + " VMs)");
+    } else {
+        log::warning("no policy: every source gets the default limits until one is applied");
+    }
+    auto saved_slots = read_json_file(opts_.state_dir + "/slots.json");
+    if (!saved_slots) return saved_slots.error();
+    SlotTable slots(opts_.max_vms);
+    if (*saved_slots) {
+        auto t = SlotTable::from_json(**saved_slots, opts_.max_vms);
+        if (!t) return t.error();
+        slots = std::move(*t);
+    }
+    vms_.restore_slots(std::move(slots));
+    auto saved_rep = read_json_file(opts_.state_dir + "/reputation.json");
+    if (!saved_rep) return saved_rep.error();
+    if (*saved_rep) {
+        auto r = Reputation::load(**saved_rep, *clock_, policy.reputation);
+        if (!r) return Error::msg("reputation.json: " + r.error().message);
+        tiers_ = Tiers(std::move(*r));
+    } else {
+        tiers_ = Tiers(*clock_, policy.reputation);
+    }
+    pending_ = std::move(policy);
+    return ok_status();
+}
+
+Status Controller::start(Maps& maps, Host& host) {
+    maps_ = &maps;
+    host_ = &host;
+    vms_.set_ifname([h = host_](uint32_t ifindex) { return h->ifname(ifindex); });
+    enforcer_.emplace(maps);
+    sweeper_.emplace(maps, vms_, tiers_);
+    if (auto s = enforcer_->adopt_auto_policies(); !s) return s;
+    Policy p = std::move(*pending_);
+    pending_.reset();
+    auto slots = vms_.slots_for(p);
+    if (!slots) return slots.error();
+    std::vector<Transition> changes;
+    Tiers next = tiers_.with_policy(p, {}, changes);
+    MapPlan mp = plan(p, *slots, next);
+    mp.reset = vms_.given_to_new(*slots);
+    mp.deactivate = vms_.freed(*slots);
+    if (auto s = enforcer_->apply(mp); !s) return Error{s.error().errnum, "write policy to maps: " + s.error().message};
+    adopt(std::move(p), std::move(*slots), std::move(next), mp.reset, changes);
+    return persist_policy();
+}
+
+MapPlan Controller::plan(const Policy& p, const SlotTable& slots, const Tiers& tiers) const {
+    PlanInputs in;
+    in.policy = &p;
+    in.slots = &slots;
+    in.tier_of = [&tiers](const std::string& id) { return tiers.tier(id); };
+    in.ifindex_of = [this](const std::string& name) { return host_->ifindex(name); };
+    in.governed_ifaces = host_->governed();
+    return plan_maps(in);
+}
+
+Result<nlohmann::json> Controller::apply_policy(const Policy& neu) {
+    PolicyDiff d = diff(vms_.policy(), neu);
+    auto slots = vms_.slots_for(neu);
+    if (!slots) return slots.error();
+    std::vector<Transition> changes;
+    Tiers next = tiers_.with_policy(neu, d.removed, changes);
+    MapPlan mp = plan(neu, *slots, next);
+    mp.reset = vms_.given_to_new(*slots);
+    mp.deactivate = vms_.freed(*slots);
+    if (auto s = commit_maps(mp, d.ports_changed ? &neu.smtp_ports : nullptr); !s) return s.error();
+    // Committed in the kernel: now the controller's own view follows.
+    sweeper_->forget_slots(mp.deactivate);
+    adopt(neu, std::move(*slots), std::move(next), mp.reset, changes);
+    if (auto s = persist_policy(); !s) log::error("persist policy: " + s.error().message);
+    persist_reputation();
+    ::malloc_trim(0);
+    log::notice("policy applied: " + std::to_string(d.added.size()) + " added, " + std::to_string(d.removed.size()) +
+                " removed, " + std::to_string(d.changed.size()) + " changed" +
+                (d.ports_changed ? ", smtp_ports changed" : ""));
+    return to_json(d);
+}
+
+// Everything that can fail before the maps change comes first (loading programs for
+// new ports); a failed program swap puts the old map contents back.
+Status Controller::commit_maps(const MapPlan& mp, const std::vector<uint16_t>* new_ports) {
+    if (new_ports)
+        if (auto s = host_->load_ports(*new_ports); !s)
+            return Error{s.error().errnum, "load programs for the new smtp_ports: " + s.error().message};
+    const MapPlan before = enforcer_->current();
+    if (auto s = enforcer_->apply(mp); !s) {
+        if (new_ports) host_->drop_ports();
+        return Error{s.error().errnum, "maps unchanged, the old policy stays in force: " + s.error().message};
+    }
+    if (!new_ports) return ok_status();
+    if (auto s = host_->swap_ports(); !s) {
+        std::string msg = "swap programs: " + s.error().message;
+        if (auto undo = enforcer_->apply(before); !undo) msg += "; restoring the old maps failed too: " + undo.error().message;
+        host_->drop_ports();
+        return Error{s.error().errnum, msg};
+    }
+    log::notice("programs upgraded in place for smtp_ports change");
+    return ok_status();
+}
+
+void Controller::adopt(Policy p, SlotTable slots, Tiers tiers, const std::set<uint32_t>& reset,
+                       const std::vector<Transition>& changes) {
+    vms_.adopt(std::move(p), std::move(slots), reset);
+    tiers_ = std::move(tiers);
+    for (const Transition& t : changes) announce(t);
+}
+
+void Controller::iface_up(const std::string& name, int ifindex) {
+    PlanInputs in;
+    in.policy = &vms_.policy();
+    in.slots = &vms_.slots();
+    auto e = iface_entry(in, name);
+    if (auto s = enforcer_->set_iface(static_cast<uint32_t>(ifindex), e); !s)
+        log::error("interface " + name + ": " + s.error().message);
+}
+
+void Controller::iface_down(int ifindex) {
+    if (auto s = enforcer_->set_iface(static_cast<uint32_t>(ifindex), std::nullopt); !s) log::error(s.error().message);
+}
+
+void Controller::write_tier(const std::string& id, Tier t) {
+    Status s = ok_status();
+    if (const Vm* vm = vms_.vm(id)) {
+        if (auto slot = vms_.slot_of(id)) s = enforcer_->set_vm(*slot, vm_policy_entry(vms_.policy(), *vm, t));
+    } else if (const AutoVm* a = vms_.find_auto(id)) {
+        s = enforcer_->set_auto(a->key, t == Tier::Ok ? std::nullopt
+                                                      : std::optional(auto_policy_entry(vms_.policy(), t)));
+    }
+    if (!s) log::error("tier of " + id + ": " + s.error().message);
+}
+
+void Controller::announce(const Transition& t) {
+    const uint64_t decided_ns = mono_ns();
+    write_tier(t.vm, t.to);
+    rep_dirty_ = true;
+    TierChange ch;
+    svc::Event& e = ch.event;
+    e.vm = t.vm;
+    e.from = t.from;
+    e.to = t.to;
+    e.score = t.score;
+    e.reason = t.reason;
+    if (const Vm* vm = vms_.vm(t.vm)) e.tenant = vm->tenant;
+    if (VmRuntime* rt = vms_.runtime(t.vm)) {
+        e.evidence = evidence(*rt);
+        if (t.to > t.from && rt->trigger_ns) {
+            // CLOCK_MONOTONIC both: the over-limit event that started this, and now
+            e.evidence["trigger_ts_ns"] = rt->trigger_ns;
+            e.evidence["decided_ts_ns"] = decided_ns;
+            rt->trigger_ns = 0;
+        }
+    }
+    ch.ticket = is_ticket(t.from, t.to);
+    log::notice("vm " + t.vm + ": " + std::string(to_string(t.from)) + " -> " + std::string(to_string(t.to)) + " (" +
+                t.reason + ", score " + std::to_string(static_cast<long>(t.score)) + ")");
+    for (const Subscriber& s : subscribers_) s(ch);
+}
+
+void Controller::evaluate(int64_t now_ms) {
+    auto transitions = tiers_.evaluate(now_ms);
+    for (const Transition& t : transitions) announce(t);
+    // Tiers are persisted as they change: a restarted daemon must not relax a tier.
+    if (!transitions.empty()) persist_reputation();
+}
+
+void Controller::sweep() {
+    const uint64_t t0 = mono_ns();
+    const int64_t now_ms = clock_->now_ms();
+    if (auto s = sweeper_->sweep(t0, now_ms); !s) {
+        log::error(s.error().message);
+        return;
+    }
+    const uint64_t t_read = mono_ns();
+    evaluate(now_ms);
+    rep_dirty_ |= sweeper_->take_dirty();
+    if (rep_dirty_ && now_ms - rep_saved_ms_ >= kReputationSaveMs) persist_reputation();
+    ++sweeps_;
+    const uint64_t t_eval = mono_ns();
+    if (on_snapshot) {
+        Snapshot snap = snapshot(/*detail=*/false);  // the exporter needs no addresses
+        snap.sweep_seconds = static_cast<double>(mono_ns() - t0) / 1e9;
+        on_snapshot(std::move(snap));
+    }
+    last_sweep_ms_ = static_cast<double>(mono_ns() - t0) / 1e6;
+    log::debug("sweep: " + std::to_string(vms_.slots().high_water()) + " slots, " +
+               std::to_string(sweeper_->auto_entries()) + " auto entries, " + std::to_string(last_sweep_ms_) +
+               " ms (read+feed " + std::to_string((t_read - t0) / 1000) + " us, evaluate " +
+               std::to_string((t_eval - t_read) / 1000) + " us)");
+}
+
+void Controller::on_event(const sg_event& ev) {
+    const int64_t now_ms = clock_->now_ms();
+    std::string blocklist = sweeper_->on_event(ev, mono_ns(), now_ms);
+    if (!blocklist.empty() && on_blocklist) on_blocklist(blocklist);
+    if (ev.type == SG_EV_OVER_LIMIT) evaluate(now_ms);
+}
+
+void Controller::hot_tick() {
+    const int64_t now_ms = clock_->now_ms();
+    sweeper_->hot_tick(mono_ns(), now_ms);
+    evaluate(now_ms);
+}
+
+std::array<size_t, 4> Controller::tier_counts() const {
+    std::array<size_t, 4> out{};
+    for (const Vm& vm : vms_.policy().vms) ++out[static_cast<size_t>(tiers_.tier(vm.id))];
+    for (const auto& [id, a] : vms_.autos()) ++out[static_cast<size_t>(tiers_.tier(id))];
+    return out;
+}
+
+Status Controller::persist_policy() {
+    if (auto s = write_file_atomic(opts_.state_dir + "/policy.json", to_json(vms_.policy()).dump(2) + "\n"); !s)
+        return s;
+    return write_file_atomic(opts_.state_dir + "/slots.json", vms_.slots().to_json().dump() + "\n");
+}
+
+void Controller::persist_reputation() {
+    if (auto s = write_file_atomic(opts_.state_dir + "/reputation.json", tiers_.reputation().save().dump()); !s)
+        log::error(s.error().message);
+    rep_dirty_ = false;
+    rep_saved_ms_ = clock_->now_ms();
+}
+
+}  // namespace smtpgov::daemon

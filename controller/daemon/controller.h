@@ -1,0 +1,140 @@
+// The daemon's logic without the kernel, sockets or threads: the policy in force and
+// its apply, tier decisions and their announcement, counter sweeps, and the control
+// commands. It owns one object per piece of state and wires them:
+//   VmTable   VM identity: policy VMs, slots, auto entries, runtimes
+//   Tiers     every tier decision (reputation, operator and policy pins)
+//   Enforcer  the only writer of the enforcement maps, and their fill counts
+//   Sweeper   counter readings and the over-limit fast path
+//   EventLog  tier changes and tickets (svc/event_log.h)
+// A tier change is decided once (Tiers), written once (Enforcer) and then handed as
+// one record to every subscriber (event log and tickets here; webhook and metrics in
+// the daemon). Reads (status, vm list/show, policy get, events) change nothing.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/clock.h"
+#include "core/tiers.h"
+#include "core/view.h"
+#include "daemon/enforcer.h"
+#include "daemon/host.h"
+#include "daemon/sweeper.h"
+#include "daemon/vm_table.h"
+#include "svc/control_server.h"
+#include "svc/event_log.h"
+
+namespace smtpgov::daemon {
+
+struct ControllerOptions {
+    std::string state_dir;
+    std::string policy_file;  // applied at start when no policy is persisted
+    uint32_t max_vms = 16384;
+    uint32_t sweep_interval_ms = 1000;
+    std::string xdp_mode = "auto";
+};
+
+// One announced tier change: the event as logged, and whether it is a ticket.
+struct TierChange {
+    svc::Event event;
+    bool ticket = false;
+};
+using Subscriber = std::function<void(const TierChange&)>;
+
+// A ticket is raised when a VM reaches steered or blocked, and when it leaves them.
+bool is_ticket(Tier from, Tier to);
+
+class Controller {
+public:
+    // Reads the state dir (persisted policy, else the policy file; slots; reputation)
+    // and opens the event log. Nothing touches the maps yet.
+    static Result<std::unique_ptr<Controller>> load(const ControllerOptions& opts, const Clock& clock);
+    ~Controller();
+
+    // The policy in force (before start(): the one start() will write).
+    const Policy& policy() const { return pending_ ? *pending_ : vms_.policy(); }
+    // Writes the policy in force to the maps (before any program is attached).
+    Status start(Maps& maps, Host& host);
+
+    void subscribe(Subscriber s) { subscribers_.push_back(std::move(s)); }
+    std::function<void(Snapshot)> on_snapshot;             // after each sweep (metrics)
+    std::function<void(const std::string&)> on_blocklist;  // a sampled reply names a blocklist
+
+    // Validated policy in; all or nothing: on any failure the old policy stays in force.
+    Result<nlohmann::json> apply_policy(const Policy& neu);
+    // An interface that matches the config appeared (after attach) or went away.
+    void iface_up(const std::string& name, int ifindex);
+    void iface_down(int ifindex);
+
+    void sweep();
+    void on_event(const sg_event& ev);
+    void hot_tick();
+    bool hot() const { return sweeper_->hot(); }
+
+    // One control request (docs/internals.md); the table is in commands.cpp.
+    svc::Reply handle(const nlohmann::json& req);
+    svc::EventLog& events() { return *events_; }
+    std::array<size_t, 4> tier_counts() const;  // every VM, registered and auto, by tier
+    double last_sweep_ms() const { return last_sweep_ms_; }
+    void persist_reputation();
+
+private:
+    Controller(const ControllerOptions& opts, const Clock& clock);
+    Status load_state();
+    MapPlan plan(const Policy& p, const SlotTable& slots, const Tiers& tiers) const;
+    Status commit_maps(const MapPlan& plan, const std::vector<uint16_t>* new_ports);
+    void adopt(Policy p, SlotTable slots, Tiers tiers, const std::set<uint32_t>& reset,
+               const std::vector<Transition>& changes);
+    void announce(const Transition& t);
+    void write_tier(const std::string& id, Tier t);
+    void evaluate(int64_t now_ms);
+    Status persist_policy();
+
+    // views.cpp: what reads show
+    std::optional<VmView> view(const std::string& id, bool detail = true) const;
+    Snapshot snapshot(bool detail) const;
+    std::vector<MapFill> map_fill() const;
+    nlohmann::json status_json() const;
+
+    // commands.cpp
+    struct Command;
+    static const std::vector<Command>& commands();
+    svc::Reply cmd_status(const nlohmann::json& req);
+    svc::Reply cmd_policy_validate(const nlohmann::json& req);
+    svc::Reply cmd_policy_apply(const nlohmann::json& req);
+    svc::Reply cmd_policy_get(const nlohmann::json& req);
+    svc::Reply cmd_vm_list(const nlohmann::json& req);
+    svc::Reply cmd_vm_show(const nlohmann::json& req);
+    svc::Reply cmd_vm_set_tier(const nlohmann::json& req);
+    svc::Reply cmd_vm_clear(const nlohmann::json& req);
+    svc::Reply cmd_events(const nlohmann::json& req);
+    svc::Reply cmd_report(const nlohmann::json& req);
+    svc::Reply cmd_flow_original_dst(const nlohmann::json& req);
+    svc::Reply vm_reply(const std::string& id) const;
+
+    ControllerOptions opts_;
+    const Clock* clock_;
+    int64_t started_ms_ = 0;
+    Maps* maps_ = nullptr;
+    Host* host_ = nullptr;
+
+    VmTable vms_;
+    Tiers tiers_;
+    std::optional<Enforcer> enforcer_;
+    std::optional<Sweeper> sweeper_;
+    std::unique_ptr<svc::EventLog> events_;
+    std::vector<Subscriber> subscribers_;
+    std::optional<Policy> pending_;  // loaded, not yet written to the maps
+
+    bool rep_dirty_ = false;
+    int64_t rep_saved_ms_ = 0;
+    double last_sweep_ms_ = 0;
+    uint64_t sweeps_ = 0;
+};
+
+}  // namespace smtpgov::daemon

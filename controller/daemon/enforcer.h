@@ -1,0 +1,48 @@
+// The only writer of the maps that carry enforcement: sg_vm_policy, sg_auto_policy,
+// sg_defaults, sg_ifaces (and sg_ifaces_big), sg_vm_v4/sg_vm_v6, and the reset of a
+// slot given to a new VM. It keeps what it wrote, so the fill counts it reports are
+// the maps' own and a tier write that changes nothing costs no syscall.
+#pragma once
+
+#include <map>
+#include <optional>
+
+#include "daemon/map_plan.h"
+#include "daemon/maps.h"
+
+namespace smtpgov::daemon {
+
+struct EnforcementFill {
+    size_t vm_policy = 0, auto_policy = 0, ifaces = 0, v4 = 0, v6 = 0;
+};
+
+class Enforcer {
+public:
+    explicit Enforcer(Maps& maps) : maps_(maps) {}
+
+    // Start-up: learns the sg_auto_policy entries a previous run left (escalated auto
+    // entries keep their tier across restarts).
+    Status adopt_auto_policies();
+
+    // Writes `plan` over the maps: entries not in the plan are removed, slots the plan
+    // no longer uses are deactivated. All or nothing: on the first failed write every
+    // change is undone and the error names the write (and any undo that failed too).
+    Status apply(const MapPlan& plan);
+    const MapPlan& current() const { return cur_; }
+
+    // One VM's entry (a tier change). The slot must be in the plan in force.
+    Status set_vm(uint32_t slot, const sg_vm_policy& e);
+    // An auto entry's policy; nullopt: back to the defaults.
+    Status set_auto(const sg_auto_key& key, const std::optional<sg_vm_policy>& e);
+    // An interface appeared (entry) or went away (nullopt).
+    Status set_iface(uint32_t ifindex, const std::optional<sg_iface>& e);
+
+    EnforcementFill fill() const;
+
+private:
+    Maps& maps_;
+    MapPlan cur_;
+    std::map<KeyBytes<sg_auto_key>, sg_vm_policy> auto_;
+};
+
+}  // namespace smtpgov::daemon

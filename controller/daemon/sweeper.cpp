@@ -1,0 +1,128 @@
+#include "daemon/sweeper.h"
+
+#include <algorithm>
+
+#include "core/blocklists.h"
+#include "daemon/log.h"
+
+namespace smtpgov::daemon {
+namespace {
+
+constexpr size_t kMaxSamples = 5;  // reply lines kept per VM
+constexpr uint64_t kTriggerMaxAgeNs = 2'000'000'000;
+
+uint64_t since(uint64_t now, uint64_t before) { return now >= before ? now - before : now; }
+
+}  // namespace
+
+void Sweeper::feed_one(const std::string& id, VmRuntime& rt, const sg_vm_stats& cur, uint64_t now_ns, int64_t now_ms) {
+    Deltas d = feed(rt, cur, now_ns);
+    if (d.over) tiers_.observe(id, Signal::OverLimit, static_cast<double>(d.over), now_ms);
+    if (d.spoofed) tiers_.observe(id, Signal::Spoofed, static_cast<double>(d.spoofed), now_ms);
+    if (d.rejects) tiers_.observe(id, Signal::RemoteReject, static_cast<double>(d.rejects), now_ms);
+    if (d.over || d.spoofed || d.rejects) dirty_ = true;
+}
+
+Status Sweeper::sweep(uint64_t now_ns, int64_t now_ms) {
+    const uint32_t hw = vms_.slots().high_water();
+    if (auto s = maps_.vm_stats(hw, stats_buf_); !s) return s;
+    for (uint32_t slot = 0; slot < hw && slot < stats_buf_.size(); ++slot)
+        if (const Vm* vm = vms_.at_slot(slot)) feed_one(vm->id, *vms_.slot_runtime(slot), stats_buf_[slot], now_ns, now_ms);
+    if (auto s = maps_.auto_entries(auto_buf_); !s) log::error(s.error().message);
+    std::set<std::string> seen;
+    for (const auto& [key, v] : auto_buf_) {
+        AutoVm* a = nullptr;
+        std::string id = vms_.note_auto(key, &a);
+        feed_one(id, a->rt, v.stats, now_ns, now_ms);
+        seen.insert(id);
+    }
+    vms_.prune_autos(seen, [this](const std::string& id) { return tiers_.tier(id) != Tier::Ok || hot_autos_.count(id); });
+    if (auto g = maps_.global()) results_ = *g;
+    else log::error(g.error().message);
+    return ok_status();
+}
+
+void Sweeper::read_slot(uint32_t slot, uint64_t now_ns, int64_t now_ms) {
+    const Vm* vm = vms_.at_slot(slot);
+    if (!vm) return;
+    auto s = maps_.vm_stats_one(slot);
+    if (!s) {
+        log::error(s.error().message);
+        return;
+    }
+    feed_one(vm->id, *vms_.slot_runtime(slot), *s, now_ns, now_ms);
+}
+
+void Sweeper::read_auto(const std::string& id, uint64_t now_ns, int64_t now_ms) {
+    const AutoVm* a = vms_.find_auto(id);
+    if (!a) return;
+    sg_auto_vm v{};
+    auto found = maps_.lookup(MapId::Auto, &a->key, &v);
+    if (found && *found) feed_one(id, *vms_.runtime(id), v.stats, now_ns, now_ms);
+}
+
+Result<sg_vm_stats> Sweeper::read(const std::string& id) {
+    if (auto slot = vms_.slot_of(id); slot && vms_.vm(id)) return maps_.vm_stats_one(*slot);
+    const AutoVm* a = vms_.find_auto(id);
+    if (!a) return Error{ENOENT, "no VM " + id};
+    sg_auto_vm v{};
+    auto found = maps_.lookup(MapId::Auto, &a->key, &v);
+    if (!found) return found.error();
+    if (!*found) return a->rt.last;  // evicted from the datapath: its last reading
+    return v.stats;
+}
+
+std::string Sweeper::on_event(const sg_event& ev, uint64_t now_ns, int64_t now_ms) {
+    ++events_received_;
+    VmRuntime* rt = nullptr;
+    std::string auto_name;
+    if (ev.slot != SG_SLOT_NONE) {
+        rt = vms_.slot_runtime(ev.slot);
+    } else {
+        AutoVm* a = nullptr;
+        auto_name = vms_.note_auto(ev.key, &a);
+        rt = &a->rt;
+    }
+    if (!rt) return "";
+    if (ev.type == SG_EV_REPLY) {
+        std::string line(ev.text, std::min<size_t>(ev.text_len, SG_REPLY_TEXT_MAX));
+        std::string blocklist;
+        if (auto r = recognise_refusal(line); r && r->kind == Refusal::Kind::Blocklist) blocklist = r->name;
+        rt->samples.push_back(std::move(line));
+        if (rt->samples.size() > kMaxSamples) rt->samples.erase(rt->samples.begin());
+        return blocklist;
+    }
+    if (ev.type != SG_EV_OVER_LIMIT) return "";
+    if (!rt->trigger_ns || since(ev.ts_ns, rt->trigger_ns) > kTriggerMaxAgeNs) rt->trigger_ns = ev.ts_ns;
+    if (ev.slot != SG_SLOT_NONE) {
+        hot_slots_[ev.slot] = now_ns + kHotWindowNs;
+        read_slot(ev.slot, now_ns, now_ms);
+    } else {
+        hot_autos_[auto_name] = now_ns + kHotWindowNs;
+        read_auto(auto_name, now_ns, now_ms);
+    }
+    return "";
+}
+
+void Sweeper::hot_tick(uint64_t now_ns, int64_t now_ms) {
+    for (auto it = hot_slots_.begin(); it != hot_slots_.end();) {
+        if (it->second < now_ns) {
+            if (VmRuntime* rt = vms_.slot_runtime(it->first)) rt->trigger_ns = 0;  // no escalation came of it
+            it = hot_slots_.erase(it);
+            continue;
+        }
+        read_slot(it->first, now_ns, now_ms);
+        ++it;
+    }
+    for (auto it = hot_autos_.begin(); it != hot_autos_.end();) {
+        if (it->second < now_ns) {
+            if (VmRuntime* rt = vms_.runtime(it->first)) rt->trigger_ns = 0;
+            it = hot_autos_.erase(it);
+            continue;
+        }
+        read_auto(it->first, now_ns, now_ms);
+        ++it;
+    }
+}
+
+}  // namespace smtpgov::daemon

@@ -1,0 +1,65 @@
+// Counter readings: the periodic sweep over every VM's per-CPU counters and the auto
+// entries, and the fast path that follows a VM for a while after the datapath reported
+// it over its limit (its counters re-read every few ms). Readings feed the reputation's
+// signals; deciding tiers is left to the caller (Tiers::evaluate).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <utility>
+#include <string>
+#include <vector>
+
+#include "core/tiers.h"
+#include "daemon/maps.h"
+#include "daemon/vm_table.h"
+
+namespace smtpgov::daemon {
+
+class Sweeper {
+public:
+    static constexpr uint64_t kHotWindowNs = 300'000'000;  // follow a VM this long after its event
+    static constexpr uint64_t kHotIntervalNs = 5'000'000;  // re-read a hot VM's counters this often
+
+    Sweeper(Maps& maps, VmTable& vms, Tiers& tiers) : maps_(maps), vms_(vms), tiers_(tiers) {}
+
+    // Reads every counter and feeds the reputation; auto entries the datapath evicted
+    // are forgotten once nothing restricts them.
+    Status sweep(uint64_t now_ns, int64_t now_ms);
+    // A ring-buffer record. Returns the blocklist a sampled reply names ("" if none).
+    // An over-limit record makes the VM hot and reads it at once.
+    std::string on_event(const sg_event& ev, uint64_t now_ns, int64_t now_ms);
+    void hot_tick(uint64_t now_ns, int64_t now_ms);
+    bool hot() const { return !hot_slots_.empty() || !hot_autos_.empty(); }
+    // Slots whose VMs left the policy are followed no more.
+    void forget_slots(const std::set<uint32_t>& slots) {
+        for (uint32_t s : slots) hot_slots_.erase(s);
+    }
+    // A fresh reading of one VM's counters that feeds nothing (reads stay reads).
+    Result<sg_vm_stats> read(const std::string& id);
+
+    // True once after the reputation took a signal (it needs persisting).
+    bool take_dirty() { return std::exchange(dirty_, false); }
+    const GlobalCounters& results() const { return results_; }
+    size_t auto_entries() const { return auto_buf_.size(); }  // sg_auto at the last sweep
+    uint64_t events_received() const { return events_received_; }
+
+private:
+    void feed_one(const std::string& id, VmRuntime& rt, const sg_vm_stats& cur, uint64_t now_ns, int64_t now_ms);
+    void read_slot(uint32_t slot, uint64_t now_ns, int64_t now_ms);
+    void read_auto(const std::string& id, uint64_t now_ns, int64_t now_ms);
+
+    Maps& maps_;
+    VmTable& vms_;
+    Tiers& tiers_;
+    std::vector<sg_vm_stats> stats_buf_;
+    AutoEntries auto_buf_;
+    GlobalCounters results_{};
+    std::map<uint32_t, uint64_t> hot_slots_;          // slot -> hot until (mono ns)
+    std::map<std::string, uint64_t> hot_autos_;       // auto id -> hot until
+    uint64_t events_received_ = 0;
+    bool dirty_ = false;
+};
+
+}  // namespace smtpgov::daemon
