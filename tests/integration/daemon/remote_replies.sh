@@ -9,52 +9,10 @@ sg_init dmrep
 sg_testbed --vms 2 up
 eval "$(sg_testbed env)"
 
-# a blocklisting MX in the internet namespace: it refuses every client in its greeting
 rejector=203.0.113.99
-ip -n "$SG_NS_INET" addr add "$rejector/32" dev eth0
-cut -f2 "$SG_SRC/tests/data/smtp-rejections.tsv" | grep -v '^#' | head -5 >"$SG_TMP/replies.txt"
-ip netns exec "$SG_NS_INET" python3 - "$rejector" "$SG_TMP/replies.txt" <<'PY' &
-import socket, sys
-lines = [l.strip() for l in open(sys.argv[2]) if l.strip()]
-srv = socket.socket()
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind((sys.argv[1], 25))
-srv.listen(64)
-srv.settimeout(60)                       # bounded: the test is over long before
-n = 0
-while True:
-    try:
-        c, (peer, _) = srv.accept()
-    except socket.timeout:
-        break
-    text = lines[n % len(lines)].replace("1.2.3.4", peer)
-    c.sendall(("554 " + text + "\r\n").encode())
-    c.close()
-    n += 1
-PY
-sg_on_exit "kill $! 2>/dev/null"
-
-# the webhook receiver, on the hypervisor's loopback where smtpgovd runs
+sgd_rejector "$rejector" 5
 hook_port=$((20000 + RANDOM % 20000))
-nsenter --net="/run/netns/$SG_NS_HV" python3 - "$hook_port" "$SG_TMP/hook.jsonl" <<'PY' &
-import http.server, sys
-class H(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        with open(sys.argv[2], "ab") as f:
-            f.write(body.replace(b"\n", b" ") + b"\n")
-        self.send_response(200)
-        self.end_headers()
-    def log_message(self, *a):
-        pass
-import time
-s = http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H)
-s.timeout = 1
-end = time.time() + 120                  # bounded: the test is over long before
-while time.time() < end:
-    s.handle_request()
-PY
-sg_on_exit "kill $! 2>/dev/null"
+sgd_webhook_receiver "$hook_port" "$SG_TMP/hook.jsonl"
 
 # remote rejections alone escalate: 2 points each, steered at 40; the tiers keep the
 # VM's own limits so that escalation does not stop the sessions under test
@@ -70,11 +28,7 @@ cat >"$SG_TMP/policy.json" <<JSON
 }
 JSON
 sg_write_config "$SG_TMP/smtpgovd.json" "$SG_TMP/policy.json" "$SG_VM1_IF" "$SG_VM2_IF"
-python3 - "$SG_TMP/smtpgovd.json" "http://127.0.0.1:$hook_port/tickets" <<'PY'
-import json, sys
-c = json.load(open(sys.argv[1])); c["webhook_url"] = sys.argv[2]
-json.dump(c, open(sys.argv[1], "w"))
-PY
+sgd_set_config "$SG_TMP/smtpgovd.json" webhook_url "\"http://127.0.0.1:$hook_port/tickets\""
 sg_daemon_start "$SG_TMP/smtpgovd.json"
 
 sessions=$(sg_flood --netns "$SG_VM1_NS" smtp --dst "$rejector" --rate 10 --count 30 --timeout 3 --json)
