@@ -2,8 +2,9 @@
 
 #include <boost/program_options.hpp>
 
+#include <algorithm>
 #include <fstream>
-#include <set>
+#include <limits>
 #include <sstream>
 
 #include "daemon/log.h"
@@ -11,87 +12,233 @@
 
 namespace smtpgov::daemon {
 namespace po = boost::program_options;
+using nlohmann::json;
 namespace {
 
-std::string flag_of(std::string key) {
-    for (char& c : key)
-        if (c == '_') c = '-';
-    return key;
+// ---- checks: "" when the value is fine, else the reason ----
+
+std::string xdp_mode(const std::string& v) {
+    return kern::parse_xdp_mode(v) ? "" : "must be native, generic or auto, not \"" + v + "\"";
 }
 
-Status apply_file(const nlohmann::json& doc, Config& c) {
-    if (!doc.is_object()) return Error::msg("config: the document must be a JSON object");
-    static const std::set<std::string> known{"interfaces", "xdp_mode", "bpffs", "state_dir", "socket",
-                                             "metrics_listen", "policy", "sweep_interval_ms", "max_vms",
-                                             "webhook_url", "log_level", "metrics_max_vm_series"};
-    for (const auto& [key, value] : doc.items()) {
-        if (!known.count(key)) return Error::msg("config: unknown key \"" + key + "\"");
-        try {
-            if (key == "interfaces") {
-                c.interfaces = value.get<std::vector<std::string>>();
-            } else if (key == "sweep_interval_ms" || key == "max_vms" || key == "metrics_max_vm_series") {
-                if (!value.is_number_unsigned()) return Error::msg("config: " + key + " must be a non-negative integer");
-                uint32_t v = value.get<uint32_t>();
-                (key == "sweep_interval_ms" ? c.sweep_interval_ms : key == "max_vms" ? c.max_vms : c.metrics_max_vm_series) = v;
-            } else {
-                std::string v = value.get<std::string>();
-                if (key == "xdp_mode") c.xdp_mode = v;
-                else if (key == "bpffs") c.bpffs = v;
-                else if (key == "state_dir") c.state_dir = v;
-                else if (key == "socket") c.socket = v;
-                else if (key == "metrics_listen") c.metrics_listen = v;
-                else if (key == "policy") c.policy = v;
-                else if (key == "webhook_url") c.webhook_url = v;
-                else if (key == "log_level") c.log_level = v;
-            }
-        } catch (const nlohmann::json::exception&) {
-            return Error::msg("config: " + key + " has the wrong type");
-        }
-    }
+std::string log_level(const std::string& v) {
+    return log::parse_level(v) ? "" : "must be error, warning, notice, info or debug";
+}
+
+std::string absolute_path(const std::string& v) {
+    return !v.empty() && v[0] == '/' ? "" : "must be an absolute path";
+}
+
+std::string absolute_path_or_none(const std::string& v) { return v.empty() ? "" : absolute_path(v); }
+
+std::string host_port_or_none(const std::string& v) {
+    if (v.empty()) return "";
+    auto colon = v.rfind(':');
+    bool ok = colon != std::string::npos && colon + 1 < v.size() &&
+              v.find_first_not_of("0123456789", colon + 1) == std::string::npos;
+    return ok ? "" : "must be HOST:PORT, or \"\" to disable";
+}
+
+std::string http_url_or_none(const std::string& v) {
+    if (v.empty() || v.rfind("http://", 0) == 0 || v.rfind("https://", 0) == 0) return "";
+    return "must be an http:// or https:// URL";
+}
+
+std::string interface_name_or_glob(const std::string& v) {
+    if (!v.empty() && v.size() <= 15 && v.find_first_of("/ ") == std::string::npos) return "";
+    return "\"" + v + "\" is not an interface name or glob (at most 15 characters)";
+}
+
+constexpr uint32_t kU32Max = std::numeric_limits<uint32_t>::max();
+
+// ---- the keys: one entry each, in the order --help, check_config and docs show them ----
+
+using Text = ConfigKey::Text;
+using Count = ConfigKey::Count;
+using List = ConfigKey::List;
+
+const ConfigKey kKeys[] = {
+    {"interfaces", "VM-facing interface names or globs (repeat or comma-separate)",
+     List{&Config::interfaces, interface_name_or_glob}},
+    {"xdp_mode", "native | generic | auto", Text{&Config::xdp_mode, "auto", xdp_mode}},
+    {"bpffs", "pin directory", Text{&Config::bpffs, "/sys/fs/bpf/smtpgov", absolute_path}},
+    {"state_dir", "policy, slots and reputation", Text{&Config::state_dir, "/var/lib/smtpgov", absolute_path}},
+    {"socket", "control socket", Text{&Config::socket, "/run/smtpgov/ctl.sock", absolute_path}},
+    {"metrics_listen", "host:port of /metrics, \"\" for none",
+     Text{&Config::metrics_listen, "127.0.0.1:9464", host_port_or_none}},
+    {"policy", "policy file applied at start when no policy is persisted",
+     Text{&Config::policy, "", absolute_path_or_none}},
+    {"sweep_interval_ms", "counter sweep interval", Count{&Config::sweep_interval_ms, 1000, 10, 60000}},
+    {"max_vms", "slots in the per-VM maps", Count{&Config::max_vms, 16384, 1, 1u << 22}},
+    {"webhook_url", "POST tickets here (http/https)", Text{&Config::webhook_url, "", http_url_or_none}},
+    {"log_level", "error | warning | notice | info | debug", Text{&Config::log_level, "info", log_level}},
+    {"metrics_max_vm_series", "per-VM metric series cap, 0 = unlimited",
+     Count{&Config::metrics_max_vm_series, 1000, 0, kU32Max}},
+};
+
+// The commands: the first one given wins, in this order.
+struct CommandFlag {
+    const char* option;  // boost spelling: "help,h"
+    const char* help;
+    Command command;
+};
+
+const CommandFlag kCommands[] = {
+    {"help,h", "show this help", Command::Help},
+    {"version", "print the version", Command::Version},
+    {"check-config", "validate the config and its policy, then exit 0 (valid) or 2", Command::CheckConfig},
+    {"remove", "detach every smtpgov program and remove all pins, then exit", Command::Remove},
+    {"cleanup", "same as --remove", Command::Remove},
+};
+
+// ---- per kind: default, config file, flag, check, JSON ----
+
+void set_default(const Text& k, Config& c) { c.*k.field = k.fallback; }
+void set_default(const Count& k, Config& c) { c.*k.field = k.fallback; }
+void set_default(const List& k, Config& c) { (c.*k.field).clear(); }
+
+Status from_file(const char* name, const Text& k, const json& v, Config& c) {
+    if (!v.is_string()) return Error::msg(std::string("config: ") + name + " has the wrong type");
+    c.*k.field = v.get<std::string>();
     return ok_status();
 }
 
-std::vector<std::string> split_list(const std::vector<std::string>& raw) {
+Status from_file(const char* name, const Count& k, const json& v, Config& c) {
+    if (!v.is_number_unsigned()) return Error::msg(std::string("config: ") + name + " must be a non-negative integer");
+    if (v.get<uint64_t>() > kU32Max)
+        return Error::msg(std::string("config: ") + name + " must be at most " + std::to_string(kU32Max));
+    c.*k.field = v.get<uint32_t>();
+    return ok_status();
+}
+
+Status from_file(const char* name, const List& k, const json& v, Config& c) {
+    if (!v.is_array() || !std::all_of(v.begin(), v.end(), [](const json& item) { return item.is_string(); }))
+        return Error::msg(std::string("config: ") + name + " has the wrong type");
+    c.*k.field = v.get<std::vector<std::string>>();
+    return ok_status();
+}
+
+po::value_semantic* flag_value(const Text&) { return po::value<std::string>(); }
+po::value_semantic* flag_value(const Count&) { return po::value<uint32_t>(); }
+po::value_semantic* flag_value(const List&) { return po::value<std::vector<std::string>>()->multitoken(); }
+
+void from_flag(const Text& k, const po::variable_value& v, Config& c) { c.*k.field = v.as<std::string>(); }
+void from_flag(const Count& k, const po::variable_value& v, Config& c) { c.*k.field = v.as<uint32_t>(); }
+void from_flag(const List& k, const po::variable_value& v, Config& c) {
+    c.*k.field = v.as<std::vector<std::string>>();
+}
+
+// "a,b" "c" -> "a" "b" "c", in the file as on the command line
+void normalize(const Text&, Config&) {}
+void normalize(const Count&, Config&) {}
+void normalize(const List& k, Config& c) {
     std::vector<std::string> out;
-    for (const auto& item : raw) {
+    for (const auto& item : c.*k.field) {
         std::stringstream ss(item);
         std::string part;
         while (std::getline(ss, part, ','))
             if (!part.empty()) out.push_back(part);
     }
-    return out;
+    c.*k.field = std::move(out);
 }
 
-bool absolute(const std::string& p) { return !p.empty() && p[0] == '/'; }
+void check(const char* name, const Text& k, const Config& c, std::vector<std::string>& problems) {
+    if (auto why = k.check(c.*k.field); !why.empty()) problems.push_back(std::string(name) + ": " + why);
+}
+void check(const char* name, const Count& k, const Config& c, std::vector<std::string>& problems) {
+    uint32_t v = c.*k.field;
+    if (v < k.min || v > k.max)
+        problems.push_back(std::string(name) + ": must be " + std::to_string(k.min) + ".." + std::to_string(k.max));
+}
+void check(const char* name, const List& k, const Config& c, std::vector<std::string>& problems) {
+    for (const auto& item : c.*k.field)
+        if (auto why = k.check_item(item); !why.empty()) problems.push_back(std::string(name) + ": " + why);
+}
+
+json value_json(const Text& k, const Config& c) { return c.*k.field; }
+json value_json(const Count& k, const Config& c) { return c.*k.field; }
+json value_json(const List& k, const Config& c) { return c.*k.field; }
+
+std::string shown_default(const Text& k) { return k.fallback; }
+std::string shown_default(const Count& k) { return std::to_string(k.fallback); }
+std::string shown_default(const List&) { return ""; }
+
+// ---- the table applied ----
+
+const ConfigKey* find_key(std::string_view name) {
+    for (const auto& k : kKeys)
+        if (name == k.name) return &k;
+    return nullptr;
+}
+
+Status apply_file(const json& doc, Config& c) {
+    if (!doc.is_object()) return Error::msg("config: the document must be a JSON object");
+    for (const auto& [name, value] : doc.items()) {
+        const ConfigKey* key = find_key(name);
+        if (!key) return Error::msg("config: unknown key \"" + name + "\"");
+        auto s = std::visit([&](const auto& k) { return from_file(key->name, k, value, c); }, key->value);
+        if (!s) return s;
+    }
+    return ok_status();
+}
+
+Status read_file(const std::string& path, Config& c) {
+    std::ifstream in(path);
+    if (!in) return Error::from_errno("config " + path);
+    json doc = json::parse(in, nullptr, false);
+    if (doc.is_discarded()) return Error::msg("config " + path + ": not valid JSON");
+    if (auto s = apply_file(doc, c); !s) return Error::msg(path + ": " + s.error().message);
+    return ok_status();
+}
+
+po::options_description command_options() {
+    po::options_description cmds("Commands");
+    for (const auto& f : kCommands) cmds.add_options()(f.option, f.help);
+    return cmds;
+}
+
+po::options_description setting_options() {
+    po::options_description keys("Settings (config file keys; flags override the file)");
+    keys.add_options()("config", po::value<std::string>(), "JSON config file");
+    for (const auto& k : kKeys) {
+        std::string help = k.help, fallback = default_text(k);
+        if (!fallback.empty()) help += " (default " + fallback + ")";
+        auto* value = std::visit([](const auto& kind) { return flag_value(kind); }, k.value);
+        keys.add_options()(flag_of(k.name).c_str(), value, help.c_str());
+    }
+    return keys;
+}
+
+Command command_of(const po::variables_map& vm) {
+    for (const auto& f : kCommands) {
+        std::string_view option = f.option;
+        if (vm.count(std::string(option.substr(0, option.find(','))))) return f.command;
+    }
+    return Command::Run;
+}
 
 }  // namespace
 
+Config::Config() {
+    for (const auto& k : kKeys) std::visit([&](const auto& kind) { set_default(kind, *this); }, k.value);
+}
+
+std::span<const ConfigKey> config_keys() { return kKeys; }
+
+std::string flag_of(std::string_view key) {
+    std::string flag(key);
+    for (char& ch : flag)
+        if (ch == '_') ch = '-';
+    return flag;
+}
+
+std::string default_text(const ConfigKey& key) {
+    return std::visit([](const auto& kind) { return shown_default(kind); }, key.value);
+}
+
 Result<Invocation> parse_invocation(int argc, char** argv) {
-    Config d;  // defaults, shown in --help
-    po::options_description cmds("Commands");
-    cmds.add_options()
-        ("help,h", "show this help")
-        ("version", "print the version")
-        ("check-config", "validate the config and its policy, then exit 0 (valid) or 2")
-        ("remove", "detach every smtpgov program and remove all pins, then exit")
-        ("cleanup", "same as --remove");
-    po::options_description keys("Settings (config file keys; flags override the file)");
-    keys.add_options()
-        ("config", po::value<std::string>(), "JSON config file")
-        ("interfaces", po::value<std::vector<std::string>>()->multitoken(), "VM-facing interface names or globs (repeat or comma-separate)")
-        ("xdp-mode", po::value<std::string>(), "native | generic | auto (default auto)")
-        ("bpffs", po::value<std::string>(), ("pin directory (default " + d.bpffs + ")").c_str())
-        ("state-dir", po::value<std::string>(), ("policy, slots and reputation (default " + d.state_dir + ")").c_str())
-        ("socket", po::value<std::string>(), ("control socket (default " + d.socket + ")").c_str())
-        ("metrics-listen", po::value<std::string>(), "host:port of /metrics, \"\" for none (default 127.0.0.1:9464)")
-        ("policy", po::value<std::string>(), "policy file applied at start when no policy is persisted")
-        ("sweep-interval-ms", po::value<uint32_t>(), "counter sweep interval (default 1000)")
-        ("max-vms", po::value<uint32_t>(), "slots in the per-VM maps (default 16384)")
-        ("webhook-url", po::value<std::string>(), "POST tickets here (http/https)")
-        ("log-level", po::value<std::string>(), "error | warning | notice | info | debug (default info)")
-        ("metrics-max-vm-series", po::value<uint32_t>(), "per-VM metric series cap, 0 = unlimited (default 1000)");
     po::options_description all;
-    all.add(cmds).add(keys);
+    all.add(command_options()).add(setting_options());
     po::variables_map vm;
     try {
         po::store(po::command_line_parser(argc, argv).options(all).run(), vm);
@@ -103,71 +250,33 @@ Result<Invocation> parse_invocation(int argc, char** argv) {
     std::ostringstream usage;
     usage << "usage: smtpgovd [--config FILE] [settings] [--check-config | --remove]\n" << all;
     inv.usage = usage.str();
-    if (vm.count("help")) inv.command = Command::Help;
-    else if (vm.count("version")) inv.command = Command::Version;
-    else if (vm.count("check-config")) inv.command = Command::CheckConfig;
-    else if (vm.count("remove") || vm.count("cleanup")) inv.command = Command::Remove;
-
+    inv.command = command_of(vm);
     if (vm.count("config")) {
         inv.config_file = vm["config"].as<std::string>();
-        std::ifstream in(inv.config_file);
-        if (!in) return Error::from_errno("config " + inv.config_file);
-        nlohmann::json doc = nlohmann::json::parse(in, nullptr, false);
-        if (doc.is_discarded()) return Error::msg("config " + inv.config_file + ": not valid JSON");
-        if (auto s = apply_file(doc, inv.config); !s) return Error::msg(inv.config_file + ": " + s.error().message);
+        if (auto s = read_file(inv.config_file, inv.config); !s) return s.error();
     }
-    Config& c = inv.config;
-    auto str = [&](const char* key, std::string& into) {
-        if (vm.count(flag_of(key))) into = vm[flag_of(key)].as<std::string>();
-    };
-    auto num = [&](const char* key, uint32_t& into) {
-        if (vm.count(flag_of(key))) into = vm[flag_of(key)].as<uint32_t>();
-    };
-    if (vm.count("interfaces")) c.interfaces = vm["interfaces"].as<std::vector<std::string>>();
-    c.interfaces = split_list(c.interfaces);
-    str("xdp_mode", c.xdp_mode);
-    str("bpffs", c.bpffs);
-    str("state_dir", c.state_dir);
-    str("socket", c.socket);
-    str("metrics_listen", c.metrics_listen);
-    str("policy", c.policy);
-    num("sweep_interval_ms", c.sweep_interval_ms);
-    num("max_vms", c.max_vms);
-    str("webhook_url", c.webhook_url);
-    str("log_level", c.log_level);
-    num("metrics_max_vm_series", c.metrics_max_vm_series);
+    for (const auto& k : kKeys) {
+        std::string flag = flag_of(k.name);
+        std::visit(
+            [&](const auto& kind) {
+                if (vm.count(flag)) from_flag(kind, vm[flag], inv.config);
+                normalize(kind, inv.config);
+            },
+            k.value);
+    }
     return inv;
 }
 
 std::vector<std::string> check_config(const Config& c) {
-    std::vector<std::string> p;
-    if (!kern::parse_xdp_mode(c.xdp_mode)) p.push_back("xdp_mode: must be native, generic or auto, not \"" + c.xdp_mode + "\"");
-    if (!log::parse_level(c.log_level)) p.push_back("log_level: must be error, warning, notice, info or debug");
-    if (c.sweep_interval_ms < 10 || c.sweep_interval_ms > 60000) p.push_back("sweep_interval_ms: must be 10..60000");
-    if (c.max_vms < 1 || c.max_vms > (1u << 22)) p.push_back("max_vms: must be 1..4194304");
-    for (const auto& i : c.interfaces)
-        if (i.empty() || i.size() > 15 || i.find('/') != std::string::npos || i.find(' ') != std::string::npos)
-            p.push_back("interfaces: \"" + i + "\" is not an interface name or glob (at most 15 characters)");
-    for (auto [key, path] : {std::pair{"bpffs", c.bpffs}, {"state_dir", c.state_dir}, {"socket", c.socket}})
-        if (!absolute(path)) p.push_back(std::string(key) + ": must be an absolute path");
-    if (!c.policy.empty() && !absolute(c.policy)) p.push_back("policy: must be an absolute path");
-    if (!c.metrics_listen.empty()) {
-        auto colon = c.metrics_listen.rfind(':');
-        bool ok = colon != std::string::npos && colon + 1 < c.metrics_listen.size() &&
-                  c.metrics_listen.find_first_not_of("0123456789", colon + 1) == std::string::npos;
-        if (!ok) p.push_back("metrics_listen: must be HOST:PORT, or \"\" to disable");
-    }
-    if (!c.webhook_url.empty() && c.webhook_url.rfind("http://", 0) != 0 && c.webhook_url.rfind("https://", 0) != 0)
-        p.push_back("webhook_url: must be an http:// or https:// URL");
-    return p;
+    std::vector<std::string> problems;
+    for (const auto& k : kKeys) std::visit([&](const auto& kind) { check(k.name, kind, c, problems); }, k.value);
+    return problems;
 }
 
-nlohmann::json to_json(const Config& c) {
-    return {{"interfaces", c.interfaces}, {"xdp_mode", c.xdp_mode}, {"bpffs", c.bpffs},
-            {"state_dir", c.state_dir}, {"socket", c.socket}, {"metrics_listen", c.metrics_listen},
-            {"policy", c.policy}, {"sweep_interval_ms", c.sweep_interval_ms}, {"max_vms", c.max_vms},
-            {"webhook_url", c.webhook_url}, {"log_level", c.log_level},
-            {"metrics_max_vm_series", c.metrics_max_vm_series}};
+json to_json(const Config& c) {
+    json out = json::object();
+    for (const auto& k : kKeys) out[k.name] = std::visit([&](const auto& kind) { return value_json(kind, c); }, k.value);
+    return out;
 }
 
 }  // namespace smtpgov::daemon

@@ -1,9 +1,14 @@
 // smtpgovd settings: the JSON config file (--config) with every key also a flag of the
-// same name (state_dir -> --state-dir); flags override the file.
+// same name (state_dir -> --state-dir); flags override the file. Every key is one entry
+// of the table in config.cpp (config_keys()): its field, default, help and check; the file
+// parser, the flags, check_config, to_json and --help are all generated from it.
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
+#include <string_view>
+#include <variant>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -12,20 +17,52 @@
 
 namespace smtpgov::daemon {
 
+// Defaults and meanings: the key table in config.cpp (and smtpgovd --help).
 struct Config {
-    std::vector<std::string> interfaces;          // names or fnmatch globs
-    std::string xdp_mode = "auto";                // native | generic | auto
-    std::string bpffs = "/sys/fs/bpf/smtpgov";
-    std::string state_dir = "/var/lib/smtpgov";
-    std::string socket = "/run/smtpgov/ctl.sock";
-    std::string metrics_listen = "127.0.0.1:9464";  // "" = no metrics endpoint
-    std::string policy;                           // applied at start when none is persisted
-    uint32_t sweep_interval_ms = 1000;
-    uint32_t max_vms = 16384;
-    std::string webhook_url;                      // "" = no webhook
-    std::string log_level = "info";
-    uint32_t metrics_max_vm_series = 1000;        // 0 = unlimited
+    Config();  // every key at its default
+
+    std::vector<std::string> interfaces;
+    std::string xdp_mode;
+    std::string bpffs;
+    std::string state_dir;
+    std::string socket;
+    std::string metrics_listen;
+    std::string policy;
+    uint32_t sweep_interval_ms;
+    uint32_t max_vms;
+    std::string webhook_url;
+    std::string log_level;
+    uint32_t metrics_max_vm_series;
+
+    bool operator==(const Config&) const = default;
 };
+
+// One config key. A check returns "" when the value is fine, else the reason, which
+// check_config prints after the key ("must be an absolute path").
+struct ConfigKey {
+    using Check = std::string (*)(const std::string&);
+    struct Text {  // a JSON string, a flag taking one value
+        std::string Config::*field;
+        const char* fallback;
+        Check check;
+    };
+    struct Count {  // a JSON non-negative integer, a flag taking a uint32
+        uint32_t Config::*field;
+        uint32_t fallback, min, max;
+    };
+    struct List {  // a JSON array of strings, a repeatable flag; items may be comma-separated
+        std::vector<std::string> Config::*field;
+        Check check_item;  // default: empty list
+    };
+
+    const char* name;  // file key; the flag is --name with '-' for '_'
+    const char* help;  // --help text; " (default X)" is appended when there is one
+    std::variant<Text, Count, List> value;
+};
+
+std::span<const ConfigKey> config_keys();
+std::string flag_of(std::string_view key);              // "state_dir" -> "state-dir"
+std::string default_text(const ConfigKey& key);          // as --help shows it; "" when none
 
 enum class Command { Run, CheckConfig, Remove, Help, Version };
 
