@@ -1,9 +1,12 @@
 // smtpgovctl argument parsing: the spec table, Boost.Program_options, usage errors.
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "args.h"
 #include "commands.h"
 #include "spec.h"
+#include "svc/commands.h"
 
 namespace smtpgov::ctl {
 namespace {
@@ -140,6 +143,31 @@ TEST(CtlRequest, BuildsControlSocketRequests) {
     EXPECT_EQ(build_request(parse({"flow", "original-dst", "[2001:db8::1]:40000"})),
               (json{{"cmd", "flow.original_dst"}, {"addr", "[2001:db8::1]:40000"}}));
     EXPECT_EQ(build_request(parse({"policy", "get"})), (json{{"cmd", "policy.get"}}));
+}
+
+// The wire names come from svc/commands.h, the list smtpgovd dispatches on: every
+// request the CLI sends names one of them, and every one is sent by some command.
+TEST(CtlRequest, WireNamesAreTheSharedCommandList) {
+    namespace cmd = svc::cmd;
+    const std::set<std::string> shared{
+        std::string(cmd::kStatus),    std::string(cmd::kPolicyValidate), std::string(cmd::kPolicyApply),
+        std::string(cmd::kPolicyGet), std::string(cmd::kVmList),         std::string(cmd::kVmShow),
+        std::string(cmd::kVmSetTier), std::string(cmd::kVmClear),        std::string(cmd::kEvents),
+        std::string(cmd::kReport),    std::string(cmd::kFlowOriginalDst)};
+    std::set<std::string> sent;
+    for (const auto& c : commands()) {
+        std::vector<std::string> argv = c.path;
+        for (const auto& a : c.args) argv.push_back(a.choices.empty() ? "x" : a.choices.front());
+        Invocation inv = parse(argv);
+        if (!c.needs_daemon && c.name() != "policy validate") {
+            EXPECT_THROW(build_request(inv), UsageError) << c.name();
+            continue;
+        }
+        std::string wire = build_request(inv).at("cmd").get<std::string>();
+        EXPECT_TRUE(shared.count(wire)) << c.name() << " sends " << wire;
+        sent.insert(wire);
+    }
+    EXPECT_EQ(sent, shared);
 }
 
 }  // namespace

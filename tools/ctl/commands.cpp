@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "core/policy.h"
+#include "svc/commands.h"
 #include "docs.h"
 #include "render.h"
 
@@ -195,24 +196,67 @@ int cmd_man(const Invocation&, Transport&, std::ostream& out, std::ostream&) {
     return kExitOk;
 }
 
-using Handler = int (*)(const Invocation&, Transport&, std::ostream&, std::ostream&);
+// The request's fields beyond "cmd".
+void id_field(const Invocation& inv, json& r) { r["id"] = inv.arg("ID"); }
 
-const std::map<std::string, Handler>& handlers() {
-    static const std::map<std::string, Handler> h{
-        {"status", cmd_status},           {"policy validate", cmd_policy_validate},
-        {"policy apply", cmd_policy_apply}, {"policy get", cmd_policy_get},
-        {"vm list", cmd_vm_list},         {"vm show", cmd_vm_show},
-        {"vm set-tier", cmd_vm_set_tier}, {"vm clear", cmd_vm_clear},
-        {"events", cmd_events},           {"report", cmd_report},
-        {"flow original-dst", cmd_flow},  {"top", run_top},
-        {"completion", cmd_completion},   {"man", cmd_man},
+void vm_filters(const Invocation& inv, json& r) {
+    if (auto t = inv.opt("tier")) r["tier"] = *t;
+    if (auto t = inv.opt("tenant")) r["tenant"] = *t;
+}
+
+void set_tier_fields(const Invocation& inv, json& r) {
+    r["id"] = inv.arg("ID");
+    r["tier"] = inv.arg("TIER");
+    if (auto s = inv.seconds_opt("for")) r["for_s"] = *s;
+}
+
+void events_fields(const Invocation& inv, json& r) {
+    r["limit"] = inv.uint_opt("limit");
+    if (inv.flag("follow")) r["follow"] = true;
+}
+
+void report_fields(const Invocation& inv, json& r) {
+    r["kind"] = inv.arg("KIND");
+    r["id"] = inv.arg("ID");
+    r["count"] = inv.uint_opt("count");
+}
+
+void flow_fields(const Invocation& inv, json& r) { r["addr"] = inv.arg("ADDR:PORT"); }
+
+using Handler = int (*)(const Invocation&, Transport&, std::ostream&, std::ostream&);
+using Fields = void (*)(const Invocation&, json&);
+
+// Per spec command (spec.cpp): its handler and the control-socket request it sends.
+struct Entry {
+    Handler handler;
+    std::string_view request;  // wire name from svc/commands.h; empty: the command runs locally
+    Fields fields = nullptr;
+};
+
+const std::map<std::string, Entry>& entries() {
+    namespace cmd = svc::cmd;
+    static const std::map<std::string, Entry> table{
+        {"status", {cmd_status, cmd::kStatus}},
+        {"policy validate", {cmd_policy_validate, cmd::kPolicyValidate}},
+        {"policy apply", {cmd_policy_apply, cmd::kPolicyApply}},
+        {"policy get", {cmd_policy_get, cmd::kPolicyGet}},
+        {"vm list", {cmd_vm_list, cmd::kVmList, vm_filters}},
+        {"vm show", {cmd_vm_show, cmd::kVmShow, id_field}},
+        {"vm set-tier", {cmd_vm_set_tier, cmd::kVmSetTier, set_tier_fields}},
+        {"vm clear", {cmd_vm_clear, cmd::kVmClear, id_field}},
+        {"events", {cmd_events, cmd::kEvents, events_fields}},
+        {"report", {cmd_report, cmd::kReport, report_fields}},
+        {"flow original-dst", {cmd_flow, cmd::kFlowOriginalDst, flow_fields}},
+        {"top", {run_top, cmd::kVmList, vm_filters}},
+        {"completion", {cmd_completion, {}}},
+        {"man", {cmd_man, {}}},
     };
-    return h;
+    return table;
 }
 
 }  // namespace
 
-bool has_handler(const std::string& name) { return handlers().count(name) != 0; }
+bool has_handler(const std::string& name) { return entries().count(name) != 0; }
 
 int exit_code_for_kind(const std::string& kind) {
     return kind == "usage" || kind == "validation" ? kExitUsage : kExitRuntime;
@@ -220,34 +264,11 @@ int exit_code_for_kind(const std::string& kind) {
 
 json build_request(const Invocation& inv) {
     const std::string name = inv.command->name();
-    auto with_id = [&](const char* cmd) { return json{{"cmd", cmd}, {"id", inv.arg("ID")}}; };
-    if (name == "status") return {{"cmd", "status"}};
-    if (name == "policy validate") return {{"cmd", "policy.validate"}};
-    if (name == "policy apply") return {{"cmd", "policy.apply"}};
-    if (name == "policy get") return {{"cmd", "policy.get"}};
-    if (name == "vm list" || name == "top") {
-        json r{{"cmd", "vm.list"}};
-        if (auto t = inv.opt("tier")) r["tier"] = *t;
-        if (auto t = inv.opt("tenant")) r["tenant"] = *t;
-        return r;
-    }
-    if (name == "vm show") return with_id("vm.show");
-    if (name == "vm clear") return with_id("vm.clear");
-    if (name == "vm set-tier") {
-        json r = with_id("vm.set_tier");
-        r["tier"] = inv.arg("TIER");
-        if (auto s = inv.seconds_opt("for")) r["for_s"] = *s;
-        return r;
-    }
-    if (name == "events") {
-        json r{{"cmd", "events"}, {"limit", inv.uint_opt("limit")}};
-        if (inv.flag("follow")) r["follow"] = true;
-        return r;
-    }
-    if (name == "report")
-        return {{"cmd", "report"}, {"kind", inv.arg("KIND")}, {"id", inv.arg("ID")}, {"count", inv.uint_opt("count")}};
-    if (name == "flow original-dst") return {{"cmd", "flow.original_dst"}, {"addr", inv.arg("ADDR:PORT")}};
-    throw UsageError(name + ": does not talk to the daemon");
+    auto it = entries().find(name);
+    if (it == entries().end() || it->second.request.empty()) throw UsageError(name + ": does not talk to the daemon");
+    json r{{"cmd", it->second.request}};
+    if (it->second.fields) it->second.fields(inv, r);
+    return r;
 }
 
 std::optional<json> request(Transport& daemon, const json& req, std::ostream& err, int& code) {
@@ -269,12 +290,12 @@ std::optional<json> request(Transport& daemon, const json& req, std::ostream& er
 }
 
 int run(const Invocation& inv, Transport& daemon, std::ostream& out, std::ostream& err) {
-    auto it = handlers().find(inv.command->name());
-    if (it == handlers().end()) {
+    auto it = entries().find(inv.command->name());
+    if (it == entries().end()) {
         err << "smtpgovctl: " << inv.command->name() << ": no handler\n";
         return kExitUsage;
     }
-    return it->second(inv, daemon, out, err);
+    return it->second.handler(inv, daemon, out, err);
 }
 
 }  // namespace smtpgov::ctl
