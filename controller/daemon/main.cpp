@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "core/policy.h"
+#include "core/unique_fd.h"
 #include "daemon/config.h"
 #include "daemon/daemon.h"
 #include "daemon/log.h"
@@ -56,14 +57,16 @@ int check(const Invocation& inv) {
     return 0;
 }
 
+// A running smtpgovd holds an flock on its bpffs directory (our probe lock goes with dir).
+bool daemon_running(const std::string& bpffs) {
+    UniqueFd dir(::open(bpffs.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    return dir && ::flock(dir.get(), LOCK_EX | LOCK_NB) != 0;
+}
+
 int remove(const Config& c) {
     if (::geteuid() != 0) return fail(kExitRuntime, "removing BPF programs needs root (CAP_BPF, CAP_NET_ADMIN)");
-    int fd = ::open(c.bpffs.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        bool busy = ::flock(fd, LOCK_EX | LOCK_NB) != 0;
-        ::close(fd);
-        if (busy) return fail(kExitRuntime, "an smtpgovd is running on " + c.bpffs + ": stop it first");
-    }
+    if (daemon_running(c.bpffs))
+        return fail(kExitRuntime, "an smtpgovd is running on " + c.bpffs + ": stop it first");
     if (auto s = kern::Attacher::remove_everything(kern::PinLayout(c.bpffs)); !s) return fail(kExitRuntime, s.error().message);
     std::cout << "smtpgovd: removed every smtpgov program and pin under " << c.bpffs << "\n";
     return 0;

@@ -9,29 +9,23 @@
 #include <set>
 #include <sstream>
 
+#include "core/unique_fd.h"
+
 namespace smtpgov::daemon {
 
 Status write_file_atomic(const std::string& path, const std::string& text) {
     std::string tmp = path + ".tmp";
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) return Error::from_errno("write " + tmp);
+    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    if (!fd) return Error::from_errno("write " + tmp);
     size_t done = 0;
     while (done < text.size()) {
-        ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+        ssize_t n = ::write(fd.get(), text.data() + done, text.size() - done);
         if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            Error e = Error::from_errno("write " + tmp);
-            ::close(fd);
-            return e;
-        }
+        if (n < 0) return Error::from_errno("write " + tmp);
         done += static_cast<size_t>(n);
     }
-    if (::fsync(fd) != 0) {
-        Error e = Error::from_errno("fsync " + tmp);
-        ::close(fd);
-        return e;
-    }
-    ::close(fd);
+    if (::fsync(fd.get()) != 0) return Error::from_errno("fsync " + tmp);
+    fd.reset();
     if (::rename(tmp.c_str(), path.c_str()) != 0) return Error::from_errno("rename " + tmp + " to " + path);
     return ok_status();
 }

@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <filesystem>
+#include <memory>
 
 namespace smtpgov::kern {
 namespace {
@@ -64,13 +65,15 @@ Status unpin(const std::string& path) {
 
 std::vector<std::string> list_pins(const std::string& dir) {
     std::vector<std::string> out;
-    DIR* d = ::opendir(dir.c_str());
+    struct Closedir {
+        void operator()(DIR* d) const noexcept { ::closedir(d); }
+    };
+    std::unique_ptr<DIR, Closedir> d(::opendir(dir.c_str()));
     if (!d) return out;
-    while (dirent* e = ::readdir(d)) {
+    while (dirent* e = ::readdir(d.get())) {
         std::string name = e->d_name;
         if (name != "." && name != "..") out.push_back(std::move(name));
     }
-    ::closedir(d);
     return out;
 }
 

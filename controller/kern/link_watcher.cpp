@@ -9,6 +9,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "kern/if_names.h"
+
 namespace smtpgov::kern {
 
 Result<LinkWatcher> LinkWatcher::open() {
@@ -59,11 +61,10 @@ Result<LinkBatch> LinkWatcher::read() {
 
 std::vector<LinkEvent> LinkWatcher::list() {
     std::vector<LinkEvent> out;
-    struct if_nameindex* names = if_nameindex();
+    auto names = list_interfaces();
     if (!names) return out;
-    for (struct if_nameindex* n = names; n->if_index; ++n)
+    for (auto* n = names.get(); n->if_index; ++n)
         out.push_back(LinkEvent{LinkEvent::Kind::Added, static_cast<int>(n->if_index), n->if_name});
-    if_freenameindex(names);
     return out;
 }
 

@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "kern/if_names.h"
+
 namespace smtpgov::kern {
 namespace {
 
@@ -30,13 +32,11 @@ Result<LinkInfoTcx> tcx_info(int fd) {
 }
 
 std::string prog_name(__u32 id) {
-    int fd = bpf_prog_get_fd_by_id(id);
-    if (fd < 0) return {};
+    UniqueFd fd(bpf_prog_get_fd_by_id(id));
+    if (!fd) return {};
     bpf_prog_info info{};
     __u32 len = sizeof(info);
-    std::string name = bpf_obj_get_info_by_fd(fd, &info, &len) == 0 ? info.name : "";
-    ::close(fd);
-    return name;
+    return bpf_obj_get_info_by_fd(fd.get(), &info, &len) == 0 ? info.name : "";
 }
 
 bpf_tc_hook egress_hook(int ifindex) {
@@ -164,10 +164,10 @@ uint32_t TcHook::prog_id() const {
 }
 
 Status detach_clsact_filters() {
-    struct if_nameindex* names = if_nameindex();
+    auto names = list_interfaces();
     if (!names) return Error::from_errno("list interfaces");
     Status result = ok_status();
-    for (struct if_nameindex* n = names; n->if_index; ++n) {
+    for (auto* n = names.get(); n->if_index; ++n) {
         int ifindex = static_cast<int>(n->if_index);
         if (!clsact_prog(ifindex)) continue;
         bpf_tc_hook hook = egress_hook(ifindex);
@@ -175,7 +175,6 @@ Status detach_clsact_filters() {
         if (int err = bpf_tc_detach(&hook, &o); err && err != -ENOENT)
             result = Error::from_errno(std::string("detach tc filter from ") + n->if_name, -err);
     }
-    if_freenameindex(names);
     return result;
 }
 

@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <vector>
 
+#include "kern/if_names.h"
+
 namespace smtpgov::kern {
 namespace {
 
@@ -211,10 +213,10 @@ uint32_t XdpHook::prog_id() const {
 }
 
 Status detach_libxdp_programs() {
-    struct if_nameindex* names = if_nameindex();
+    auto names = list_interfaces();
     if (!names) return Error::from_errno("list interfaces");
     Status result = ok_status();
-    for (struct if_nameindex* n = names; n->if_index; ++n) {
+    for (auto* n = names.get(); n->if_index; ++n) {
         for (;;) {  // one program per pass: the dispatcher is rebuilt by each detach
             uint32_t id = 0;
             xdp_attach_mode mode = XDP_MODE_UNSPEC;
@@ -233,7 +235,6 @@ Status detach_libxdp_programs() {
             }
         }
     }
-    if_freenameindex(names);
     return result;
 }
 

@@ -153,7 +153,7 @@ void ControlServer::stop() {
     {
         std::lock_guard lock(mu_);
         for (auto& w : workers_)
-            if (w.fd >= 0) ::shutdown(w.fd, SHUT_RDWR);
+            if (w.fd) ::shutdown(w.fd.get(), SHUT_RDWR);
     }
     reap(true);
     listen_fd_.reset();
@@ -197,12 +197,12 @@ void ControlServer::accept_loop() {
 void ControlServer::spawn(UniqueFd conn) {
     std::lock_guard lock(mu_);
     Worker& w = workers_.emplace_back();
-    w.fd = conn.release();  // the worker closes it, under mu_, so stop() never shuts a reused number
+    w.fd = std::move(conn);  // the worker closes it, under mu_, so stop() never shuts a reused number
     w.thread = std::thread([this, &w] { serve(w); });
 }
 
 void ControlServer::serve(Worker& w) {
-    const int fd = w.fd;
+    const int fd = w.fd.get();
     ucred cred{};
     socklen_t len = sizeof cred;
     if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.uid == opts_.allowed_uid) {
@@ -216,8 +216,7 @@ void ControlServer::serve(Worker& w) {
     }
     {
         std::lock_guard lock(mu_);
-        ::close(fd);
-        w.fd = -1;
+        w.fd.reset();
     }
     w.done.store(true);
 }

@@ -86,7 +86,7 @@ public:
 private:
     struct Worker {
         std::thread thread;
-        int fd = -1;                 // guarded by mu_; -1 once the worker closed it
+        UniqueFd fd;                 // guarded by mu_; empty once the worker closed it
         std::atomic<bool> done{false};
     };
 

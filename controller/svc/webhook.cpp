@@ -16,6 +16,19 @@ void curl_init_once() {
 
 size_t discard_body(char*, size_t size, size_t n, void*) { return size * n; }
 
+struct SlistFree {
+    void operator()(curl_slist* list) const noexcept { curl_slist_free_all(list); }
+};
+using Slist = std::unique_ptr<curl_slist, SlistFree>;
+
+// Appends to list; on failure (out of memory) the list is kept as it was.
+void append(Slist& list, const char* line) {
+    if (curl_slist* longer = curl_slist_append(list.get(), line)) {
+        list.release();
+        list.reset(longer);
+    }
+}
+
 // 5xx, 408 and 429 may heal; any other 4xx will not, however often it is retried.
 bool retryable(long status) { return status == 0 || status == 408 || status == 429 || status >= 500; }
 
@@ -100,10 +113,11 @@ bool Webhook::deliver(const std::string& body) {
 long Webhook::attempt(void* handle, const std::string& body) {
     CURL* curl = static_cast<CURL*>(handle);
     curl_easy_reset(curl);
-    curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
-    headers = curl_slist_append(headers, "Expect:");  // no 100-continue round trip
+    Slist headers;
+    append(headers, "Content-Type: application/json");
+    append(headers, "Expect:");  // no 100-continue round trip
     curl_easy_setopt(curl, CURLOPT_URL, opts_.url.c_str());
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers.get());
     curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.c_str());
     curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
     curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(opts_.timeout_ms));
@@ -112,7 +126,6 @@ long Webhook::attempt(void* handle, const std::string& body) {
     curl_easy_setopt(curl, CURLOPT_USERAGENT, "smtpgovd/" SMTPGOV_VERSION);
     long status = 0;
     if (curl_easy_perform(curl) == CURLE_OK) curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-    curl_slist_free_all(headers);
     return status;
 }
 

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core/unique_fd.h"
 #include "flood.h"
 #include "pacer.h"
 
@@ -24,7 +25,7 @@ enum class Step { Connect, Greeting, Ehlo, Mail, Rcpt, Data, Body, Quit };
 enum class Outcome { Ok, Reset, Timeout, Rejected, Error };
 
 struct Session {
-    int fd = -1;
+    smtpgov::UniqueFd fd;
     uint64_t id = 0;
     Step step = Step::Connect;
     double deadline = 0, started = 0;
@@ -60,17 +61,10 @@ sockaddr_storage sockaddr_of(const Addr& a, uint16_t port, socklen_t& len)
 
 class Engine {
 public:
-    explicit Engine(const SmtpOptions& o) : o_(o)
+    explicit Engine(const SmtpOptions& o) : o_(o), ep_(epoll_create1(EPOLL_CLOEXEC))
     {
-        ep_ = epoll_create1(EPOLL_CLOEXEC);
-        if (ep_ < 0)
+        if (!ep_)
             fail_errno("epoll_create1", errno);
-    }
-    ~Engine()
-    {
-        for (auto& [fd, s] : live_)
-            close(fd);
-        close(ep_);
     }
     Engine(const Engine&) = delete;
     Engine& operator=(const Engine&) = delete;
@@ -86,8 +80,8 @@ private:
     void finish(Session& s, Outcome oc, const std::string& why = "");
 
     const SmtpOptions& o_;
-    int ep_;
-    std::map<int, std::unique_ptr<Session>> live_;
+    smtpgov::UniqueFd ep_;
+    std::map<int, std::unique_ptr<Session>> live_;   // by fd; a session owns (closes) its fd
     Tally t_;
 };
 
@@ -100,28 +94,28 @@ void Engine::start(uint64_t k)
     s->started = now_s();
     s->deadline = s->started + o_.timeout;
     t_.started++;
-    s->fd = socket(dst.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (s->fd < 0) {
+    s->fd.reset(socket(dst.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!s->fd) {
         t_.error++;
         t_.errors[std::string("socket: ") + std::strerror(errno)]++;
         return;
     }
     int one = 1;
-    setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(s->fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     socklen_t len;
     if (o_.src && o_.src->family == dst.family) {
         sockaddr_storage src = sockaddr_of(*o_.src, 0, len);
-        if (bind(s->fd, (sockaddr*)&src, len) < 0)
+        if (bind(s->fd.get(), (sockaddr*)&src, len) < 0)
             fail_errno("bind " + o_.src->str(), errno);
     }
     sockaddr_storage ss = sockaddr_of(dst, port, len);
-    int fd = s->fd;
+    int fd = s->fd.get();
     Session& ref = *s;
     live_[fd] = std::move(s);
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLOUT;
     ev.data.fd = fd;
-    epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &ev);
+    epoll_ctl(ep_.get(), EPOLL_CTL_ADD, fd, &ev);
     if (connect(fd, (sockaddr*)&ss, len) < 0 && errno != EINPROGRESS) {
         int e = errno;
         finish(ref, (e == ECONNREFUSED || e == ECONNRESET) ? Outcome::Reset : Outcome::Error,
@@ -140,10 +134,9 @@ void Engine::finish(Session& s, Outcome oc, const std::string& why)
     }
     if (!why.empty())
         t_.errors[why]++;
-    int fd = s.fd;
-    epoll_ctl(ep_, EPOLL_CTL_DEL, fd, nullptr);
-    close(fd);
-    live_.erase(fd);   // destroys s
+    int fd = s.fd.get();
+    epoll_ctl(ep_.get(), EPOLL_CTL_DEL, fd, nullptr);
+    live_.erase(fd);   // destroys s, closing fd
 }
 
 void Engine::send(Session& s, std::string data)
@@ -155,7 +148,7 @@ void Engine::send(Session& s, std::string data)
 void Engine::flush(Session& s)
 {
     while (!s.out.empty()) {
-        ssize_t n = ::send(s.fd, s.out.data(), s.out.size(), MSG_NOSIGNAL);
+        ssize_t n = ::send(s.fd.get(), s.out.data(), s.out.size(), MSG_NOSIGNAL);
         if (n < 0 && errno == EAGAIN)
             return;
         if (n < 0)
@@ -224,7 +217,7 @@ void Engine::on_event(Session& s, uint32_t ev)
     if (s.step == Step::Connect) {
         int err = 0;
         socklen_t l = sizeof err;
-        getsockopt(s.fd, SOL_SOCKET, SO_ERROR, &err, &l);
+        getsockopt(s.fd.get(), SOL_SOCKET, SO_ERROR, &err, &l);
         if (err) {
             finish(s, (err == ECONNREFUSED || err == ECONNRESET) ? Outcome::Reset : Outcome::Error,
                    std::string("connect: ") + std::strerror(err));
@@ -235,13 +228,13 @@ void Engine::on_event(Session& s, uint32_t ev)
         s.step = Step::Greeting;
         epoll_event e{};
         e.events = EPOLLIN;
-        e.data.fd = s.fd;
-        epoll_ctl(ep_, EPOLL_CTL_MOD, s.fd, &e);
+        e.data.fd = s.fd.get();
+        epoll_ctl(ep_.get(), EPOLL_CTL_MOD, s.fd.get(), &e);
     }
     flush(s);
     char buf[4096];
     for (;;) {
-        ssize_t n = recv(s.fd, buf, sizeof buf, 0);
+        ssize_t n = recv(s.fd.get(), buf, sizeof buf, 0);
         if (n < 0 && errno == EAGAIN)
             return;
         if (n < 0) {
@@ -272,7 +265,7 @@ void Engine::on_event(Session& s, uint32_t ev)
             if (line.size() > 3 && line[3] == '-')
                 continue;
             s.reply_code = std::atoi(line.substr(0, 3).c_str());
-            int fd = s.fd;
+            int fd = s.fd.get();
             on_reply(s);
             if (!live_.count(fd))
                 return;   // finished
@@ -305,7 +298,7 @@ nlohmann::json Engine::run()
         for (auto& [fd, s] : live_)
             wake = std::min(wake, s->deadline);
         int ms = (int)std::ceil(std::max(0.0, wake - now_s()) * 1e3);
-        int n = epoll_wait(ep_, evs, 64, ms);
+        int n = epoll_wait(ep_.get(), evs, 64, ms);
         if (n < 0 && errno != EINTR)
             fail_errno("epoll_wait", errno);
         for (int i = 0; i < n; i++) {

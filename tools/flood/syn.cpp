@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core/unique_fd.h"
 #include "frame.h"   // flood_abi.h first: the skeleton names its structs
 #include "flood.skel.h"
 #include "pacer.h"
@@ -103,14 +104,14 @@ public:
     {
         if (!p.probe_src)
             return true;   // nothing to probe with: trust the kernel
-        int rx = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
-        if (rx < 0)
+        smtpgov::UniqueFd rx(socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL)));
+        if (!rx)
             fail_errno("AF_PACKET socket", errno);
         sockaddr_ll sll{};
         sll.sll_family = AF_PACKET;
         sll.sll_protocol = htons(ETH_P_ALL);
         sll.sll_ifindex = ifindex_of(p.route_if);
-        bind(rx, (sockaddr*)&sll, sizeof sll);
+        bind(rx.get(), (sockaddr*)&sll, sizeof sll);
         std::array<uint8_t, 16> cookie;
         std::random_device rd;
         for (auto& c : cookie)
@@ -129,13 +130,12 @@ public:
             uint8_t buf[2048];
             while (!seen && now_s() < until) {
                 timeval tv{0, 50 * 1000};
-                setsockopt(rx, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-                ssize_t n = recv(rx, buf, sizeof buf, 0);
+                setsockopt(rx.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+                ssize_t n = recv(rx.get(), buf, sizeof buf, 0);
                 if (n > 0 && std::search(buf, buf + n, cookie.begin(), cookie.end()) != buf + n)
                     seen = true;   // our request never comes back on this socket: it left via XDP
             }
         }
-        close(rx);
         return seen;
     }
 
@@ -148,22 +148,20 @@ private:
 
 class PacketSender final : public Sender {
 public:
-    explicit PacketSender(const Plan& p) : plan_(p), rng_(std::random_device{}())
+    // protocol 0: send only
+    explicit PacketSender(const Plan& p)
+        : plan_(p), rng_(std::random_device{}()), fd_(socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0))
     {
-        fd_ = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);   // protocol 0: send only
-        if (fd_ < 0)
+        if (!fd_)
             fail_errno("AF_PACKET socket", errno);
         int one = 1;
-        setsockopt(fd_, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof one);
+        setsockopt(fd_.get(), SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof one);
         sockaddr_ll sll{};
         sll.sll_family = AF_PACKET;
         sll.sll_ifindex = p.ifindex;
-        if (bind(fd_, (sockaddr*)&sll, sizeof sll) < 0)
+        if (bind(fd_.get(), (sockaddr*)&sll, sizeof sll) < 0)
             fail_errno("bind AF_PACKET to " + p.iface, errno);
     }
-    ~PacketSender() override { close(fd_); }
-    PacketSender(const PacketSender&) = delete;
-    PacketSender& operator=(const PacketSender&) = delete;
 
     uint32_t send(uint32_t n, bool v6) override
     {
@@ -178,7 +176,7 @@ public:
             msgs_[i].msg_hdr.msg_iovlen = 1;
         }
         for (uint32_t done = 0; done < n;) {
-            int r = sendmmsg(fd_, msgs_ + done, n - done, 0);
+            int r = sendmmsg(fd_.get(), msgs_ + done, n - done, 0);
             if (r < 0 && errno == EINTR)
                 continue;
             if (r < 0 && errno == ENOBUFS) {
@@ -197,7 +195,7 @@ public:
 private:
     const Plan& plan_;
     std::mt19937_64 rng_;
-    int fd_ = -1;
+    smtpgov::UniqueFd fd_;
     uint64_t cursor_ = 0;
     uint8_t buf_[kMax][FLOOD_FRAME_MAX];
     iovec iov_[kMax];
@@ -209,8 +207,7 @@ std::optional<Mac> resolve_mac(const Addr& next_hop)
     if (auto m = neigh_mac(next_hop))
         return m;
     // nudge the kernel into ARP/ND with one datagram to the discard port, then wait
-    int s = socket(next_hop.family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (s >= 0) {
+    if (smtpgov::UniqueFd s(socket(next_hop.family, SOCK_DGRAM | SOCK_CLOEXEC, 0)); s) {
         sockaddr_storage ss{};
         socklen_t sl;
         if (next_hop.family == AF_INET) {
@@ -226,8 +223,7 @@ std::optional<Mac> resolve_mac(const Addr& next_hop)
             std::memcpy(&a->sin6_addr, next_hop.b.data(), 16);
             sl = sizeof *a;
         }
-        sendto(s, "", 0, 0, (sockaddr*)&ss, sl);
-        close(s);
+        sendto(s.get(), "", 0, 0, (sockaddr*)&ss, sl);
     }
     for (int i = 0; i < 20; i++) {
         usleep(50 * 1000);
