@@ -5,15 +5,12 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <ctime>
+
+#include "core/clock.h"
 
 namespace smtpgov::svc {
 
-int64_t mono_ms() {
-    timespec ts{};
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
-}
+int64_t mono_ms() { return static_cast<int64_t>(mono_ns() / 1'000'000); }
 
 int poll_timeout(int64_t deadline_ms) {
     if (deadline_ms < 0) return -1;

@@ -4,15 +4,15 @@
 #include <cmath>
 #include <ctime>
 
+#include "core/clock.h"
+
 namespace flood {
 
 std::atomic<bool> g_stop{false};
 
 double now_s()
 {
-    timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    return (double)smtpgov::mono_ns() * 1e-9;
 }
 
 namespace {
