@@ -1,12 +1,13 @@
 // Attribution of new SMTP connections: hypervisor and gateway interfaces,
-// spoofed sources, LPM longest match, auto entries, tiers, random-source floods.
+// spoofed sources, LPM longest match, auto entries, tiers (one parameterised test
+// per tier and action), random-source floods.
 #include <gtest/gtest.h>
 #include <linux/bpf.h>
 #include <time.h>
 
 #include <random>
 
-#include "harness.h"
+#include "table_test.h"
 
 namespace sgt {
 namespace {
@@ -40,7 +41,7 @@ protected:
     }
     uint64_t syn(uint32_t slot, int verdict) const { return dp_.stats(slot).syn[verdict]; }
     int hv_ = 0, gw_ = 0, other_ = 0;
-    Datapath dp_;
+    TestDatapath dp_;
 };
 
 TEST_F(Attribution, HypervisorInterfaceNamesTheVm)
@@ -159,37 +160,53 @@ TEST_F(Attribution, GatewayUnknownSourceGetsSourceAndAggregateEntries)
     EXPECT_EQ(syn(5, SG_VERDICT_PASS), 0u);
 }
 
-TEST_F(Attribution, TiersAndActions)
-{
-    struct Row {
-        const char* desc;
-        sg_vm_policy pol;
-        uint32_t action;
-        int verdict;
-        uint64_t rst;
-    } rows[] = {
-        {"ok within bucket", policy(SG_TIER_OK, 10, 10), XDP_PASS, SG_VERDICT_PASS, 0},
-        {"throttled over bucket, drop", policy(SG_TIER_THROTTLED, 0, 5), XDP_DROP, SG_VERDICT_THROTTLE, 0},
-        {"throttled over bucket, reset", policy(SG_TIER_THROTTLED, 0, 5, SG_ACT_RESET), XDP_TX, SG_VERDICT_THROTTLE, 1},
-        {"steered within bucket", policy(SG_TIER_STEERED, 10, 10), XDP_PASS, SG_VERDICT_STEER, 0},
-        {"steered over bucket", policy(SG_TIER_STEERED, 0, 10), XDP_DROP, SG_VERDICT_THROTTLE, 0},
-        {"blocked, drop", policy(SG_TIER_BLOCKED, 10, 10), XDP_DROP, SG_VERDICT_BLOCK, 0},
-        {"blocked, reset", policy(SG_TIER_BLOCKED, 10, 10, SG_ACT_DROP, SG_ACT_RESET), XDP_TX, SG_VERDICT_BLOCK, 1},
-    };
-    dp_.iface(hv_, SG_IFACE_HAS_VM, 11);
-    for (const Row& r : rows) {
-        SCOPED_TRACE(r.desc);
-        dp_.vm(11, r.pol);
-        sg_vm_stats before = dp_.stats(11);
-        Global gbefore = dp_.global();
-        EXPECT_EQ(dp_.xdp(syn4("203.0.113.9"), hv_).action, r.action);
-        sg_vm_stats after = dp_.stats(11);
-        for (int v = 0; v < SG_VERDICT_MAX; v++)
-            EXPECT_EQ(after.syn[v] - before.syn[v], v == r.verdict ? 1u : 0u) << "verdict " << v;
-        EXPECT_EQ(after.rst_sent - before.rst_sent, r.rst);
-        EXPECT_EQ(delta(dp_.global(), gbefore)[SG_RES_RST_SENT], r.rst);
+struct TierRow {
+    const char* desc;
+    sg_vm_policy pol;
+    uint32_t action;
+    int verdict;
+    uint64_t rst;
+};
+
+void PrintTo(const TierRow& r, std::ostream* os) { *os << r.desc; }
+
+const TierRow kTierRows[] = {
+    {"ok within bucket", policy(SG_TIER_OK, 10, 10), XDP_PASS, SG_VERDICT_PASS, 0},
+    {"throttled over bucket, drop", policy(SG_TIER_THROTTLED, 0, 5), XDP_DROP, SG_VERDICT_THROTTLE, 0},
+    {"throttled over bucket, reset", policy(SG_TIER_THROTTLED, 0, 5, SG_ACT_RESET), XDP_TX, SG_VERDICT_THROTTLE, 1},
+    {"steered within bucket", policy(SG_TIER_STEERED, 10, 10), XDP_PASS, SG_VERDICT_STEER, 0},
+    {"steered over bucket", policy(SG_TIER_STEERED, 0, 10), XDP_DROP, SG_VERDICT_THROTTLE, 0},
+    {"blocked, drop", policy(SG_TIER_BLOCKED, 10, 10), XDP_DROP, SG_VERDICT_BLOCK, 0},
+    {"blocked, reset", policy(SG_TIER_BLOCKED, 10, 10, SG_ACT_DROP, SG_ACT_RESET), XDP_TX, SG_VERDICT_BLOCK, 1},
+};
+
+class TiersAndActions : public TableTest<TierRow> {
+protected:
+    void SetUp() override
+    {
+        hv_ = test_iface("sga-hv");
+        dp().defaults(SG_DEFAULTS_SOURCE, policy(SG_TIER_OK, 1000, 1000));
+        dp().defaults(SG_DEFAULTS_AGGREGATE, policy(SG_TIER_OK, 100000, 100000));
+        dp().iface(hv_, SG_IFACE_HAS_VM, 11);
     }
+    int hv_ = 0;
+};
+
+TEST_P(TiersAndActions, Syn)
+{
+    const TierRow& r = GetParam();
+    dp().vm(11, r.pol);
+    sg_vm_stats before = dp().stats(11);
+    Global gbefore = dp().global();
+    EXPECT_EQ(dp().xdp(syn4("203.0.113.9"), hv_).action, r.action);
+    sg_vm_stats after = dp().stats(11);
+    for (int v = 0; v < SG_VERDICT_MAX; v++)
+        EXPECT_EQ(after.syn[v] - before.syn[v], v == r.verdict ? 1u : 0u) << "verdict " << v;
+    EXPECT_EQ(after.rst_sent - before.rst_sent, r.rst);
+    EXPECT_EQ(delta(dp().global(), gbefore)[SG_RES_RST_SENT], r.rst);
 }
+
+INSTANTIATE_TEST_SUITE_P(Rows, TiersAndActions, ::testing::ValuesIn(kTierRows), RowName());
 
 TEST_F(Attribution, AutoPolicyOverridesDefaults)
 {

@@ -10,7 +10,7 @@
 #include <cmath>
 #include <thread>
 
-#include "harness.h"
+#include "test_datapath.h"
 
 namespace sgt {
 namespace {
@@ -59,7 +59,7 @@ protected:
     }
     int ifindex_ = 0;
     Bytes syn_ = smtp_syn();
-    Datapath dp_;
+    TestDatapath dp_;
 };
 
 TEST_F(Bucket, BurstThenRateThenRefill)
@@ -105,7 +105,7 @@ TEST_F(Bucket, OverLimitEventsAtMostOncePer100ms)
 
 TEST_F(Bucket, AutoEntryEventsCarryTheKey)
 {
-    Datapath dp;
+    TestDatapath dp;
     int ifx = test_iface("sgb1");
     dp.defaults(SG_DEFAULTS_SOURCE, policy(SG_TIER_OK, 0, 1));
     dp.xdp(syn_, ifx, 10);

@@ -8,7 +8,7 @@
 #include <cstdlib>
 #include <random>
 
-#include "harness.h"
+#include "test_datapath.h"
 #include "reference.h"
 
 namespace sgt {
@@ -139,7 +139,7 @@ TEST(Differential, BpfAgreesWithReference)
     RecordProperty("seed", std::to_string(seed));
 
     int ifx = test_iface("sgd0");
-    Datapath dp;
+    TestDatapath dp;
     dp.iface(ifx, SG_IFACE_HAS_VM, kSlot);
     // blocked + reset makes every judged SYN observable: XDP_TX with the RST bytes
     dp.vm(kSlot, policy(SG_TIER_BLOCKED, 0, 0, SG_ACT_DROP, SG_ACT_RESET));

@@ -7,7 +7,7 @@
 #include <sstream>
 #include <thread>
 
-#include "harness.h"
+#include "test_datapath.h"
 
 #ifndef SG_REJECTIONS_TSV
 #error "SG_REJECTIONS_TSV must name the rejection corpus"
@@ -41,7 +41,7 @@ protected:
     }
     void tc(const Bytes& f, int ifx) const { EXPECT_EQ(dp_.tc(f, ifx), TC_ACT_OK) << "never interferes"; }
     int hv_ = 0, gw_ = 0, other_ = 0;
-    Datapath dp_;
+    TestDatapath dp_;
 };
 
 TEST_F(Reply, CountsEachKindPerVm)

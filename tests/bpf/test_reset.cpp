@@ -1,10 +1,11 @@
 // The RST+ACK answering a refused SYN: every field parsed back and checked, for
-// plain, VLAN, QinQ, IPv4-with-options and IPv6-with-extension-header SYNs.
+// plain, VLAN, QinQ, IPv4-with-options and IPv6-with-extension-header SYNs (one
+// parameterised test per input).
 #include <gtest/gtest.h>
 #include <linux/bpf.h>
 
-#include "harness.h"
 #include "reference.h"
+#include "table_test.h"
 
 namespace sgt {
 namespace {
@@ -21,6 +22,8 @@ struct Input {
     int family;
     uint32_t payload;
 };
+
+void PrintTo(const Input& in, std::ostream* os) { *os << in.desc; }
 
 // Checks the reply field by field against the SYN it answers.
 void check_rst(const Bytes& syn, const Bytes& rst, const Input& in)
@@ -96,27 +99,37 @@ protected:
         dp_.iface(ifindex_, SG_IFACE_HAS_VM, kSlot);
     }
     int ifindex_ = 0;
-    Datapath dp_;
+    TestDatapath dp_;
 };
 
-TEST_F(Reset, BlockedTierAnswersWithRst)
-{
-    dp_.vm(kSlot, policy(SG_TIER_BLOCKED, 100, 100, SG_ACT_DROP, SG_ACT_RESET));
-    for (const Input& in : inputs()) {
-        SCOPED_TRACE(in.desc);
-        Bytes syn = in.pkt.build();
-        Global before = dp_.global();
-        sg_vm_stats vm_before = dp_.stats(kSlot);
-        XdpRun r = dp_.xdp(syn, ifindex_);
-        ASSERT_EQ(r.action, uint32_t(XDP_TX));
-        check_rst(syn, r.out, in);
-        Global d = delta(dp_.global(), before);
-        EXPECT_EQ(d[SG_RES_SMTP_SYN], 1u);
-        EXPECT_EQ(d[SG_RES_RST_SENT], 1u);
-        EXPECT_EQ(dp_.stats(kSlot).rst_sent - vm_before.rst_sent, 1u);
-        EXPECT_EQ(dp_.stats(kSlot).syn[SG_VERDICT_BLOCK] - vm_before.syn[SG_VERDICT_BLOCK], 1u);
+class BlockedTier : public TableTest<Input> {
+protected:
+    void SetUp() override
+    {
+        ifindex_ = test_iface("sgr0");
+        dp().iface(ifindex_, SG_IFACE_HAS_VM, kSlot);
+        dp().vm(kSlot, policy(SG_TIER_BLOCKED, 100, 100, SG_ACT_DROP, SG_ACT_RESET));
     }
+    int ifindex_ = 0;
+};
+
+TEST_P(BlockedTier, AnswersWithRst)
+{
+    const Input& in = GetParam();
+    Bytes syn = in.pkt.build();
+    Global before = dp().global();
+    sg_vm_stats vm_before = dp().stats(kSlot);
+    XdpRun r = dp().xdp(syn, ifindex_);
+    ASSERT_EQ(r.action, uint32_t(XDP_TX));
+    check_rst(syn, r.out, in);
+    Global d = delta(dp().global(), before);
+    EXPECT_EQ(d[SG_RES_SMTP_SYN], 1u);
+    EXPECT_EQ(d[SG_RES_RST_SENT], 1u);
+    EXPECT_EQ(dp().stats(kSlot).rst_sent - vm_before.rst_sent, 1u);
+    EXPECT_EQ(dp().stats(kSlot).syn[SG_VERDICT_BLOCK] - vm_before.syn[SG_VERDICT_BLOCK], 1u);
 }
+
+INSTANTIATE_TEST_SUITE_P(Inputs, BlockedTier, ::testing::ValuesIn(inputs()), RowName());
 
 TEST_F(Reset, OverLimitWithResetActionAnswersWithRst)
 {
@@ -132,7 +145,7 @@ TEST_F(Reset, OverLimitWithResetActionAnswersWithRst)
 
 TEST_F(Reset, AutoEntryRstIsCountedOnTheEntry)
 {
-    Datapath dp;
+    TestDatapath dp;
     int ifx = test_iface("sgr1");
     dp.defaults(SG_DEFAULTS_SOURCE, policy(SG_TIER_BLOCKED, 0, 0, SG_ACT_DROP, SG_ACT_RESET));
     Bytes syn = Packet().eth().ipv6("2001:db8::2", "2001:db8:ff::7").tcp(40000, 25).syn().build();

@@ -1,0 +1,164 @@
+#include "test_datapath.h"
+
+#include <cstring>
+#include <stdexcept>
+#include <utility>
+
+#include "core/tier.h"
+#include "kern/event_ring.h"
+#include "kern/map_io.h"
+
+namespace sgt {
+
+using smtpgov::kern::MapId;
+namespace kern = smtpgov::kern;
+
+namespace {
+
+template <typename T>
+T must(smtpgov::Result<T> r)
+{
+    if (!r)
+        throw std::runtime_error(r.error().message);
+    return std::move(r).value();
+}
+
+kern::Datapath load_private(const std::vector<uint16_t>& ports)
+{
+    kern::DatapathOptions opts;
+    opts.bpffs.clear();  // unpinned: nothing shared with a daemon or another test
+    opts.smtp_ports = ports;
+    return must(kern::Datapath::load(opts));
+}
+
+}  // namespace
+
+sg_vm_policy policy(uint8_t tier, uint32_t rate, uint32_t burst, uint8_t over, uint8_t block, uint8_t flags)
+{
+    sg_vm_policy p{};
+    p.rate = rate;
+    p.burst = burst;
+    p.tier = tier;
+    p.over_action = over;
+    p.block_action = block;
+    p.flags = flags;
+    return p;
+}
+
+sg_auto_key auto_key(int ifindex, uint8_t family, const std::string& address)
+{
+    sg_auto_key k{};
+    k.ifindex = uint32_t(ifindex);
+    k.family = family;
+    if (!address.empty()) {
+        Bytes a = addr(address);
+        std::memcpy(k.addr, a.data(), family == 6 ? 8 : 4);  // IPv6 sources group per /64
+    }
+    return k;
+}
+
+Global delta(const Global& after, const Global& before)
+{
+    Global d{};
+    for (size_t i = 0; i < d.size(); i++)
+        d[i] = after[i] - before[i];
+    return d;
+}
+
+std::string describe(const Global& g)
+{
+    std::string s;
+    for (size_t i = 0; i < g.size(); i++)
+        if (g[i])
+            s += (s.empty() ? "" : " ") + std::string(smtpgov::kResultNames[i]) + "=" + std::to_string(g[i]);
+    return s.empty() ? "none" : s;
+}
+
+TestDatapath::TestDatapath(const std::vector<uint16_t>& ports) : dp_(load_private(ports)) {}
+
+XdpRun TestDatapath::xdp(const Bytes& frame, int ifindex, uint32_t repeat) const
+{
+    return run_xdp(dp_.xdp_prog_fd(), frame, ifindex, repeat);
+}
+
+int TestDatapath::tc(const Bytes& frame, int ifindex) const { return run_tc(dp_.tc_prog_fd(), frame, ifindex); }
+
+void TestDatapath::update(MapId id, const void* key, const void* value) const
+{
+    must(kern::map_update(dp_, id, key, value));
+}
+
+bool TestDatapath::lookup(MapId id, const void* key, void* value) const
+{
+    return must(kern::map_lookup(dp_, id, key, value));
+}
+
+void TestDatapath::iface(int ifindex, uint32_t flags, uint32_t slot) const
+{
+    sg_iface v{slot, flags};
+    uint32_t k = uint32_t(ifindex);
+    update(MapId::Ifaces, &k, &v);
+}
+
+void TestDatapath::vm(uint32_t slot, const sg_vm_policy& pol) const { update(MapId::VmPolicy, &slot, &pol); }
+void TestDatapath::defaults(uint32_t idx, const sg_vm_policy& pol) const { update(MapId::Defaults, &idx, &pol); }
+
+void TestDatapath::auto_policy(const sg_auto_key& key, const sg_vm_policy& pol) const
+{
+    update(MapId::AutoPolicy, &key, &pol);
+}
+
+void TestDatapath::route(const std::string& prefix, uint32_t len, uint32_t slot) const
+{
+    Bytes a = addr(prefix);
+    if (a.size() == 4) {
+        sg_lpm_v4 k{len, {}};
+        std::memcpy(k.addr, a.data(), 4);
+        update(MapId::VmV4, &k, &slot);
+    } else {
+        sg_lpm_v6 k{len, {}};
+        std::memcpy(k.addr, a.data(), 16);
+        update(MapId::VmV6, &k, &slot);
+    }
+}
+
+void TestDatapath::reset_slot(uint32_t slot) const { must(kern::reset_slot(dp_, slot)); }
+
+Global TestDatapath::global() const { return must(kern::MapReader().global(dp_)); }
+
+sg_vm_stats TestDatapath::stats(uint32_t slot) const { return must(kern::MapReader().vm_stats_one(dp_, slot)); }
+
+std::vector<sg_vm_stats> TestDatapath::stats_per_cpu(uint32_t slot) const
+{
+    static_assert(sizeof(sg_vm_stats) % 8 == 0, "per-CPU values are 8-byte aligned");
+    std::vector<sg_vm_stats> per(static_cast<size_t>(kern::possible_cpus()));
+    lookup(MapId::VmStats, &slot, per.data());
+    return per;
+}
+
+std::vector<sg_event> TestDatapath::drain_events() const
+{
+    std::vector<sg_event> out;
+    auto ring = must(kern::EventRing::open(dp_, [&out](const sg_event& ev) { out.push_back(ev); }));
+    must(ring.consume());
+    return out;
+}
+
+sg_bucket TestDatapath::bucket(uint32_t slot) const
+{
+    sg_bucket b{};
+    lookup(MapId::VmBucket, &slot, &b);
+    return b;
+}
+
+std::optional<sg_auto_vm> TestDatapath::auto_vm(const sg_auto_key& key) const
+{
+    sg_auto_vm v{};
+    if (!lookup(MapId::Auto, &key, &v))
+        return std::nullopt;
+    return v;
+}
+
+size_t TestDatapath::auto_count() const { return must(kern::map_keys<sg_auto_key>(dp_, MapId::Auto)).size(); }
+
+}  // namespace sgt
