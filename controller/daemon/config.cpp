@@ -74,6 +74,10 @@ const ConfigKey kKeys[] = {
     {"log_level", "error | warning | notice | info | debug", Text{&Config::log_level, "info", log_level}},
     {"metrics_max_vm_series", "per-VM metric series cap, 0 = unlimited",
      Count{&Config::metrics_max_vm_series, 1000, 0, kU32Max}},
+    {"gateway_interfaces", "interfaces (names or globs) where the source address names the VM",
+     List{&Config::gateway_interfaces, interface_name_or_glob}},
+    {"auto_hold_s", "seconds an escalated if:<name> entry keeps its tier after its interface is gone",
+     Count{&Config::auto_hold_s, 300, 0, 30 * 86400}},
 };
 
 // The commands: the first one given wins, in this order.

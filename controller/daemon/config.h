@@ -33,6 +33,8 @@ struct Config {
     std::string webhook_url;
     std::string log_level;
     uint32_t metrics_max_vm_series;
+    std::vector<std::string> gateway_interfaces;
+    uint32_t auto_hold_s;
 
     bool operator==(const Config&) const = default;
 };

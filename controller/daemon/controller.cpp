@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/blocklists.h"
+#include "core/glob.h"
 #include "daemon/log.h"
 
 namespace smtpgov::daemon {
@@ -118,8 +119,16 @@ Status Controller::start(Maps& maps, Host& host) {
     host_ = &host;
     vms_.set_ifname([h = host_](uint32_t ifindex) { return h->ifname(ifindex); });
     enforcer_.emplace(maps);
-    sweeper_.emplace(maps, vms_, tiers_);
-    if (auto s = enforcer_->adopt_auto_policies(); !s) return s;
+    sweeper_.emplace(maps, vms_, tiers_, [this](const sg_auto_key& k) { return scored(k); });
+    auto id_of = [this](const sg_auto_key& k) {
+        std::string name = host_->ifname(k.ifindex);
+        return name.empty() ? name : auto_id(k, name);
+    };
+    if (auto s = enforcer_->adopt_auto_policies(id_of); !s) return s;
+    // Escalated unregistered interfaces that went away while no daemon ran: held from now.
+    for (const std::string& id : tiers_.reputation().vms())
+        if (id.starts_with("if:") && tiers_.tier(id) != Tier::Ok && !host_->ifindex(id.substr(3)))
+            vms_.hold(id, mono_ns());
     Policy p = std::move(*pending_);
     pending_.reset();
     auto slots = vms_.slots_for(p);
@@ -134,14 +143,26 @@ Status Controller::start(Maps& maps, Host& host) {
     return persist_policy();
 }
 
-MapPlan Controller::plan(const Policy& p, const SlotTable& slots, const Tiers& tiers) const {
+PlanInputs Controller::plan_inputs(const Policy& p, const SlotTable& slots) const {
     PlanInputs in;
     in.policy = &p;
     in.slots = &slots;
-    in.tier_of = [&tiers](const std::string& id) { return tiers.tier(id); };
     in.ifindex_of = [this](const std::string& name) { return host_->ifindex(name); };
+    in.is_gateway = [this](const std::string& name) { return name_matches(opts_.gateway_interfaces, name); };
+    return in;
+}
+
+MapPlan Controller::plan(const Policy& p, const SlotTable& slots, const Tiers& tiers) const {
+    PlanInputs in = plan_inputs(p, slots);
+    in.tier_of = [&tiers](const std::string& id) { return tiers.tier(id); };
     in.governed_ifaces = host_->governed();
     return plan_maps(in);
+}
+
+bool Controller::scored(const sg_auto_key& k) const {
+    if (k.family != 0) return true;
+    auto it = enforcer_->current().ifaces.find(k.ifindex);
+    return it == enforcer_->current().ifaces.end() || !(it->second.flags & SG_IFACE_GATEWAY);
 }
 
 Result<nlohmann::json> Controller::apply_policy(const Policy& neu) {
@@ -196,16 +217,42 @@ void Controller::adopt(Policy p, SlotTable slots, Tiers tiers, const std::set<ui
 }
 
 void Controller::iface_up(const std::string& name, int ifindex) {
-    PlanInputs in;
-    in.policy = &vms_.policy();
-    in.slots = &vms_.slots();
-    auto e = iface_entry(in, name);
+    auto e = iface_entry(plan_inputs(vms_.policy(), vms_.slots()), name);
     if (auto s = enforcer_->set_iface(static_cast<uint32_t>(ifindex), e); !s)
         log::error("interface " + name + ": " + s.error().message);
+    if (e) return;
+    // An unclaimed interface is the auto entry if:<name>: a tier it earned under an
+    // earlier ifindex (a recreated tap) applies from its first SYN.
+    const std::string id = "if:" + name;
+    vms_.release(id);
+    if (Tier t = tiers_.tier(id); t != Tier::Ok) {
+        sg_auto_key key{};
+        key.ifindex = static_cast<uint32_t>(ifindex);
+        vms_.note_auto(key);
+        write_tier(id, t);
+        log::info(id + " is back (ifindex " + std::to_string(ifindex) + "): " + std::string(to_string(t)));
+    }
 }
 
 void Controller::iface_down(int ifindex) {
+    const uint64_t now = mono_ns();
+    for (const auto& [id, a] : vms_.autos())
+        if (a.key.ifindex == static_cast<uint32_t>(ifindex) && a.key.family == 0 && tiers_.tier(id) != Tier::Ok)
+            vms_.hold(id, now);
+    if (auto s = enforcer_->drop_ifindex(static_cast<uint32_t>(ifindex)); !s) log::error(s.error().message);
     if (auto s = enforcer_->set_iface(static_cast<uint32_t>(ifindex), std::nullopt); !s) log::error(s.error().message);
+}
+
+// Held if:<name> entries whose interface stayed away for auto_hold_s start clean: the
+// next customer who gets the name does not inherit the tier.
+void Controller::release_holds(uint64_t now_ns) {
+    for (const std::string& id : vms_.held_longer_than(uint64_t{opts_.auto_hold_s} * 1'000'000'000, now_ns)) {
+        Transition t{id, tiers_.tier(id), Tier::Ok, tiers_.reputation().score(id), "hold_expired"};
+        tiers_.forget(id);
+        vms_.forget_auto(id);
+        announce(t);
+        rep_dirty_ = true;
+    }
 }
 
 void Controller::write_tier(const std::string& id, Tier t) {
@@ -213,8 +260,8 @@ void Controller::write_tier(const std::string& id, Tier t) {
     if (const Vm* vm = vms_.vm(id)) {
         if (auto slot = vms_.slot_of(id)) s = enforcer_->set_vm(*slot, vm_policy_entry(vms_.policy(), *vm, t));
     } else if (const AutoVm* a = vms_.find_auto(id)) {
-        s = enforcer_->set_auto(a->key, t == Tier::Ok ? std::nullopt
-                                                      : std::optional(auto_policy_entry(vms_.policy(), t)));
+        s = enforcer_->set_auto(id, a->key,
+                                t == Tier::Ok ? std::nullopt : std::optional(auto_policy_entry(vms_.policy(), t)));
     }
     if (!s) log::error("tier of " + id + ": " + s.error().message);
 }
@@ -261,6 +308,7 @@ void Controller::sweep() {
         return;
     }
     const uint64_t t_read = mono_ns();
+    release_holds(t0);
     evaluate(now_ms);
     rep_dirty_ |= sweeper_->take_dirty();
     if (rep_dirty_ && now_ms - rep_saved_ms_ >= kReputationSaveMs) persist_reputation();

@@ -37,6 +37,8 @@ struct ControllerOptions {
     uint32_t max_vms = 16384;
     uint32_t sweep_interval_ms = 1000;
     std::string xdp_mode = "auto";
+    std::vector<std::string> gateway_interfaces;  // names or globs
+    uint32_t auto_hold_s = 300;
 };
 
 // One announced tier change: the event as logged, and whether it is a ticket.
@@ -86,7 +88,10 @@ public:
 private:
     Controller(const ControllerOptions& opts, const Clock& clock);
     Status load_state();
+    PlanInputs plan_inputs(const Policy& p, const SlotTable& slots) const;
     MapPlan plan(const Policy& p, const SlotTable& slots, const Tiers& tiers) const;
+    bool scored(const sg_auto_key& k) const;
+    void release_holds(uint64_t now_ns);
     Status commit_maps(const MapPlan& plan, const std::vector<uint16_t>* new_ports);
     void adopt(Policy p, SlotTable slots, Tiers tiers, const std::set<uint32_t>& reset,
                const std::vector<Transition>& changes);

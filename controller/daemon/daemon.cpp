@@ -76,7 +76,8 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const Config& cfg) {
     std::filesystem::create_directories(cfg.state_dir, ec);
     if (ec) return Error{ec.value(), "state_dir " + cfg.state_dir + ": " + ec.message()};
     ::chmod(cfg.state_dir.c_str(), 0700);
-    ControllerOptions co{cfg.state_dir, cfg.policy, cfg.max_vms, cfg.sweep_interval_ms, cfg.xdp_mode};
+    ControllerOptions co{cfg.state_dir, cfg.policy, cfg.max_vms, cfg.sweep_interval_ms, cfg.xdp_mode,
+                         cfg.gateway_interfaces, cfg.auto_hold_s};
     auto ctl = Controller::load(co, d->clock_);
     if (!ctl) return ctl.error();
     d->ctl_ = std::move(*ctl);

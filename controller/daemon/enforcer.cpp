@@ -89,7 +89,7 @@ Status write_plan(Transaction& tx, Maps& maps, const MapPlan& plan, const MapPla
 
 }  // namespace
 
-Status Enforcer::adopt_auto_policies() {
+Status Enforcer::adopt_auto_policies(const std::function<std::string(const sg_auto_key&)>& id_of) {
     auto keys = map_keys<sg_auto_key>(maps_, MapId::AutoPolicy);
     if (!keys) return keys.error();
     auto_.clear();
@@ -97,7 +97,12 @@ Status Enforcer::adopt_auto_policies() {
         sg_vm_policy e{};
         auto had = maps_.lookup(MapId::AutoPolicy, &k, &e);
         if (!had) return had.error();
-        if (*had) auto_[KeyBytes<sg_auto_key>{k}] = e;
+        std::string id = id_of(k);
+        if (id.empty()) {
+            if (auto s = maps_.remove(MapId::AutoPolicy, &k); !s) return s;
+            continue;
+        }
+        if (*had) auto_[id] = {k, e};
     }
     return ok_status();
 }
@@ -127,17 +132,33 @@ Status Enforcer::set_vm(uint32_t slot, const sg_vm_policy& e) {
     return ok_status();
 }
 
-Status Enforcer::set_auto(const sg_auto_key& key, const std::optional<sg_vm_policy>& e) {
-    KeyBytes<sg_auto_key> k{key};
-    auto it = auto_.find(k);
+Status Enforcer::set_auto(const std::string& id, const sg_auto_key& key, const std::optional<sg_vm_policy>& e) {
+    auto it = auto_.find(id);
+    if (it != auto_.end() && std::memcmp(&it->second.key, &key, sizeof(key)) != 0) {
+        if (auto s = maps_.remove(MapId::AutoPolicy, &it->second.key); !s) return s;
+        auto_.erase(it);
+        it = auto_.end();
+    }
     if (!e) {
         if (auto s = maps_.remove(MapId::AutoPolicy, &key); !s) return s;
         if (it != auto_.end()) auto_.erase(it);
         return ok_status();
     }
-    if (it != auto_.end() && std::memcmp(&it->second, &*e, sizeof(*e)) == 0) return ok_status();
+    if (it != auto_.end() && std::memcmp(&it->second.entry, &*e, sizeof(*e)) == 0) return ok_status();
     if (auto s = maps_.update(MapId::AutoPolicy, &key, &*e); !s) return s;
-    auto_[k] = *e;
+    auto_[id] = {key, *e};
+    return ok_status();
+}
+
+Status Enforcer::drop_ifindex(uint32_t ifindex) {
+    for (auto it = auto_.begin(); it != auto_.end();) {
+        if (it->second.key.ifindex != ifindex) {
+            ++it;
+            continue;
+        }
+        if (auto s = maps_.remove(MapId::AutoPolicy, &it->second.key); !s) return s;
+        it = auto_.erase(it);
+    }
     return ok_status();
 }
 

@@ -4,8 +4,10 @@
 // the maps' own and a tier write that changes nothing costs no syscall.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <optional>
+#include <string>
 
 #include "daemon/map_plan.h"
 #include "daemon/maps.h"
@@ -21,8 +23,9 @@ public:
     explicit Enforcer(Maps& maps) : maps_(maps) {}
 
     // Start-up: learns the sg_auto_policy entries a previous run left (escalated auto
-    // entries keep their tier across restarts).
-    Status adopt_auto_policies();
+    // entries keep their tier across restarts), named by `id_of`; entries it names ""
+    // (their interface is gone, its ifindex may be reused) are removed.
+    Status adopt_auto_policies(const std::function<std::string(const sg_auto_key&)>& id_of);
 
     // Writes `plan` over the maps: entries not in the plan are removed, slots the plan
     // no longer uses are deactivated. All or nothing: on the first failed write every
@@ -32,8 +35,12 @@ public:
 
     // One VM's entry (a tier change). The slot must be in the plan in force.
     Status set_vm(uint32_t slot, const sg_vm_policy& e);
-    // An auto entry's policy; nullopt: back to the defaults.
-    Status set_auto(const sg_auto_key& key, const std::optional<sg_vm_policy>& e);
+    // An auto entry's policy, by its id; nullopt: back to the defaults. An id seen
+    // under a new key (its interface was recreated) leaves its old key.
+    Status set_auto(const std::string& id, const sg_auto_key& key, const std::optional<sg_vm_policy>& e);
+    // An interface went away: the auto policies keyed by its ifindex go (the tier stays
+    // with the id, in Tiers, for when the name comes back).
+    Status drop_ifindex(uint32_t ifindex);
     // An interface appeared (entry) or went away (nullopt).
     Status set_iface(uint32_t ifindex, const std::optional<sg_iface>& e);
 
@@ -42,7 +49,11 @@ public:
 private:
     Maps& maps_;
     MapPlan cur_;
-    std::map<KeyBytes<sg_auto_key>, sg_vm_policy> auto_;
+    struct AutoPolicy {
+        sg_auto_key key;
+        sg_vm_policy entry;
+    };
+    std::map<std::string, AutoPolicy> auto_;  // by auto id
 };
 
 }  // namespace smtpgov::daemon

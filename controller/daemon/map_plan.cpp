@@ -28,15 +28,10 @@ sg_vm_policy auto_policy_entry(const Policy& p, Tier t) {
 }
 
 std::optional<sg_iface> iface_entry(const PlanInputs& in, const std::string& ifname) {
-    bool address_only_vms = false;
-    for (const Vm& vm : in.policy->vms) {
-        if (vm.interface == ifname) {
-            auto slot = in.slots->find(vm.id);
-            if (slot) return sg_iface{*slot, SG_IFACE_HAS_VM};
-        }
-        address_only_vms |= vm.interface.empty() && !vm.addresses.empty();
-    }
-    if (address_only_vms) return sg_iface{SG_SLOT_NONE, SG_IFACE_GATEWAY};
+    for (const Vm& vm : in.policy->vms)
+        if (vm.interface == ifname)
+            if (auto slot = in.slots->find(vm.id)) return sg_iface{*slot, SG_IFACE_HAS_VM};
+    if (in.is_gateway && in.is_gateway(ifname)) return sg_iface{SG_SLOT_NONE, SG_IFACE_GATEWAY};
     return std::nullopt;
 }
 

@@ -45,11 +45,13 @@ struct PlanInputs {
     std::function<Tier(const std::string& id)> tier_of;           // tier in force (core/tiers.h)
     std::function<int(const std::string& ifname)> ifindex_of;      // 0: no such interface
     std::vector<std::pair<std::string, int>> governed_ifaces;     // attached interfaces
+    std::function<bool(const std::string& ifname)> is_gateway;     // declared in gateway_interfaces
 };
 
-// Interfaces claimed by no VM become gateway interfaces (source address names the VM)
-// when the policy has VMs attributed by address only; otherwise they stay unclaimed
-// (one auto entry "if:<name>" each).
+// An interface named by a policy VM carries that VM (hypervisor mode); one declared in
+// gateway_interfaces and named by no VM is a gateway (the source address names the VM);
+// any other is unclaimed (one auto entry "if:<name>"): gateways are declared, never
+// inferred, so nobody on an ordinary VM-facing interface can pick whom a SYN counts for.
 MapPlan plan_maps(const PlanInputs& in);
 std::optional<sg_iface> iface_entry(const PlanInputs& in, const std::string& ifname);
 

@@ -15,8 +15,10 @@ uint64_t since(uint64_t now, uint64_t before) { return now >= before ? now - bef
 
 }  // namespace
 
-void Sweeper::feed_one(const std::string& id, VmRuntime& rt, const sg_vm_stats& cur, uint64_t now_ns, int64_t now_ms) {
+void Sweeper::feed_one(const std::string& id, VmRuntime& rt, const sg_vm_stats& cur, uint64_t now_ns, int64_t now_ms,
+                       bool scored) {
     Deltas d = feed(rt, cur, now_ns);
+    if (!scored) return;
     if (d.over) tiers_.observe(id, Signal::OverLimit, static_cast<double>(d.over), now_ms);
     if (d.spoofed) tiers_.observe(id, Signal::Spoofed, static_cast<double>(d.spoofed), now_ms);
     if (d.rejects) tiers_.observe(id, Signal::RemoteReject, static_cast<double>(d.rejects), now_ms);
@@ -33,7 +35,7 @@ Status Sweeper::sweep(uint64_t now_ns, int64_t now_ms) {
     for (const auto& [key, v] : auto_buf_) {
         AutoVm* a = nullptr;
         std::string id = vms_.note_auto(key, &a);
-        feed_one(id, a->rt, v.stats, now_ns, now_ms);
+        feed_one(id, a->rt, v.stats, now_ns, now_ms, scored_(key));
         seen.insert(id);
     }
     vms_.prune_autos(seen, [this](const std::string& id) { return tiers_.tier(id) != Tier::Ok || hot_autos_.count(id); });
@@ -58,7 +60,7 @@ void Sweeper::read_auto(const std::string& id, uint64_t now_ns, int64_t now_ms) 
     if (!a) return;
     sg_auto_vm v{};
     auto found = maps_.lookup(MapId::Auto, &a->key, &v);
-    if (found && *found) feed_one(id, *vms_.runtime(id), v.stats, now_ns, now_ms);
+    if (found && *found) feed_one(id, *vms_.runtime(id), v.stats, now_ns, now_ms, scored_(a->key));
 }
 
 Result<sg_vm_stats> Sweeper::read(const std::string& id) {
@@ -93,6 +95,7 @@ std::string Sweeper::on_event(const sg_event& ev, uint64_t now_ns, int64_t now_m
         return blocklist;
     }
     if (ev.type != SG_EV_OVER_LIMIT) return "";
+    if (ev.slot == SG_SLOT_NONE && !scored_(ev.key)) return "";  // a gateway's aggregate cap: no VM to escalate
     if (!rt->trigger_ns || since(ev.ts_ns, rt->trigger_ns) > kTriggerMaxAgeNs) rt->trigger_ns = ev.ts_ns;
     if (ev.slot != SG_SLOT_NONE) {
         hot_slots_[ev.slot] = now_ns + kHotWindowNs;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <set>
 #include <utility>
@@ -22,7 +23,13 @@ public:
     static constexpr uint64_t kHotWindowNs = 300'000'000;  // follow a VM this long after its event
     static constexpr uint64_t kHotIntervalNs = 5'000'000;  // re-read a hot VM's counters this often
 
-    Sweeper(Maps& maps, VmTable& vms, Tiers& tiers) : maps_(maps), vms_(vms), tiers_(tiers) {}
+    // Whether an auto entry's counters are evidence against it. A gateway's aggregate
+    // entry ({ifindex, family 0} on a gateway interface) is a shared cap on every
+    // unregistered sender behind it, not a VM: it is never scored.
+    using Scored = std::function<bool(const sg_auto_key&)>;
+
+    Sweeper(Maps& maps, VmTable& vms, Tiers& tiers, Scored scored)
+        : maps_(maps), vms_(vms), tiers_(tiers), scored_(std::move(scored)) {}
 
     // Reads every counter and feeds the reputation; auto entries the datapath evicted
     // are forgotten once nothing restricts them.
@@ -46,13 +53,15 @@ public:
     uint64_t events_received() const { return events_received_; }
 
 private:
-    void feed_one(const std::string& id, VmRuntime& rt, const sg_vm_stats& cur, uint64_t now_ns, int64_t now_ms);
+    void feed_one(const std::string& id, VmRuntime& rt, const sg_vm_stats& cur, uint64_t now_ns, int64_t now_ms,
+                  bool scored = true);
     void read_slot(uint32_t slot, uint64_t now_ns, int64_t now_ms);
     void read_auto(const std::string& id, uint64_t now_ns, int64_t now_ms);
 
     Maps& maps_;
     VmTable& vms_;
     Tiers& tiers_;
+    Scored scored_;
     std::vector<sg_vm_stats> stats_buf_;
     AutoEntries auto_buf_;
     GlobalCounters results_{};

@@ -130,4 +130,16 @@ void VmTable::prune_autos(const std::set<std::string>& seen, const std::function
         it = !seen.count(it->first) && !keep(it->first) ? autos_.erase(it) : std::next(it);
 }
 
+void VmTable::forget_auto(const std::string& id) {
+    autos_.erase(id);
+    held_.erase(id);
+}
+
+std::vector<std::string> VmTable::held_longer_than(uint64_t hold_ns, uint64_t now_ns) const {
+    std::vector<std::string> out;
+    for (const auto& [id, since] : held_)
+        if (now_ns - since >= hold_ns) out.push_back(id);
+    return out;
+}
+
 }  // namespace smtpgov::daemon

@@ -83,6 +83,13 @@ public:
     const std::map<std::string, AutoVm>& autos() const { return autos_; }
     // Forgets auto entries that are not in `seen` and that `keep` does not hold on to.
     void prune_autos(const std::set<std::string>& seen, const std::function<bool(const std::string&)>& keep);
+    void forget_auto(const std::string& id);
+
+    // Unregistered interfaces (`if:<name>`) that went away while escalated, and since
+    // when (mono ns): they keep their tier for auto_hold_s, then start clean.
+    void hold(const std::string& id, uint64_t since_ns) { held_.emplace(id, since_ns); }
+    void release(const std::string& id) { held_.erase(id); }
+    std::vector<std::string> held_longer_than(uint64_t hold_ns, uint64_t now_ns) const;
 
 private:
     Policy policy_;
@@ -92,6 +99,7 @@ private:
     std::vector<int32_t> by_slot_;                   // slot -> policy_.vms index, -1 free
     std::vector<VmRuntime> rt_;                      // by slot
     std::map<std::string, AutoVm> autos_;            // by id
+    std::map<std::string, uint64_t> held_;           // if:<name> id -> gone since (mono ns)
 };
 
 }  // namespace smtpgov::daemon

@@ -1,5 +1,7 @@
 #include "kern/link_watcher.h"
 
+#include "core/glob.h"
+
 #include <fnmatch.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
@@ -69,9 +71,7 @@ std::vector<LinkEvent> LinkWatcher::list() {
 }
 
 bool iface_matches(const std::vector<std::string>& patterns, const std::string& name) {
-    for (const auto& p : patterns)
-        if (::fnmatch(p.c_str(), name.c_str(), 0) == 0) return true;
-    return false;
+    return name_matches(patterns, name);
 }
 
 }  // namespace smtpgov::kern

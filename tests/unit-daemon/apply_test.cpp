@@ -16,6 +16,7 @@ protected:
     void SetUp() override {
         ControllerTest::SetUp();
         host.links = {{"vnet1", 11}, {"vnet2", 12}, {"vnet9", 19}};
+        gateways = {"vnet9"};
     }
 };
 
@@ -24,7 +25,7 @@ TEST_F(ApplyTest, StartWritesEveryVmPrefixAndInterface) {
     EXPECT_EQ(maps.count(MapId::VmPolicy), 3u);
     EXPECT_EQ(maps.count(MapId::VmV4), 2u);
     EXPECT_EQ(maps.count(MapId::VmV6), 1u);
-    // vnet1, vnet2 name VMs; vnet9 is unclaimed and vm-c is address-only: a gateway.
+    // vnet1, vnet2 name VMs; vnet9 is a declared gateway (vm-c is found there by address).
     EXPECT_EQ(maps.count(MapId::Ifaces), 3u);
     auto gw = maps.get<sg_iface>(MapId::Ifaces, uint32_t{19});
     ASSERT_TRUE(gw);
@@ -48,7 +49,7 @@ TEST_F(ApplyTest, RemovedVmLeavesNothingBehind) {
     EXPECT_EQ(maps.count(MapId::VmPolicy), 1u);
     EXPECT_EQ(maps.count(MapId::VmV4), 0u);
     EXPECT_EQ(maps.count(MapId::VmV6), 0u);
-    EXPECT_EQ(maps.count(MapId::Ifaces), 1u);  // no address-only VM left: no gateways
+    EXPECT_EQ(maps.count(MapId::Ifaces), 2u);  // vm-b's interface and the declared gateway
     EXPECT_EQ(refusal(raw({{"cmd", "vm.show"}, {"id", "vm-a"}})), "not_found");
 }
 

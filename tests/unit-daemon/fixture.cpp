@@ -63,7 +63,7 @@ void ControllerTest::start(const json& p) {
 
 void ControllerTest::restart() {
     ctl.reset();
-    ControllerOptions o{dir, dir + "/policy-file.json", maps.max_vms(), 1000, "auto"};
+    ControllerOptions o{dir, dir + "/policy-file.json", maps.max_vms(), 1000, "auto", gateways, hold_s};
     auto c = Controller::load(o, clock);
     ASSERT_TRUE(c) << c.error().message;
     ctl = std::move(*c);

@@ -61,6 +61,8 @@ protected:
     FakeHost host;
     std::unique_ptr<Controller> ctl;
     std::vector<TierChange> heard;  // what a subscriber heard
+    std::vector<std::string> gateways;  // gateway_interfaces
+    uint32_t hold_s = 300;              // auto_hold_s
 };
 
 // The kind of a refused reply ("usage", "validation", ...), "" when it was ok.

@@ -34,6 +34,8 @@ const json kSamples = {
     {"webhook_url", "https://tickets.example.net/hook"},
     {"log_level", "debug"},
     {"metrics_max_vm_series", 0},
+    {"gateway_interfaces", {"eth1", "bond*"}},
+    {"auto_hold_s", 60},
 };
 
 // The defaults the README and DESIGN promise; the table must keep them.
@@ -50,6 +52,8 @@ const json kDefaults = {
     {"webhook_url", ""},
     {"log_level", "info"},
     {"metrics_max_vm_series", 1000},
+    {"gateway_interfaces", json::array()},
+    {"auto_hold_s", 300},
 };
 
 std::string write_file(const std::string& name, const std::string& text) {

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The fill counts smtpgovctl status reports are the kernel's own: after start, after a
-# matching veth pair is hot-plugged (both ends become gateway interfaces, because the
-# policy has an address-only VM), after it is unplugged, and after a policy apply,
-# every map's "used" equals what bpftool counts in the pinned map.
+# veth pair matching gateway_interfaces is hot-plugged (both ends become gateways),
+# after it is unplugged, and after a policy apply, every map's "used" equals what
+# bpftool counts in the pinned map. An unclaimed VM interface that is not declared a
+# gateway gets no entry even with an address-only VM in the policy (never inferred).
 source "$(dirname "$(readlink -f "$0")")/common.sh"
 sg_init dmfill
 sg_testbed --vms 2 up
@@ -62,9 +63,10 @@ wait_attached() {  # wait_attached IFACE True|""
 
 policy "$SG_TMP/policy.json" yes
 sg_write_config "$SG_TMP/smtpgovd.json" "$SG_TMP/policy.json" "$SG_VM1_IF" "$SG_VM2_IF" "${hp}*"
+sgd_set_config "$SG_TMP/smtpgovd.json" gateway_interfaces "[\"${hp}*\"]"
 sg_daemon_start "$SG_TMP/smtpgovd.json"
 check_fill start
-assert_eq "$(json maps.sg_ifaces.used <<<"$(sgctl status)")" 2 "interface entries: the VM's and one gateway"
+assert_eq "$(json maps.sg_ifaces.used <<<"$(sgctl status)")" 1 "interface entries: the VM's (the unclaimed one is no gateway)"
 
 ip -n "$SG_NS_HV" link add "${hp}0" type veth peer name "${hp}1"
 sg_on_exit 'ip -n "$SG_NS_HV" link del "${hp}0" 2>/dev/null'
@@ -73,7 +75,7 @@ ip -n "$SG_NS_HV" link set "${hp}1" up
 wait_attached "${hp}0" True
 wait_attached "${hp}1" True
 check_fill hot-plug
-assert_eq "$(json maps.sg_ifaces.used <<<"$(sgctl status)")" 4 "interface entries after hot-plugging a pair"
+assert_eq "$(json maps.sg_ifaces.used <<<"$(sgctl status)")" 3 "interface entries after hot-plugging a gateway pair"
 
 ip -n "$SG_NS_HV" link del "${hp}0"
 wait_attached "${hp}0" ""
@@ -83,7 +85,7 @@ check_fill unplug
 policy "$SG_TMP/policy2.json" no
 sgctl policy apply "$SG_TMP/policy2.json" >/dev/null
 check_fill "apply without the address-only VM"
-assert_eq "$(json maps.sg_ifaces.used <<<"$(sgctl status)")" 1 "interface entries without gateways"
+assert_eq "$(json maps.sg_ifaces.used <<<"$(sgctl status)")" 1 "interface entries once the gateways are gone"
 sgctl vm set-tier sender blocked >/dev/null
 check_fill "set-tier"
 
