@@ -4,12 +4,13 @@
 #include <stdexcept>
 
 #include <prometheus/counter.h>
-#include <prometheus/exposer.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
 
+#include "metrics/http_server.h"
 #include "metrics/snapshot_collector.h"
 
 namespace smtpgov::metrics {
@@ -39,13 +40,31 @@ MetricsExporter::MetricsExporter(const std::string& listen, MetricsOptions opts)
                   .Register(*registry_)
                   .Add({}, prometheus::Histogram::BucketBoundaries{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
                                                                   0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1});
-    // CivetServer throws std::exception-derived CivetException when the bind fails.
-    exposer_ = std::make_unique<prometheus::Exposer>(listen, 2);
-    exposer_->RegisterCollectable(registry_);
-    exposer_->RegisterCollectable(collector_);
+    HttpServerOptions http;
+    http.listen = listen;
+    auto server = HttpServer::start(http, [this] { return render(); });
+    if (!server) throw std::runtime_error(server.error().message);
+    http_ = std::move(*server);
 }
 
-MetricsExporter::~MetricsExporter() = default;
+MetricsExporter::~MetricsExporter() {
+    if (http_) http_->stop();  // no scrape may run while the registry goes away
+}
+
+std::shared_ptr<const std::string> MetricsExporter::render() {
+    std::lock_guard lock(render_mu_);
+    // Read before collecting: a change that lands during the collection bumps it again,
+    // so the next scrape renders anew.
+    const uint64_t v = version_.load();
+    if (rendered_ && rendered_version_ == v) return rendered_;
+    auto families = registry_->Collect();
+    auto snapshot = collector_->Collect();
+    families.insert(families.end(), std::make_move_iterator(snapshot.begin()),
+                    std::make_move_iterator(snapshot.end()));
+    rendered_ = std::make_shared<const std::string>(prometheus::TextSerializer().Serialize(families));
+    rendered_version_ = v;
+    return rendered_;
+}
 
 Result<std::unique_ptr<MetricsExporter>> MetricsExporter::start(const std::string& listen, MetricsOptions opts) {
     try {
@@ -58,21 +77,24 @@ Result<std::unique_ptr<MetricsExporter>> MetricsExporter::start(const std::strin
 void MetricsExporter::update(const Snapshot& snap) {
     if (snap.sweep_seconds > 0) sweep_->Observe(snap.sweep_seconds);
     collector_->update(snap);
+    ++version_;
 }
 
-void MetricsExporter::observe_sweep(double seconds) { sweep_->Observe(seconds); }
+void MetricsExporter::observe_sweep(double seconds) {
+    sweep_->Observe(seconds);
+    ++version_;
+}
 
 void MetricsExporter::count_ticket(std::string_view reason) {
     tickets_->Add({{"reason", std::string(reason)}}).Increment();
+    ++version_;
 }
 
 void MetricsExporter::count_blocklist_sample(std::string_view blocklist) {
     blocklist_samples_->Add({{"blocklist", std::string(blocklist)}}).Increment();
+    ++version_;
 }
 
-int MetricsExporter::port() const {
-    auto ports = exposer_->GetListeningPorts();
-    return ports.empty() ? 0 : ports.front();
-}
+int MetricsExporter::port() const { return http_->port(); }
 
 }  // namespace smtpgov::metrics

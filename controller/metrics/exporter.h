@@ -3,10 +3,15 @@
 // The daemon calls update() with each sweep's Snapshot; kernel-backed counters are
 // rendered from the snapshot's absolute totals on each scrape (see snapshot_collector.h).
 // Tickets and sweep durations are process-local and kept in a prometheus::Registry.
+// HTTP is served by metrics/http_server.h (not prometheus-cpp's civetweb Exposer: idle
+// connections must not be able to blind the scraper; see there). /metrics is read-only.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 
@@ -14,7 +19,6 @@
 #include "core/view.h"
 
 namespace prometheus {
-class Exposer;
 class Registry;
 class Counter;
 template <typename T> class Family;
@@ -24,6 +28,7 @@ class Histogram;
 namespace smtpgov::metrics {
 
 class SnapshotCollector;
+class HttpServer;
 
 struct MetricsOptions {
     std::size_t max_vm_series = 0;   // per-VM series cap; 0 = unlimited (escalated VMs kept first)
@@ -35,6 +40,7 @@ class MetricsExporter {
 public:
     // Binds listen ("127.0.0.1:9464", "[::1]:9464", port 0 = ephemeral).
     // Throws std::runtime_error when the address cannot be bound; see start().
+    // HTTP limits (connections, timeouts): HttpServerOptions' defaults.
     explicit MetricsExporter(const std::string& listen, MetricsOptions opts = {});
     ~MetricsExporter();
     MetricsExporter(const MetricsExporter&) = delete;
@@ -63,7 +69,14 @@ private:
     prometheus::Family<prometheus::Counter>* tickets_ = nullptr;
     prometheus::Family<prometheus::Counter>* blocklist_samples_ = nullptr;
     prometheus::Histogram* sweep_ = nullptr;
-    std::unique_ptr<prometheus::Exposer> exposer_;
+    // Every change goes through this class and bumps version_; a scrape renders again only
+    // when it moved, so concurrent scrapers share one body (memory stays bounded).
+    std::atomic<uint64_t> version_{0};
+    std::mutex render_mu_;
+    uint64_t rendered_version_ = ~uint64_t{0};
+    std::shared_ptr<const std::string> rendered_;
+    std::shared_ptr<const std::string> render();
+    std::unique_ptr<HttpServer> http_;  // last: stopped before the rest is destroyed
 };
 
 }  // namespace smtpgov::metrics

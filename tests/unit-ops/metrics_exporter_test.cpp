@@ -1,10 +1,25 @@
 // MetricsExporter: scraped over HTTP on 127.0.0.1 (ephemeral port) like Prometheus does.
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <iostream>
+#include <chrono>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "metrics/exporter.h"
+#include "metrics/http_server.h"
 #include "metrics/snapshot_collector.h"
 #include "scrape.h"
 
@@ -207,6 +222,249 @@ TEST(MetricsExporter, BindFailureIsAnError) {
     auto second = MetricsExporter::start("127.0.0.1:" + std::to_string(first->port()));
     ASSERT_FALSE(second.ok());
     EXPECT_NE(second.error().message.find("metrics listen 127.0.0.1:"), std::string::npos);
+}
+
+// ---- hostile local clients on the metrics port (issue 10, items 5 and 8) ----
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// One process here holds the server's connections and, in a child, a thousand clients.
+void want_fds(rlim_t n) {
+    rlimit rl{};
+    ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &rl), 0);
+    if (rl.rlim_cur >= n) return;
+    rl.rlim_cur = std::min(n, rl.rlim_max);
+    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &rl), 0);
+    ASSERT_GE(rl.rlim_cur, n) << "RLIMIT_NOFILE hard limit too low for this test";
+}
+
+int tcp_connect(int port) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(uint16_t(port));
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+        ::close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+// A forked child (async-signal-safe calls only) that becomes uid/gid 65534 when we are
+// root, opens n TCP connections to port and keeps them: a third send nothing, a third a
+// partial request head, a third binary garbage. Writes one byte to ready_fd once all are
+// open; runs until killed.
+pid_t hold_idle_connections(int port, int n, int ready_fd) {
+    pid_t pid = ::fork();
+    if (pid != 0) return pid;
+    if (::geteuid() == 0 && (::setgid(65534) != 0 || ::setuid(65534) != 0)) ::_exit(10);
+    static const char partial[] = "GET /metr";
+    static const char garbage[] = "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\x00\xff";
+    for (int i = 0; i < n; ++i) {
+        int fd = tcp_connect(port);
+        if (fd < 0) ::_exit(11);
+        if (i % 3 == 1) [[maybe_unused]] auto w = ::send(fd, partial, sizeof partial - 1, MSG_NOSIGNAL);
+        if (i % 3 == 2) [[maybe_unused]] auto w = ::send(fd, garbage, sizeof garbage - 1, MSG_NOSIGNAL);
+    }
+    char one = 1;
+    [[maybe_unused]] auto w = ::write(ready_fd, &one, 1);
+    for (;;) ::pause();
+}
+
+// Background clients for as long as the object lives: one trickling a request head a
+// byte at a time, one sending 100 MB without a line end, one POSTing a 100 MB body.
+// Each reconnects when the server drops it.
+class HostileClients {
+public:
+    explicit HostileClients(int port) {
+        threads_.emplace_back([this, port] { trickle(port); });
+        threads_.emplace_back([this, port] { flood(port, ""); });
+        threads_.emplace_back(
+            [this, port] { flood(port, "POST /metrics HTTP/1.1\r\nContent-Length: 104857600\r\n\r\n"); });
+    }
+    ~HostileClients() {
+        stop_ = true;
+        for (auto& t : threads_) t.join();
+    }
+    std::atomic<uint64_t> flooded{0}, trickled{0};
+
+private:
+    void trickle(int port) {
+        const std::string head = "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+        while (!stop_) {
+            int fd = tcp_connect(port);
+            if (fd < 0) continue;
+            bool ok = ::send(fd, head.data(), head.size(), MSG_NOSIGNAL) > 0;
+            while (ok && !stop_) {
+                ok = ::send(fd, "a", 1, MSG_NOSIGNAL) == 1;
+                ++trickled;
+                std::this_thread::sleep_for(std::chrono::milliseconds(20));
+            }
+            ::close(fd);
+        }
+    }
+    void flood(int port, const std::string& head) {
+        const std::string chunk(1 << 20, 'A');
+        while (!stop_ && flooded < (400u << 20)) {
+            int fd = tcp_connect(port);
+            if (fd < 0) continue;
+            timeval tv{0, 200'000};
+            ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+            bool ok = head.empty() || ::send(fd, head.data(), head.size(), MSG_NOSIGNAL) > 0;
+            for (int mb = 0; ok && !stop_ && mb < 100; ++mb) {
+                ssize_t n = ::send(fd, chunk.data(), chunk.size(), MSG_NOSIGNAL);
+                ok = n > 0 || (n < 0 && errno == EAGAIN);
+                if (n > 0) flooded += uint64_t(n);
+            }
+            ::close(fd);
+        }
+    }
+    std::atomic<bool> stop_{false};
+    std::vector<std::thread> threads_;
+};
+
+TEST(MetricsExporterRobustness, ScrapeAnswersWithin2sDespiteIdleSlowGarbageAndHugeClients) {
+    want_fds(4096);
+    auto ex = start();
+    ex->update(snapshot({vm("vm-1", Tier::Blocked, 5)}));
+    const int port = ex->port();
+
+    int ready[2];
+    ASSERT_EQ(::pipe2(ready, O_CLOEXEC), 0);
+    HostileClients hostile(port);
+    pid_t holder = hold_idle_connections(port, 1000, ready[1]);
+    ASSERT_GT(holder, 0);
+    ::close(ready[1]);
+
+    // while the thousand connections are being opened
+    double worst = 0;
+    int scrapes = 0;
+    pollfd p{ready[0], POLLIN, 0};
+    for (auto t0 = Clock::now(); ::poll(&p, 1, 0) == 0 && seconds_since(t0) < 60;) {
+        auto s0 = Clock::now();
+        auto body = test::http_get(port);
+        worst = std::max(worst, seconds_since(s0));
+        ASSERT_TRUE(body.has_value()) << "scrape failed while connections were being opened";
+        ++scrapes;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    char c = 0;
+    ASSERT_EQ(::read(ready[0], &c, 1), 1) << "the child did not open its 1,000 connections";
+    ::close(ready[0]);
+    // and with all of them open (the server keeps the newest; the rest it closed)
+    for (int i = 0; i < 10; ++i) {
+        auto s0 = Clock::now();
+        auto body = test::http_get(port);
+        worst = std::max(worst, seconds_since(s0));
+        ASSERT_TRUE(body.has_value());
+        EXPECT_EQ(test::parse_exposition(*body).at(R"(smtpgov_vm_tier{tier="blocked",vm="vm-1"})"), 1);
+        ++scrapes;
+    }
+    // long enough for the slow and huge clients to be timed out and to come back
+    std::this_thread::sleep_for(std::chrono::milliseconds(5500));
+    for (int i = 0; i < 5; ++i) {
+        auto s0 = Clock::now();
+        ASSERT_TRUE(test::http_get(port).has_value());
+        worst = std::max(worst, seconds_since(s0));
+    }
+    ::kill(holder, SIGKILL);
+    int st = 0;
+    ::waitpid(holder, &st, 0);
+    EXPECT_LT(worst, 2.0) << "slowest of " << scrapes << " scrapes";
+    EXPECT_GT(hostile.trickled.load(), 100u);
+    EXPECT_GT(hostile.flooded.load(), 8u << 20) << "the 100 MB clients did not get to send";
+    std::cout << "[ info ] " << scrapes + 5 << " scrapes, slowest " << worst << " s; 100 MB clients sent "
+              << (hostile.flooded.load() >> 20) << " MiB\n";
+}
+
+TEST(MetricsExporterRobustness, NoStateChangeViaHttp) {
+    auto ex = start();
+    ex->update(snapshot({vm("vm-1", Tier::Throttled, 7.5, 1)}));
+    ex->count_ticket("blocked");
+    const int port = ex->port();
+    auto before = test::http_get(port);
+    ASSERT_TRUE(before.has_value());
+
+    const std::string json_body = R"({"cmd":"vm.set_tier","id":"vm-1","tier":"ok","vms":[]})";
+    auto req = [&](const std::string& method, const std::string& path) {
+        return method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" +
+               "Content-Length: " + std::to_string(json_body.size()) + "\r\n\r\n" + json_body;
+    };
+    for (const char* method : {"POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT", "PURGE"}) {
+        auto r = test::http_raw(port, req(method, "/metrics"));
+        EXPECT_EQ(r.status, 405) << method << " /metrics";
+        EXPECT_NE(r.head.find("Allow: GET, HEAD"), std::string::npos) << r.head;
+        EXPECT_EQ(r.body.find("smtpgov_"), std::string::npos) << method << " got metrics";
+    }
+    for (const char* path : {"/", "/metrics/", "/metrics/reset", "/-/reload", "/-/quit", "/api/v1/admin",
+                             "/policy", "/vm/vm-1", "/../metrics", "/metrics%00"}) {
+        for (const char* method : {"GET", "POST", "PUT", "DELETE"}) {
+            auto r = test::http_raw(port, req(method, path));
+            EXPECT_EQ(r.status, 404) << method << " " << path;
+            EXPECT_EQ(r.body.find("smtpgov_"), std::string::npos) << method << " " << path;
+        }
+    }
+    for (const char* bad : {"\r\n\r\n", "GET\r\n\r\n", "GET /metrics\r\n\r\n", "GET /metrics HTTP/1.1 x\r\n\r\n",
+                            " /metrics HTTP/1.1\r\n\r\n"})
+        EXPECT_EQ(test::http_raw(port, bad).status, 400) << bad;
+    EXPECT_EQ(test::http_raw(port, "GET /metrics HTTP/1.1\r\n" + std::string(20000, 'x') + "\r\n\r\n").status, 431);
+    auto head = test::http_raw(port, "HEAD /metrics HTTP/1.1\r\n\r\n");
+    EXPECT_EQ(head.status, 200);
+    EXPECT_TRUE(head.body.empty());
+    auto query = test::http_raw(port, "GET /metrics?reset=1&tier=ok HTTP/1.0\r\n\r\n");
+    EXPECT_EQ(query.status, 200);
+
+    auto after = test::http_get(port);
+    ASSERT_TRUE(after.has_value());
+    EXPECT_EQ(*after, *before) << "a request changed what /metrics reports";
+    EXPECT_EQ(query.body, *before);
+    Exposition e = test::parse_exposition(*after);
+    EXPECT_EQ(e.at(R"(smtpgov_vm_tier{tier="throttled",vm="vm-1"})"), 1);
+    EXPECT_EQ(e.at(R"(smtpgov_tickets_total{reason="blocked"})"), 1);
+    // and a real change is still seen: the body is not stale
+    ex->count_ticket("blocked");
+    EXPECT_EQ(scrape(*ex).at(R"(smtpgov_tickets_total{reason="blocked"})"), 2);
+}
+
+TEST(MetricsHttpServer, TimesOutSilentClientsAndBoundsConnections) {
+    metrics::HttpServerOptions o;
+    o.listen = "127.0.0.1:0";
+    o.request_timeout_ms = 300;
+    o.max_connections = 8;
+    std::atomic<int> renders{0};
+    auto server = metrics::HttpServer::start(o, [&] {
+        ++renders;
+        return std::make_shared<const std::string>("x 1\n");
+    });
+    ASSERT_TRUE(server.ok()) << server.error().message;
+    const int port = (*server)->port();
+    // a silent client is closed once request_timeout_ms passed
+    int silent = tcp_connect(port);
+    ASSERT_GE(silent, 0);
+    auto t0 = Clock::now();
+    char b;
+    EXPECT_EQ(::recv(silent, &b, 1, 0), 0);
+    EXPECT_GT(seconds_since(t0), 0.25);
+    EXPECT_LT(seconds_since(t0), 1.5);
+    ::close(silent);
+    // past max_connections the oldest is closed, and a request still gets through
+    std::vector<int> idle;
+    for (int i = 0; i < 20; ++i) idle.push_back(tcp_connect(port));
+    EXPECT_EQ(test::http_raw(port, "GET /metrics HTTP/1.1\r\n\r\n").body, "x 1\n");
+    EXPECT_EQ(::recv(idle.front(), &b, 1, MSG_DONTWAIT), 0) << "the oldest idle connection was kept";
+    for (int fd : idle) ::close(fd);
+    EXPECT_EQ(renders.load(), 1);
+    // a listen address that is not HOST:PORT
+    o.listen = "localhost";
+    EXPECT_FALSE(metrics::HttpServer::start(o, [] { return nullptr; }).ok());
+    o.listen = "[::1]:0";
+    auto v6 = metrics::HttpServer::start(o, [] { return std::make_shared<const std::string>(""); });
+    if (v6.ok()) {
+        EXPECT_GT((*v6)->port(), 0);
+    }  // hosts without IPv6 loopback cannot bind it
 }
 
 TEST(SelectVmSeries, OrderAndCap) {

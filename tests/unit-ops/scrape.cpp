@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <sstream>
 #include <stdexcept>
 #include <utility>
@@ -47,6 +48,32 @@ std::optional<std::string> http_get(int port, const std::string& path) {
     if (resp.rfind("HTTP/1.", 0) != 0 || hdr_end == std::string::npos) return std::nullopt;
     if (resp.find(" 200 ") > resp.find("\r\n")) return std::nullopt;
     return resp.substr(hdr_end + 4);
+}
+
+HttpResponse http_raw(int port, const std::string& request, int timeout_ms) {
+    HttpResponse r;
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return r;
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(uint16_t(port));
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    std::string resp;
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0 &&
+        ::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == ssize_t(request.size())) {
+        char buf[8192];
+        for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) resp.append(buf, size_t(n));
+    }
+    ::close(fd);
+    auto hdr_end = resp.find("\r\n\r\n");
+    if (resp.rfind("HTTP/1.", 0) != 0 || hdr_end == std::string::npos) return r;
+    r.head = resp.substr(0, hdr_end + 2);
+    r.body = resp.substr(hdr_end + 4);
+    r.status = std::atoi(resp.c_str() + resp.find(' ') + 1);
+    return r;
 }
 
 double Exposition::at(const std::string& key) const {

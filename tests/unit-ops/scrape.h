@@ -10,6 +10,14 @@ namespace smtpgov::test {
 // GET http://127.0.0.1:<port><path>; returns the body, or nullopt when the request failed.
 std::optional<std::string> http_get(int port, const std::string& path = "/metrics");
 
+// Sends raw bytes to 127.0.0.1:<port> and reads the answer until the server closes.
+struct HttpResponse {
+    int status = 0;          // 0: no parsable response
+    std::string head;        // status line and headers
+    std::string body;
+};
+HttpResponse http_raw(int port, const std::string& request, int timeout_ms = 5000);
+
 // Samples keyed as name{a="1",b="2"} with labels sorted by name ("name" when unlabelled).
 struct Exposition {
     std::map<std::string, double> samples;
