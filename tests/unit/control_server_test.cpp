@@ -8,10 +8,18 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
+
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
+#include <iostream>
+#include <mutex>
 #include <thread>
 
 #include "svc/control_client.h"
@@ -53,6 +61,18 @@ protected:
     std::string dir, path;
     std::unique_ptr<ControlServer> server;
     std::atomic<int> streams_ended{0};
+    std::mutex gate_mu;
+    std::condition_variable gate_cv;
+    bool gate_open = false;
+    std::atomic<int> blocked{0};
+
+    void open_gate() {
+        {
+            std::lock_guard lock(gate_mu);
+            gate_open = true;
+        }
+        gate_cv.notify_all();
+    }
 
     void SetUp() override {
         ASSERT_EQ(geteuid(), 0u) << "control socket tests run as root";
@@ -62,6 +82,7 @@ protected:
         path = dir + "/run/smtpgov/ctl.sock";
     }
     void TearDown() override {
+        open_gate();
         server.reset();
         std::filesystem::remove_all(dir);
     }
@@ -83,6 +104,16 @@ protected:
                 while (w.wait(50)) {}
                 ++streams_ended;
             });
+        if (cmd == "big") {  // what arrived: size and hash of "pad"
+            const std::string& pad = req["pad"].get_ref<const std::string&>();
+            return ok_reply({{"size", pad.size()}, {"hash", std::hash<std::string>{}(pad)}});
+        }
+        if (cmd == "block") {  // holds its worker until the test opens the gate
+            ++blocked;
+            std::unique_lock lock(gate_mu);
+            gate_cv.wait(lock, [this] { return gate_open; });
+            return ok_reply("released");
+        }
         if (cmd == "forever")
             return stream_reply([this](Writer& w) {
                 for (int i = 0; w.write({{"i", i}}); ++i) w.wait(20);
@@ -133,14 +164,48 @@ TEST_F(ControlServerTest, MalformedRequestsGetUsageErrors) {
 }
 
 TEST_F(ControlServerTest, OversizedRequestIsAnsweredWithAnError) {
-    start();
+    ControlServerOptions o;
+    o.max_request_bytes = 1 << 20;
+    start(o);
     RawClient c(path);
     c.send(std::string(2 << 20, 'x') + "\n");  // 2 MiB: completes because the server drains
     json r = c.reply();
     EXPECT_EQ(r["ok"], false);
     EXPECT_EQ(r["kind"], "usage");
-    EXPECT_NE(r["error"].get<std::string>().find("larger than"), std::string::npos);
+    EXPECT_EQ(r["error"], "request larger than 1048576 bytes (the control socket's limit)");
     EXPECT_TRUE(request(path, {{"cmd", "status"}}, 2000).ok());
+}
+
+// A fleet-size policy (100,000 VMs with addresses is tens of MB) fits the default limit.
+TEST_F(ControlServerTest, FiftyMegabyteRequestReachesTheHandlerIntact) {
+    EXPECT_EQ(ControlServerOptions{}.max_request_bytes, size_t{256} << 20) << "docs/internals.md states 256 MiB";
+    start();
+    std::string pad(50'000'000, 'p');
+    for (size_t i = 0; i < pad.size(); i += 4099) pad[i] = char('a' + i % 23);
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = request(path, {{"cmd", "big"}, {"pad", pad}}, 30000);  // the real client
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    ASSERT_EQ((*r)["ok"], true) << r->dump().substr(0, 300);
+    EXPECT_EQ((*r)["result"]["size"], pad.size());
+    EXPECT_EQ((*r)["result"]["hash"], std::hash<std::string>{}(pad));
+    std::cout << "[ info ] 50 MB request answered in "
+              << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() << " s\n";
+}
+
+TEST_F(ControlServerTest, RequestOverTheDefaultLimitIsRefusedClearly) {
+    start();
+    const size_t limit = ControlServerOptions{}.max_request_bytes;
+    RawClient c(path);
+    // one byte over, then the newline; the server refuses at the limit and drains the rest
+    std::string req = R"({"cmd":"big","pad":")" + std::string(limit, 'p') + "\"}\n";
+    c.send(req);
+    json r = c.reply();
+    EXPECT_EQ(r["ok"], false);
+    EXPECT_EQ(r["kind"], "usage");
+    EXPECT_EQ(r["error"], "request larger than " + std::to_string(limit) + " bytes (the control socket's limit)");
+    auto s = request(path, {{"cmd", "status"}}, 2000);
+    ASSERT_TRUE(s.ok()) << s.error().message;
+    EXPECT_EQ((*s)["ok"], true);
 }
 
 TEST_F(ControlServerTest, SilentClientDoesNotBlockOthers) {
@@ -157,26 +222,118 @@ TEST_F(ControlServerTest, SilentClientDoesNotBlockOthers) {
     // the silent ones are answered with a timeout error, not held forever
     json s = silent.reply(5000);
     EXPECT_EQ(s["kind"], "usage");
-    EXPECT_NE(s["error"].get<std::string>().find("within 1500 ms"), std::string::npos);
+    EXPECT_EQ(s["error"], "incomplete request: nothing received within 1500 ms");
     EXPECT_EQ(half.reply(5000)["kind"], "usage");
 }
 
-TEST_F(ControlServerTest, ConnectionsBeyondTheBoundAreTurnedAway) {
+TEST_F(ControlServerTest, TricklingClientIsCutOffAtTheRequestTimeout) {
     ControlServerOptions o;
-    o.max_connections = 2;
+    o.read_timeout_ms = 1000;
+    o.request_timeout_ms = 1500;
+    start(o);
+    RawClient c(path);
+    c.send("{\"cmd\":\"status\",\"x\":\"");
+    auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < 40; ++i) {  // never silent for read_timeout_ms, never done
+        if (::send(c.fd.get(), "y", 1, MSG_NOSIGNAL) != 1) break;
+        std::this_thread::sleep_for(50ms);
+    }
+    json r = c.reply();
+    EXPECT_EQ(r["error"], "request line not complete within 1500 ms");
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 2500ms);
+}
+
+TEST_F(ControlServerTest, CommandsBeyondTheBoundsWaitThenAreTurnedAway) {
+    ControlServerOptions o;
+    o.max_commands = 2;
+    o.max_queued = 1;
     start(o);
     RawClient a(path), b(path);
-    std::this_thread::sleep_for(300ms);  // both accepted and held by workers
-    RawClient c(path);
+    a.send("{\"cmd\":\"block\"}\n");
+    b.send("{\"cmd\":\"block\"}\n");
+    for (int i = 0; i < 200 && blocked < 2; ++i) std::this_thread::sleep_for(10ms);
+    ASSERT_EQ(blocked, 2);
+    // idle connections hold no command slot, so two of them do not matter here
+    RawClient idle1(path), idle2(path);
+    RawClient queued(path);  // waits for a handler
+    queued.send("{\"cmd\":\"status\",\"q\":1}\n");
+    std::this_thread::sleep_for(200ms);
+    RawClient c(path);  // and this one finds the queue full
+    c.send("{\"cmd\":\"status\"}\n");
     json r = c.reply();
     EXPECT_EQ(r["ok"], false);
-    EXPECT_NE(r["error"].get<std::string>().find("busy"), std::string::npos);
+    EXPECT_EQ(r["error"], "server busy: 2 requests being handled and 1 waiting, try again");
+    open_gate();
+    EXPECT_EQ(a.reply()["result"], "released");
+    EXPECT_EQ(b.reply()["result"], "released");
+    EXPECT_EQ(queued.reply()["result"]["echo"]["q"], 1);
+    EXPECT_TRUE(request(path, {{"cmd", "status"}}, 2000).ok());
+}
+
+TEST_F(ControlServerTest, QueuedRequestsAreServedWhenAHandlerBecomesAStream) {
+    ControlServerOptions o;
+    o.max_commands = 1;
+    start(o);
+    RawClient a(path);
+    a.send("{\"cmd\":\"block\"}\n");
+    for (int i = 0; i < 200 && blocked < 1; ++i) std::this_thread::sleep_for(10ms);
+    RawClient follower(path), waiting(path);
+    follower.send("{\"cmd\":\"count\",\"n\":0}\n");
+    std::this_thread::sleep_for(100ms);
+    waiting.send("{\"cmd\":\"status\",\"w\":1}\n");
+    std::this_thread::sleep_for(100ms);
+    open_gate();  // a finishes, its worker takes the follower, which becomes a stream ...
+    EXPECT_EQ(a.reply()["result"], "released");
+    EXPECT_EQ(follower.reply()["stream"], true);
+    EXPECT_EQ(waiting.reply()["result"]["echo"]["w"], 1);  // ... and the queue goes on
+}
+
+// Issue 10: followers used to take the 16 connection slots, so `status` answered "busy".
+TEST_F(ControlServerTest, EventFollowersDoNotStarveCommands) {
+    ControlServerOptions defaults;
+    ASSERT_EQ(defaults.max_commands, 16u);
+    ASSERT_EQ(defaults.max_streams, 64u);
+    start();
+    std::vector<std::unique_ptr<RawClient>> followers;
+    for (int i = 0; i < 40; ++i) {  // well past the 16 command slots
+        followers.push_back(std::make_unique<RawClient>(path));
+        followers.back()->send("{\"cmd\":\"count\",\"n\":1}\n");
+    }
+    for (auto& f : followers) {
+        json head = f->reply();
+        ASSERT_EQ(head, json::parse(R"({"ok":true,"stream":true})")) << head.dump();
+    }
+    for (int i = 0; i < 20; ++i) {
+        auto t0 = std::chrono::steady_clock::now();
+        auto r = request(path, {{"cmd", "status"}}, 2000);
+        ASSERT_TRUE(r.ok()) << r.error().message;
+        EXPECT_EQ((*r)["ok"], true) << r->dump();
+        EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
+    }
+    // streams have their own bound, with a clear refusal past it
+    for (int i = 40; i < 64; ++i) {
+        followers.push_back(std::make_unique<RawClient>(path));
+        followers.back()->send("{\"cmd\":\"count\",\"n\":0}\n");
+        EXPECT_EQ(followers.back()->reply()["stream"], true);
+    }
+    RawClient extra(path);
+    extra.send("{\"cmd\":\"count\"}\n");
+    json r = extra.reply();
+    EXPECT_EQ(r["ok"], false);
+    EXPECT_EQ(r["error"], "server busy: 64 event streams already open, try again");
+    EXPECT_TRUE(request(path, {{"cmd", "status"}}, 2000).ok());
+    followers.clear();  // hang up: every stream ends, and its slot is free again
+    for (int i = 0; i < 200 && streams_ended < 64; ++i) std::this_thread::sleep_for(10ms);
+    EXPECT_EQ(streams_ended, 64);
+    auto again = request_stream(path, {{"cmd", "count"}, {"n", 1}}, 2000, [](const json&) { return false; });
+    ASSERT_TRUE(again.ok());
+    EXPECT_EQ((*again)["stream"], true);
 }
 
 // In a forked child of this threaded process (async-signal-safe calls only): become
 // uid/gid 65534 (or _exit(10)) and connect to the socket; -1 with errno on failure.
 static int connect_as_nobody(const std::string& path) {
-    if (setgid(65534) != 0 || setuid(65534) != 0) _exit(10);
+    if (geteuid() != 65534 && (setgid(65534) != 0 || setuid(65534) != 0)) _exit(10);
     int fd = socket(AF_UNIX, SOCK_STREAM, 0);
     sockaddr_un a{};
     a.sun_family = AF_UNIX;
@@ -208,6 +365,169 @@ TEST_F(ControlServerTest, NonRootPeerIsRefused) {
     ASSERT_EQ(waitpid(pid, &status, 0), pid);
     ASSERT_TRUE(WIFEXITED(status));
     EXPECT_EQ(WEXITSTATUS(status), 0) << "10 setuid, 11 connect, 12 write, 13 not refused";
+}
+
+// ---- slow, silent, garbage, huge and unprivileged clients (issue 10, items 4 and 5) ----
+
+using SteadyClock = std::chrono::steady_clock;
+
+double since(SteadyClock::time_point t0) { return std::chrono::duration<double>(SteadyClock::now() - t0).count(); }
+
+std::string padding(size_t n) {
+    std::string pad(n, 'p');
+    for (size_t i = 0; i < pad.size(); i += 4099) pad[i] = char('a' + i % 23);  // not all one byte
+    return pad;
+}
+
+// Sends `req` (one line, newline included) in pieces of `piece` bytes with `pause` between
+// them; returns the reply line, or an empty object when the exchange failed.
+json send_slowly(const std::string& path, const std::string& req, size_t piece, std::chrono::milliseconds pause) {
+    RawClient c(path);
+    for (size_t off = 0; off < req.size(); off += piece) {
+        size_t n = std::min(piece, req.size() - off);
+        if (::send(c.fd.get(), req.data() + off, n, MSG_NOSIGNAL) != static_cast<ssize_t>(n)) return json::object();
+        if (pause.count()) std::this_thread::sleep_for(pause);
+    }
+    std::string buf, line;
+    if (read_line(c.fd.get(), buf, line, 1 << 20, mono_ms() + 30000) != IoStatus::Ok) return json::object();
+    return json::parse(line, nullptr, false);
+}
+
+// Requests `status` every 50 ms until done is set; returns the slowest answer in seconds
+// (a failed request counts as 99 s).
+double worst_status_latency(const std::string& path, const std::atomic<bool>& done, int& count) {
+    double worst = 0;
+    while (!done) {
+        auto t0 = SteadyClock::now();
+        auto r = request(path, {{"cmd", "status"}}, 5000);
+        bool ok = r.ok() && (*r)["ok"] == true;
+        worst = std::max(worst, ok ? since(t0) : 99.0);
+        if (!ok) std::cerr << "status failed: " << (r.ok() ? r->dump() : r.error().message) << "\n";
+        ++count;
+        std::this_thread::sleep_for(50ms);
+    }
+    return worst;
+}
+
+TEST_F(ControlServerTest, SlowBigRequestsDoNotDelayOtherClients) {
+    start();
+    std::atomic<bool> done{false};
+    std::vector<json> replies(20);
+    std::vector<std::thread> slow;
+    // 20 (more than the 16 command slots) byte-tricklers, each with a 4 MB request, ...
+    const std::string trickled = json{{"cmd", "big"}, {"pad", padding(4'000'000)}}.dump() + "\n";
+    for (int i = 0; i < 19; ++i)
+        slow.emplace_back([&, i] {
+            RawClient c(path);
+            c.send(std::string_view(trickled).substr(0, trickled.size() - 300));  // most of it at once
+            for (size_t off = trickled.size() - 300; off < trickled.size(); ++off) {  // then a byte per 10 ms
+                c.send(std::string_view(trickled).substr(off, 1));
+                std::this_thread::sleep_for(10ms);
+            }
+            replies[size_t(i)] = c.reply(30000);
+        });
+    // ... and one sending 100 MB at about 30 MB/s
+    const std::string hundred = json{{"cmd", "big"}, {"pad", padding(100'000'000)}}.dump() + "\n";
+    slow.emplace_back([&] { replies[19] = send_slowly(path, hundred, 1 << 20, 30ms); });
+    int count = 0;
+    std::thread watcher([&] {
+        for (auto& t : slow) t.join();
+        done = true;
+    });
+    double worst = worst_status_latency(path, done, count);
+    watcher.join();
+    std::cout << "[ info ] " << count << " status requests during the slow ones, slowest " << worst << " s\n";
+    EXPECT_LT(worst, 2.0);
+    EXPECT_GT(count, 20);
+    for (int i = 0; i < 19; ++i) {
+        EXPECT_EQ(replies[size_t(i)]["ok"], true) << i << ": " << replies[size_t(i)].dump();
+        EXPECT_EQ(replies[size_t(i)]["result"]["size"], 4'000'000u);
+    }
+    EXPECT_EQ(replies[19]["result"]["size"], 100'000'000u) << replies[19].dump();
+    EXPECT_EQ(replies[19]["result"]["hash"], std::hash<std::string>{}(padding(100'000'000)));
+}
+
+// Holds a thousand connections from uid 65534 (refused by SO_PEERCRED: the socket is made
+// reachable for this), while root runs slow, silent, garbage, 100 MB and over-limit
+// clients: root's `status` still answers within 2 s throughout.
+TEST_F(ControlServerTest, ThousandUnprivilegedAndHostileClientsDoNotDelayStatus) {
+    rlimit rl{};
+    ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &rl), 0);
+    rl.rlim_cur = std::min<rlim_t>(rl.rlim_max, 8192);
+    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &rl), 0);
+    ASSERT_GE(rl.rlim_cur, 2048u);
+    start();
+    ASSERT_EQ(::chmod(dir.c_str(), 0755), 0);
+    ASSERT_EQ(::chmod((dir + "/run").c_str(), 0755), 0);
+    ASSERT_EQ(::chmod(path.c_str(), 0666), 0);
+
+    std::atomic<bool> done{false};
+    int count = 0;
+    double worst = 0;
+    std::thread watcher([&] { worst = worst_status_latency(path, done, count); });
+
+    int ready[2];
+    ASSERT_EQ(::pipe2(ready, O_CLOEXEC), 0);
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        static int fds[1000];
+        for (int i = 0; i < 1000; ++i) {
+            fds[i] = connect_as_nobody(path);  // setuid happens on the first call; later ones are no-ops
+            if (fds[i] < 0) _exit(11);
+            static const char garbage[] = "\x16\x03\x01\x00\xff{\"cmd\":\"vm.set_tier\"";
+            if (i % 3 == 1) [[maybe_unused]] auto w = write(fds[i], garbage, sizeof garbage - 1);
+            if (i % 3 == 2) [[maybe_unused]] auto w = write(fds[i], "{\"cmd\":\"status\"}\n", 17);
+        }
+        char one = 1;
+        [[maybe_unused]] auto w = write(ready[1], &one, 1);
+        for (;;) pause();
+    }
+    ::close(ready[1]);
+
+    // root's hostile clients, meanwhile
+    std::vector<std::unique_ptr<RawClient>> idle;
+    for (int i = 0; i < 200; ++i) idle.push_back(std::make_unique<RawClient>(path));
+    RawClient garbage(path);
+    garbage.send(std::string("\x00\xff\xfe garbage \x01\n", 14));
+    json hundred_reply, over_reply;
+    std::thread hundred([&] {
+        hundred_reply = send_slowly(path, json{{"cmd", "big"}, {"pad", padding(100'000'000)}}.dump() + "\n", 4 << 20, 0ms);
+    });
+    std::thread over([&] {
+        RawClient c(path);
+        const std::string chunk(16 << 20, 'x');
+        for (int i = 0; i < 18; ++i)  // 288 MiB without a newline
+            if (::send(c.fd.get(), chunk.data(), chunk.size(), MSG_NOSIGNAL) <= 0) break;
+        over_reply = c.reply(10000);
+    });
+    std::thread trickle([&] {
+        RawClient c(path);
+        for (int i = 0; i < 100; ++i) {
+            if (::send(c.fd.get(), "{", 1, MSG_NOSIGNAL) != 1) break;
+            std::this_thread::sleep_for(30ms);
+        }
+    });
+    char c = 0;
+    EXPECT_EQ(::read(ready[0], &c, 1), 1) << "the unprivileged child did not open its 1,000 connections";
+    ::close(ready[0]);
+    hundred.join();
+    over.join();
+    trickle.join();
+    std::this_thread::sleep_for(500ms);
+    done = true;
+    watcher.join();
+    ::kill(pid, SIGKILL);
+    int st = 0;
+    ::waitpid(pid, &st, 0);
+    EXPECT_TRUE(WIFSIGNALED(st)) << "child exited with " << WEXITSTATUS(st) << " (11: connect failed)";
+
+    std::cout << "[ info ] " << count << " status requests, slowest " << worst << " s\n";
+    EXPECT_LT(worst, 2.0);
+    EXPECT_GT(count, 5);
+    EXPECT_EQ(garbage.reply()["error"], "malformed JSON request");
+    EXPECT_EQ(hundred_reply["result"]["size"], 100'000'000u) << hundred_reply.dump().substr(0, 200);
+    EXPECT_EQ(over_reply["kind"], "usage") << over_reply.dump();
 }
 
 TEST_F(ControlServerTest, SocketModeKeepsNonRootOut) {
