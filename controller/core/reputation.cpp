@@ -132,6 +132,28 @@ std::vector<Transition> Reputation::evaluate(int64_t now_ms) {
     return out;
 }
 
+std::vector<Transition> Reputation::evaluate(const std::vector<std::string>& ids, int64_t now_ms) {
+    std::vector<Transition> out;
+    for (const std::string& id : ids)
+        if (auto it = vms_.find(id); it != vms_.end())
+            if (auto t = step(it->first, it->second, now_ms)) out.push_back(std::move(*t));
+    return out;
+}
+
+bool Reputation::recover(const std::string& vm, Tier t, int64_t now_ms) {
+    if (t == Tier::Ok || tier(vm) >= t) return false;
+    auto [it, fresh] = vms_.try_emplace(vm);
+    State& s = it->second;
+    if (fresh) s.updated_ms = now_ms;
+    decay(s, now_ms);
+    s.score = std::max(s.score, cfg_.thresholds.of(t));
+    if (s.earned < t) {
+        s.earned = t;
+        s.since_ms = now_ms;
+    }
+    return true;
+}
+
 Transition Reputation::set_pin(const std::string& vm, Tier t, std::optional<int64_t> until_ms, int64_t now_ms) {
     auto [it, fresh] = vms_.try_emplace(vm);
     State& s = it->second;

@@ -58,6 +58,13 @@ public:
     // VMs at tier ok whose score has decayed to nothing.
     std::vector<Transition> evaluate(int64_t now_ms);
     std::vector<Transition> evaluate() { return evaluate(clock_->now_ms()); }
+    // The same for a few VMs only (the over-limit fast path): work bounded by ids.size().
+    std::vector<Transition> evaluate(const std::vector<std::string>& ids, int64_t now_ms);
+
+    // Start-up with a stale or lost state dir: the kernel's maps still enforce tier `t`
+    // for the VM. Raises the earned tier to `t` (score at least t's threshold, dwell from
+    // now) so that it is never relaxed by a restart; true when it changed anything.
+    bool recover(const std::string& vm, Tier t, int64_t now_ms);
 
     // A pin overrides the earned tier until cleared or until until_ms (Unix ms).
     Transition set_pin(const std::string& vm, Tier t, std::optional<int64_t> until_ms, int64_t now_ms);

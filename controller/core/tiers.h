@@ -28,6 +28,10 @@ public:
 
     void observe(const std::string& vm, Signal s, double count, int64_t now_ms) { rep_.observe(vm, s, count, now_ms); }
     std::vector<Transition> evaluate(int64_t now_ms) { return rep_.evaluate(now_ms); }
+    std::vector<Transition> evaluate(const std::vector<std::string>& ids, int64_t now_ms) {
+        return rep_.evaluate(ids, now_ms);
+    }
+    bool recover(const std::string& vm, Tier t, int64_t now_ms) { return rep_.recover(vm, t, now_ms); }
     Transition set_pin(const std::string& vm, Tier t, std::optional<int64_t> until_ms, int64_t now_ms) {
         return rep_.set_pin(vm, t, until_ms, now_ms);
     }

@@ -102,6 +102,13 @@ svc::Reply Controller::handle(const json& req) {
     return svc::error_reply("usage", "unknown command \"" + name + "\" (commands: " + known + ")");
 }
 
+// The VM after a change; a change that is in force but could not be saved says so.
+svc::Reply Controller::changed_vm_reply(const std::string& id) {
+    if (auto s = persist_reputation(); !s)
+        return svc::error_reply("runtime", "in force for " + id + ", but not saved (retried): " + s.error().message);
+    return vm_reply(id);
+}
+
 svc::Reply Controller::vm_reply(const std::string& id) const {
     auto v = view(id);
     return v ? svc::ok_reply(vm_json(*v)) : svc::error_reply("not_found", "no VM " + id);
@@ -172,8 +179,7 @@ svc::Reply Controller::cmd_vm_set_tier(const json& req) {
     }
     if (!view(id)) return svc::error_reply("not_found", "no VM " + id);
     announce(tiers_.set_pin(id, *tier, until, now_ms));
-    persist_reputation();
-    return vm_reply(id);
+    return changed_vm_reply(id);
 }
 
 svc::Reply Controller::cmd_vm_clear(const json& req) {
@@ -183,8 +189,7 @@ svc::Reply Controller::cmd_vm_clear(const json& req) {
     const int64_t now_ms = clock_->now_ms();
     if (auto t = tiers_.clear_pin(id, now_ms)) announce(*t);
     evaluate(now_ms);
-    persist_reputation();
-    return vm_reply(id);
+    return changed_vm_reply(id);
 }
 
 svc::Reply Controller::cmd_report(const json& req) {
@@ -199,8 +204,7 @@ svc::Reply Controller::cmd_report(const json& req) {
     const int64_t now_ms = clock_->now_ms();
     tiers_.observe(id, kind == "spam" ? Signal::SpamReport : Signal::Complaint, static_cast<double>(n), now_ms);
     evaluate(now_ms);
-    persist_reputation();
-    return vm_reply(id);
+    return changed_vm_reply(id);
 }
 
 svc::Reply Controller::cmd_events(const json& req) {

@@ -1,6 +1,8 @@
 #include "daemon/controller.h"
 
+#include <fcntl.h>
 #include <malloc.h>
+#include <sys/file.h>
 
 #include <filesystem>
 #include <fstream>
@@ -13,7 +15,8 @@
 namespace smtpgov::daemon {
 namespace {
 
-constexpr int64_t kReputationSaveMs = 10'000;
+constexpr int64_t kReputationSaveMs = 10'000;  // score changes alone
+constexpr int64_t kTierSaveMs = 1'000;         // tier changes
 
 Result<Policy> load_policy_file(const std::string& path, const std::string& what) {
     std::ifstream in(path);
@@ -60,6 +63,11 @@ Controller::~Controller() = default;
 
 Result<std::unique_ptr<Controller>> Controller::load(const ControllerOptions& opts, const Clock& clock) {
     std::unique_ptr<Controller> c(new Controller(opts, clock));
+    // One controller per state dir: two daemons (say with different bpffs) must not
+    // interleave their writes of the same files.
+    c->state_lock_.reset(::open((opts.state_dir + "/.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    if (!c->state_lock_ || ::flock(c->state_lock_.get(), LOCK_EX | LOCK_NB) != 0)
+        return Error::from_errno("lock " + opts.state_dir + " (is another smtpgovd using this state_dir?)");
     if (auto s = c->load_state(); !s) return s.error();
     auto ev = svc::EventLog::open(opts.state_dir);
     if (!ev) return ev.error();
@@ -76,41 +84,51 @@ Result<std::unique_ptr<Controller>> Controller::load(const ControllerOptions& op
     return c;
 }
 
-Status Controller::load_state() {
-    Policy policy;
+// The persisted policy, else the config's policy file. A persisted policy that cannot
+// be read is moved aside and the policy file used instead; with no policy file the
+// start fails (the kernel keeps enforcing the last policy meanwhile).
+Result<Policy> Controller::load_policy() const {
     const std::string persisted = opts_.state_dir + "/policy.json";
     if (std::filesystem::exists(persisted)) {
         auto p = load_policy_file(persisted, "persisted policy");
-        if (!p) return p.error();
-        policy = std::move(*p);
-        log::info("restored the persisted policy (" + std::to_string(policy.vms.size()) + " VMs)");
-    } else if (!opts_.policy_file.empty()) {
-        auto p = load_policy_file(opts_.policy_file, "policy");
-        if (!p) return p.error();
-        policy = std::move(*p);
-        log::info("applying policy " + opts_.policy_file + " (" + std::to_string(policy.vms.size()) + " VMs)");
-    } else {
-        log::warning("no policy: every source gets the default limits until one is applied");
+        if (p) {
+            log::info("restored the persisted policy (" + std::to_string(p->vms.size()) + " VMs)");
+            return p;
+        }
+        if (opts_.policy_file.empty())
+            return Error::msg(p.error().message + "\n(the kernel keeps enforcing the last policy; restore " +
+                              persisted + " or start with --policy FILE)");
+        ::rename(persisted.c_str(), (persisted + ".corrupt").c_str());
+        log::error(p.error().message + "\nmoved to " + persisted + ".corrupt; applying " + opts_.policy_file);
     }
-    auto saved_slots = read_json_file(opts_.state_dir + "/slots.json");
+    if (opts_.policy_file.empty()) {
+        log::warning("no policy: every source gets the default limits until one is applied");
+        return Policy{};
+    }
+    auto p = load_policy_file(opts_.policy_file, "policy");
+    if (p) log::info("applying policy " + opts_.policy_file + " (" + std::to_string(p->vms.size()) + " VMs)");
+    return p;
+}
+
+Status Controller::load_state() {
+    auto policy = load_policy();
+    if (!policy) return policy.error();
+    auto saved_slots = read_state_file(opts_.state_dir + "/slots.json");
     if (!saved_slots) return saved_slots.error();
     SlotTable slots(opts_.max_vms);
     if (*saved_slots) {
-        auto t = SlotTable::from_json(**saved_slots, opts_.max_vms);
-        if (!t) return t.error();
-        slots = std::move(*t);
+        if (auto t = SlotTable::from_json(**saved_slots, opts_.max_vms)) slots = std::move(*t);
+        else log::error(t.error().message + ": ignored; slots come from the pinned maps");
     }
     vms_.restore_slots(std::move(slots));
-    auto saved_rep = read_json_file(opts_.state_dir + "/reputation.json");
+    auto saved_rep = read_state_file(opts_.state_dir + "/reputation.json");
     if (!saved_rep) return saved_rep.error();
+    tiers_ = Tiers(*clock_, policy->reputation);
     if (*saved_rep) {
-        auto r = Reputation::load(**saved_rep, *clock_, policy.reputation);
-        if (!r) return Error::msg("reputation.json: " + r.error().message);
-        tiers_ = Tiers(std::move(*r));
-    } else {
-        tiers_ = Tiers(*clock_, policy.reputation);
+        if (auto r = Reputation::load(**saved_rep, *clock_, policy->reputation)) tiers_ = Tiers(std::move(*r));
+        else log::error("reputation.json: " + r.error().message + ": ignored; tiers come from the pinned maps");
     }
-    pending_ = std::move(policy);
+    pending_ = std::move(*policy);
     return ok_status();
 }
 
@@ -131,6 +149,7 @@ Status Controller::start(Maps& maps, Host& host) {
             vms_.hold(id, mono_ns());
     Policy p = std::move(*pending_);
     pending_.reset();
+    recover_from_maps(p);
     auto slots = vms_.slots_for(p);
     if (!slots) return slots.error();
     std::vector<Transition> changes;
@@ -140,7 +159,7 @@ Status Controller::start(Maps& maps, Host& host) {
     mp.deactivate = vms_.freed(*slots);
     if (auto s = enforcer_->apply(mp); !s) return Error{s.error().errnum, "write policy to maps: " + s.error().message};
     adopt(std::move(p), std::move(*slots), std::move(next), mp.reset, changes);
-    return persist_policy();
+    return persist_policy(vms_.policy(), vms_.slots());
 }
 
 PlanInputs Controller::plan_inputs(const Policy& p, const SlotTable& slots) const {
@@ -174,12 +193,19 @@ Result<nlohmann::json> Controller::apply_policy(const Policy& neu) {
     MapPlan mp = plan(neu, *slots, next);
     mp.reset = vms_.given_to_new(*slots);
     mp.deactivate = vms_.freed(*slots);
-    if (auto s = commit_maps(mp, d.ports_changed ? &neu.smtp_ports : nullptr); !s) return s.error();
+    // On disk before the maps change: an apply that answers ok survives a crash, and a
+    // failed write changes nothing.
+    if (auto s = persist_policy(neu, *slots); !s)
+        return Error{s.error().errnum, "nothing changed, the old policy stays in force: " + s.error().message};
+    if (auto s = commit_maps(mp, d.ports_changed ? &neu.smtp_ports : nullptr); !s) {
+        std::string msg = s.error().message;
+        if (auto u = persist_policy(vms_.policy(), vms_.slots()); !u) msg += "; restoring policy.json failed too: " + u.error().message;
+        return Error{s.error().errnum, msg};
+    }
     // Committed in the kernel: now the controller's own view follows.
     sweeper_->forget_slots(mp.deactivate);
     adopt(neu, std::move(*slots), std::move(next), mp.reset, changes);
-    if (auto s = persist_policy(); !s) log::error("persist policy: " + s.error().message);
-    persist_reputation();
+    (void)persist_reputation();  // logged; retried when due
     ::malloc_trim(0);
     log::notice("policy applied: " + std::to_string(d.added.size()) + " added, " + std::to_string(d.removed.size()) +
                 " removed, " + std::to_string(d.changed.size()) + " changed" +
@@ -294,10 +320,20 @@ void Controller::announce(const Transition& t) {
 }
 
 void Controller::evaluate(int64_t now_ms) {
-    auto transitions = tiers_.evaluate(now_ms);
-    for (const Transition& t : transitions) announce(t);
-    // Tiers are persisted as they change: a restarted daemon must not relax a tier.
-    if (!transitions.empty()) persist_reputation();
+    for (const Transition& t : tiers_.evaluate(now_ms)) announce(t);
+    persist_if_due(now_ms);
+}
+
+void Controller::evaluate(const std::vector<std::string>& ids, int64_t now_ms) {
+    for (const Transition& t : tiers_.evaluate(ids, now_ms)) announce(t);
+    persist_if_due(now_ms);
+}
+
+// Tier changes reach reputation.json within a second, coalesced: a burst of changes
+// costs one write. A restart in between loses no tier: start() recovers escalations
+// from the pinned maps.
+void Controller::persist_if_due(int64_t now_ms) {
+    if (rep_dirty_ && now_ms - rep_saved_ms_ >= kTierSaveMs) (void)persist_reputation();
 }
 
 void Controller::sweep() {
@@ -310,8 +346,8 @@ void Controller::sweep() {
     const uint64_t t_read = mono_ns();
     release_holds(t0);
     evaluate(now_ms);
-    rep_dirty_ |= sweeper_->take_dirty();
-    if (rep_dirty_ && now_ms - rep_saved_ms_ >= kReputationSaveMs) persist_reputation();
+    if (sweeper_->take_dirty()) score_dirty_ = true;
+    if (score_dirty_ && now_ms - rep_saved_ms_ >= kReputationSaveMs) (void)persist_reputation();
     ++sweeps_;
     const uint64_t t_eval = mono_ns();
     if (on_snapshot) {
@@ -328,15 +364,15 @@ void Controller::sweep() {
 
 void Controller::on_event(const sg_event& ev) {
     const int64_t now_ms = clock_->now_ms();
-    std::string blocklist = sweeper_->on_event(ev, mono_ns(), now_ms);
-    if (!blocklist.empty() && on_blocklist) on_blocklist(blocklist);
-    if (ev.type == SG_EV_OVER_LIMIT) evaluate(now_ms);
+    auto out = sweeper_->on_event(ev, mono_ns(), now_ms);
+    if (!out.blocklist.empty() && on_blocklist) on_blocklist(out.blocklist);
+    if (!out.over_limit.empty()) evaluate({out.over_limit}, now_ms);  // this VM only: bounded per record
 }
 
 void Controller::hot_tick() {
     const int64_t now_ms = clock_->now_ms();
     sweeper_->hot_tick(mono_ns(), now_ms);
-    evaluate(now_ms);
+    evaluate(sweeper_->hot_ids(), now_ms);
 }
 
 std::array<size_t, 4> Controller::tier_counts() const {
@@ -346,17 +382,22 @@ std::array<size_t, 4> Controller::tier_counts() const {
     return out;
 }
 
-Status Controller::persist_policy() {
-    if (auto s = write_file_atomic(opts_.state_dir + "/policy.json", to_json(vms_.policy()).dump(2) + "\n"); !s)
-        return s;
-    return write_file_atomic(opts_.state_dir + "/slots.json", vms_.slots().to_json().dump() + "\n");
+Status Controller::persist_policy(const Policy& p, const SlotTable& slots) {
+    if (auto s = write_file_atomic(opts_.state_dir + "/slots.json", slots.to_json().dump() + "\n"); !s) return s;
+    return write_file_atomic(opts_.state_dir + "/policy.json", to_json(p).dump(2) + "\n");
 }
 
-void Controller::persist_reputation() {
-    if (auto s = write_file_atomic(opts_.state_dir + "/reputation.json", tiers_.reputation().save().dump()); !s)
-        log::error(s.error().message);
-    rep_dirty_ = false;
+// A failed write is logged and retried (the dirty flags stay) at the next due time.
+Status Controller::persist_reputation() {
     rep_saved_ms_ = clock_->now_ms();
+    auto s = write_file_atomic(opts_.state_dir + "/reputation.json", tiers_.reputation().save().dump());
+    if (!s) {
+        log::error("reputation.json: " + s.error().message + " (retried)");
+        rep_dirty_ = true;
+        return s;
+    }
+    rep_dirty_ = score_dirty_ = false;
+    return ok_status();
 }
 
 }  // namespace smtpgov::daemon

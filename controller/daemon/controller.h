@@ -21,6 +21,7 @@
 
 #include "core/clock.h"
 #include "core/tiers.h"
+#include "core/unique_fd.h"
 #include "core/view.h"
 #include "daemon/enforcer.h"
 #include "daemon/host.h"
@@ -77,17 +78,19 @@ public:
     void on_event(const sg_event& ev);
     void hot_tick();
     bool hot() const { return sweeper_->hot(); }
+    size_t hot_count() const { return sweeper_->hot_ids().size(); }
 
     // One control request (docs/internals.md); the table is in commands.cpp.
     svc::Reply handle(const nlohmann::json& req);
     svc::EventLog& events() { return *events_; }
     std::array<size_t, 4> tier_counts() const;  // every VM, registered and auto, by tier
     double last_sweep_ms() const { return last_sweep_ms_; }
-    void persist_reputation();
+    Status persist_reputation();
 
 private:
     Controller(const ControllerOptions& opts, const Clock& clock);
     Status load_state();
+    void recover_from_maps(const Policy& p);  // recovery.cpp
     PlanInputs plan_inputs(const Policy& p, const SlotTable& slots) const;
     MapPlan plan(const Policy& p, const SlotTable& slots, const Tiers& tiers) const;
     bool scored(const sg_auto_key& k) const;
@@ -98,7 +101,10 @@ private:
     void announce(const Transition& t);
     void write_tier(const std::string& id, Tier t);
     void evaluate(int64_t now_ms);
-    Status persist_policy();
+    void evaluate(const std::vector<std::string>& ids, int64_t now_ms);
+    void persist_if_due(int64_t now_ms);
+    Status persist_policy(const Policy& p, const SlotTable& slots);
+    Result<Policy> load_policy() const;
 
     // views.cpp: what reads show
     std::optional<VmView> view(const std::string& id, bool detail = true) const;
@@ -121,6 +127,7 @@ private:
     svc::Reply cmd_report(const nlohmann::json& req);
     svc::Reply cmd_flow_original_dst(const nlohmann::json& req);
     svc::Reply vm_reply(const std::string& id) const;
+    svc::Reply changed_vm_reply(const std::string& id);
 
     ControllerOptions opts_;
     const Clock* clock_;
@@ -135,8 +142,10 @@ private:
     std::unique_ptr<svc::EventLog> events_;
     std::vector<Subscriber> subscribers_;
     std::optional<Policy> pending_;  // loaded, not yet written to the maps
+    UniqueFd state_lock_;            // flock on <state_dir>/.lock
 
-    bool rep_dirty_ = false;
+    bool rep_dirty_ = false;    // a tier changed since reputation.json was written
+    bool score_dirty_ = false;  // only scores did
     int64_t rep_saved_ms_ = 0;
     double last_sweep_ms_ = 0;
     uint64_t sweeps_ = 0;

@@ -65,7 +65,7 @@ Daemon::~Daemon() {
         publisher_.join();
     }
     if (webhook_) webhook_->stop();
-    if (ctl_) ctl_->persist_reputation();
+    if (ctl_) (void)ctl_->persist_reputation();
 }
 
 Result<std::unique_ptr<Daemon>> Daemon::start(const Config& cfg) {
@@ -191,7 +191,7 @@ int Daemon::run() {
     while (!stop_) loop_once(-1);
     sd_notify(0, "STOPPING=1");
     log::notice("stopping; enforcement stays in the kernel (pins under " + cfg_.bpffs + ")");
-    ctl_->persist_reputation();
+    (void)ctl_->persist_reputation();
     return 0;
 }
 

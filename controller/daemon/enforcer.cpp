@@ -175,6 +175,12 @@ Status Enforcer::set_iface(uint32_t ifindex, const std::optional<sg_iface>& e) {
     return ok_status();
 }
 
+std::vector<std::pair<std::string, Tier>> Enforcer::auto_tiers() const {
+    std::vector<std::pair<std::string, Tier>> out;
+    for (const auto& [id, p] : auto_) out.emplace_back(id, static_cast<Tier>(p.entry.tier & 3));
+    return out;
+}
+
 EnforcementFill Enforcer::fill() const {
     return {cur_.vm_policy.size(), auto_.size(), cur_.ifaces.size(), cur_.v4.size(), cur_.v6.size()};
 }

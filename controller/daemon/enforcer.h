@@ -8,6 +8,9 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
+
+#include "core/tier.h"
 
 #include "daemon/map_plan.h"
 #include "daemon/maps.h"
@@ -45,6 +48,8 @@ public:
     Status set_iface(uint32_t ifindex, const std::optional<sg_iface>& e);
 
     EnforcementFill fill() const;
+    // The tier each auto policy in force carries, by auto id.
+    std::vector<std::pair<std::string, Tier>> auto_tiers() const;
 
 private:
     Maps& maps_;

@@ -4,30 +4,51 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <cerrno>
 #include <fstream>
 #include <set>
 #include <sstream>
 
 #include "core/unique_fd.h"
+#include "daemon/log.h"
 
 namespace smtpgov::daemon {
 
+// write + fsync a temporary file, rename it over `path`, fsync the directory: after a
+// crash the file is either the old one or the new one, and a returned ok is durable.
 Status write_file_atomic(const std::string& path, const std::string& text) {
-    std::string tmp = path + ".tmp";
+    const std::string tmp = path + ".tmp";
+    auto fail = [&](Error e) {
+        ::unlink(tmp.c_str());
+        return e;
+    };
     UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
     if (!fd) return Error::from_errno("write " + tmp);
     size_t done = 0;
     while (done < text.size()) {
         ssize_t n = ::write(fd.get(), text.data() + done, text.size() - done);
         if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return Error::from_errno("write " + tmp);
+        if (n < 0) return fail(Error::from_errno("write " + tmp));
         done += static_cast<size_t>(n);
     }
-    if (::fsync(fd.get()) != 0) return Error::from_errno("fsync " + tmp);
+    if (::fsync(fd.get()) != 0) return fail(Error::from_errno("fsync " + tmp));
     fd.reset();
-    if (::rename(tmp.c_str(), path.c_str()) != 0) return Error::from_errno("rename " + tmp + " to " + path);
+    if (::rename(tmp.c_str(), path.c_str()) != 0) return fail(Error::from_errno("rename " + tmp + " to " + path));
+    const std::string dir = std::filesystem::path(path).parent_path().string();
+    UniqueFd dfd(::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!dfd || ::fsync(dfd.get()) != 0) return Error::from_errno("fsync directory " + dir);
     return ok_status();
+}
+
+Result<std::optional<nlohmann::json>> read_state_file(const std::string& path) {
+    auto j = read_json_file(path);
+    if (j) return j;
+    if (j.error().errnum != EBADMSG) return j.error();
+    const std::string aside = path + ".corrupt";
+    if (::rename(path.c_str(), aside.c_str()) != 0) return Error::from_errno("move " + path + " aside");
+    log::error(j.error().message + ": moved to " + aside + "; starting without it");
+    return std::optional<nlohmann::json>{};
 }
 
 Result<std::optional<nlohmann::json>> read_json_file(const std::string& path) {
@@ -39,7 +60,7 @@ Result<std::optional<nlohmann::json>> read_json_file(const std::string& path) {
     std::stringstream ss;
     ss << in.rdbuf();
     nlohmann::json j = nlohmann::json::parse(ss.str(), nullptr, false);
-    if (j.is_discarded()) return Error::msg(path + ": not valid JSON");
+    if (j.is_discarded()) return Error{EBADMSG, path + ": not valid JSON"};
     return std::optional<nlohmann::json>(std::move(j));
 }
 
@@ -70,6 +91,14 @@ Status SlotTable::assign(const std::vector<std::string>& ids) {
     }
     slots_ = std::move(kept);
     return ok_status();
+}
+
+bool SlotTable::claim(const std::string& id, uint32_t slot) {
+    if (slot >= capacity_ || slots_.count(id)) return false;
+    for (const auto& [other, s] : slots_)
+        if (s == slot) return false;
+    slots_.emplace(id, slot);
+    return true;
 }
 
 uint32_t SlotTable::high_water() const {

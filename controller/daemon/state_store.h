@@ -18,6 +18,10 @@ namespace smtpgov::daemon {
 Status write_file_atomic(const std::string& path, const std::string& text);
 // nullopt when the file does not exist; an error when it exists but is unreadable JSON.
 Result<std::optional<nlohmann::json>> read_json_file(const std::string& path);
+// The same for a file smtpgovd can do without (slots, reputation): one that is not
+// valid JSON is moved aside to <path>.corrupt (logged) and reads as absent, so a
+// damaged file never keeps the controller from starting.
+Result<std::optional<nlohmann::json>> read_state_file(const std::string& path);
 
 // VM id -> slot of the per-VM arrays. A VM keeps its slot while it is in the policy;
 // a new VM takes the lowest free slot.
@@ -29,6 +33,9 @@ public:
     // Gives every id a slot (keeping existing ones) and frees the slots of ids not listed.
     // Error when there are more ids than slots.
     Status assign(const std::vector<std::string>& ids);
+    // Gives `id` exactly `slot` (start-up recovery from the kernel's maps); false when
+    // the id has a slot already, or the slot is taken or out of range.
+    bool claim(const std::string& id, uint32_t slot);
     const std::map<std::string, uint32_t>& slots() const { return slots_; }
     uint32_t capacity() const { return capacity_; }
     // One past the highest slot in use (how much of the arrays a sweep reads).

@@ -74,37 +74,48 @@ Result<sg_vm_stats> Sweeper::read(const std::string& id) {
     return v.stats;
 }
 
-std::string Sweeper::on_event(const sg_event& ev, uint64_t now_ns, int64_t now_ms) {
+Sweeper::EventOutcome Sweeper::on_event(const sg_event& ev, uint64_t now_ns, int64_t now_ms) {
     ++events_received_;
+    EventOutcome out;
     VmRuntime* rt = nullptr;
-    std::string auto_name;
+    std::string id;
     if (ev.slot != SG_SLOT_NONE) {
         rt = vms_.slot_runtime(ev.slot);
+        if (const Vm* vm = vms_.at_slot(ev.slot)) id = vm->id;
     } else {
         AutoVm* a = nullptr;
-        auto_name = vms_.note_auto(ev.key, &a);
+        id = vms_.note_auto(ev.key, &a);
         rt = &a->rt;
     }
-    if (!rt) return "";
+    if (!rt) return out;
     if (ev.type == SG_EV_REPLY) {
         std::string line(ev.text, std::min<size_t>(ev.text_len, SG_REPLY_TEXT_MAX));
-        std::string blocklist;
-        if (auto r = recognise_refusal(line); r && r->kind == Refusal::Kind::Blocklist) blocklist = r->name;
+        if (auto r = recognise_refusal(line); r && r->kind == Refusal::Kind::Blocklist) out.blocklist = r->name;
         rt->samples.push_back(std::move(line));
         if (rt->samples.size() > kMaxSamples) rt->samples.erase(rt->samples.begin());
-        return blocklist;
+        return out;
     }
-    if (ev.type != SG_EV_OVER_LIMIT) return "";
-    if (ev.slot == SG_SLOT_NONE && !scored_(ev.key)) return "";  // a gateway's aggregate cap: no VM to escalate
+    if (ev.type != SG_EV_OVER_LIMIT) return out;
+    if (ev.slot == SG_SLOT_NONE && !scored_(ev.key)) return out;  // a gateway's aggregate cap: no VM to escalate
     if (!rt->trigger_ns || since(ev.ts_ns, rt->trigger_ns) > kTriggerMaxAgeNs) rt->trigger_ns = ev.ts_ns;
+    const bool room = hot_slots_.size() + hot_autos_.size() < kMaxHot;
     if (ev.slot != SG_SLOT_NONE) {
-        hot_slots_[ev.slot] = now_ns + kHotWindowNs;
+        if (room || hot_slots_.count(ev.slot)) hot_slots_[ev.slot] = now_ns + kHotWindowNs;
         read_slot(ev.slot, now_ns, now_ms);
     } else {
-        hot_autos_[auto_name] = now_ns + kHotWindowNs;
-        read_auto(auto_name, now_ns, now_ms);
+        if (room || hot_autos_.count(id)) hot_autos_[id] = now_ns + kHotWindowNs;
+        read_auto(id, now_ns, now_ms);
     }
-    return "";
+    out.over_limit = id;
+    return out;
+}
+
+std::vector<std::string> Sweeper::hot_ids() const {
+    std::vector<std::string> out;
+    for (const auto& [slot, until] : hot_slots_)
+        if (const Vm* vm = vms_.at_slot(slot)) out.push_back(vm->id);
+    for (const auto& [id, until] : hot_autos_) out.push_back(id);
+    return out;
 }
 
 void Sweeper::hot_tick(uint64_t now_ns, int64_t now_ms) {

@@ -34,11 +34,18 @@ public:
     // Reads every counter and feeds the reputation; auto entries the datapath evicted
     // are forgotten once nothing restricts them.
     Status sweep(uint64_t now_ns, int64_t now_ms);
-    // A ring-buffer record. Returns the blocklist a sampled reply names ("" if none).
-    // An over-limit record makes the VM hot and reads it at once.
-    std::string on_event(const sg_event& ev, uint64_t now_ns, int64_t now_ms);
+    static constexpr size_t kMaxHot = 256;  // VMs followed at once; others wait for the sweep
+
+    struct EventOutcome {
+        std::string blocklist;  // a sampled reply names it
+        std::string over_limit; // the VM an over-limit record was about, read at once
+    };
+    // A ring-buffer record. An over-limit record reads the VM at once and makes it hot
+    // (while fewer than kMaxHot are): the work per record is bounded.
+    EventOutcome on_event(const sg_event& ev, uint64_t now_ns, int64_t now_ms);
     void hot_tick(uint64_t now_ns, int64_t now_ms);
     bool hot() const { return !hot_slots_.empty() || !hot_autos_.empty(); }
+    std::vector<std::string> hot_ids() const;
     // Slots whose VMs left the policy are followed no more.
     void forget_slots(const std::set<uint32_t>& slots) {
         for (uint32_t s : slots) hot_slots_.erase(s);
