@@ -2,6 +2,7 @@
 // smtpgovctl sends (docs/internals.md, "Control socket protocol").
 #pragma once
 
+#include <array>
 #include <string_view>
 
 namespace smtpgov::svc::cmd {
@@ -17,5 +18,19 @@ inline constexpr std::string_view kVmClear = "vm.clear";
 inline constexpr std::string_view kEvents = "events";
 inline constexpr std::string_view kReport = "report";
 inline constexpr std::string_view kFlowOriginalDst = "flow.original_dst";
+
+// The commands that change the daemon's state. smtpgovctl waits for their answer for as
+// long as the daemon works on them (a fleet-size policy.apply), because giving up would
+// not undo them. smtpgovd's command table marks the same ones.
+inline constexpr std::array kChangesState{kPolicyApply, kVmSetTier, kVmClear, kReport};
+constexpr bool changes_state(std::string_view name) {
+    for (auto c : kChangesState)
+        if (c == name) return true;
+    return false;
+}
+
+// The longest pin vm.set_tier takes in for_s: 10 years (315,360,000 s). smtpgovctl
+// refuses more as a usage error, and smtpgovd must too (for_s * 1000 as int64 ms).
+inline constexpr double kMaxPinSeconds = 10.0 * 365 * 86400;
 
 }  // namespace smtpgov::svc::cmd

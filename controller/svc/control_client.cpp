@@ -30,7 +30,8 @@ struct Connection {
     std::string buf;
 };
 
-Result<Connection> connect_and_send(const std::string& path, const json& req, int64_t deadline) {
+Result<Connection> connect_and_send(const std::string& path, const json& req, int64_t deadline,
+                                    bool stop_on_eintr = true) {
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
     if (path.empty() || path.size() >= sizeof addr.sun_path) return Error{ENAMETOOLONG, "socket path: " + path};
@@ -40,14 +41,14 @@ Result<Connection> connect_and_send(const std::string& path, const json& req, in
     if (::connect(c.fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0)
         return Error::from_errno("connect " + path);
     std::string line = req.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
-    if (IoStatus s = send_all(c.fd.get(), line, deadline, -1, true); s != IoStatus::Ok)
+    if (IoStatus s = send_all(c.fd.get(), line, deadline, -1, stop_on_eintr); s != IoStatus::Ok)
         return io_error(s, "send to " + path);
     return c;
 }
 
-Result<json> read_json_line(Connection& c, int64_t deadline, const std::string& what) {
+Result<json> read_json_line(Connection& c, int64_t deadline, const std::string& what, bool stop_on_eintr = true) {
     std::string line;
-    if (IoStatus s = read_line(c.fd.get(), c.buf, line, kMaxReplyLine, deadline, -1, true); s != IoStatus::Ok)
+    if (IoStatus s = read_line(c.fd.get(), c.buf, line, kMaxReplyLine, deadline, -1, stop_on_eintr); s != IoStatus::Ok)
         return io_error(s, what);
     json j = json::parse(line, nullptr, false);
     if (j.is_discarded() || !j.is_object()) return Error{EPROTO, what + ": not a JSON object"};
@@ -61,6 +62,19 @@ Result<json> request(const std::string& socket_path, const json& req, int timeou
     auto conn = connect_and_send(socket_path, req, deadline);
     if (!conn) return conn.error();
     return read_json_line(*conn, deadline, "reply from " + socket_path);
+}
+
+Exchange exchange(const std::string& socket_path, const json& req, const RequestOptions& opts) {
+    Exchange ex;
+    auto deadline = [](int ms) { return ms < 0 ? int64_t{-1} : mono_ms() + ms; };
+    auto conn = connect_and_send(socket_path, req, deadline(opts.send_timeout_ms), opts.stop_on_eintr);
+    if (!conn) {
+        ex.reply = conn.error();
+        return ex;
+    }
+    ex.sent = true;
+    ex.reply = read_json_line(*conn, deadline(opts.reply_timeout_ms), "reply from " + socket_path, opts.stop_on_eintr);
+    return ex;
 }
 
 Result<json> request_stream(const std::string& socket_path, const json& req, int timeout_ms,

@@ -71,6 +71,9 @@ TEST(CtlArgs, UsageErrors) {
         {"vm", "set-tier", "a", "purple"},
         {"vm", "set-tier", "a", "ok", "--for", "soon"},
         {"vm", "set-tier", "a", "ok", "--for", "-5"},
+        {"vm", "set-tier", "a", "ok", "--for", "1e300"},
+        {"vm", "set-tier", "a", "ok", "--for", "315360001"},
+        {"top", "--interval", "1e300"},
         {"vm", "list", "--tier"},
         {"vm", "list", "--bogus"},
         {"vm", "list", "--ten", "acme"},  // no abbreviations
@@ -113,6 +116,10 @@ TEST(CtlArgs, NumberParsers) {
     EXPECT_THROW(parse_seconds("inf", "x"), UsageError);
     EXPECT_THROW(parse_seconds("nan", "x"), UsageError);
     EXPECT_THROW(parse_seconds(".5s", "x"), UsageError);
+    EXPECT_DOUBLE_EQ(parse_seconds("315360000", "x"), 315360000.0);  // 10 years, the bound
+    EXPECT_THROW(parse_seconds("315360000.001", "x"), UsageError);
+    EXPECT_THROW(parse_seconds("1e300", "x"), UsageError);
+    EXPECT_THROW(parse_seconds("1e309", "x"), UsageError);  // ERANGE
 }
 
 TEST(CtlSpec, EveryCommandHasAHandlerAndTheContractCommandsExist) {

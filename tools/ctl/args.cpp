@@ -3,13 +3,19 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 
 #include <boost/program_options.hpp>
 
+#include "svc/commands.h"
+
 namespace po = boost::program_options;
 
 namespace smtpgov::ctl {
+
+static_assert(kMaxSeconds == svc::cmd::kMaxPinSeconds, "smtpgovctl and smtpgovd bound pins alike");
+
 namespace {
 
 const OptionSpec* find_option(const std::vector<OptionSpec>& opts, const std::string& name) {
@@ -87,6 +93,9 @@ double parse_seconds(const std::string& s, const std::string& what) {
     if (s.empty() || *end != '\0' || errno != 0 || !std::isfinite(v) || v < 0 || s[0] == '-' || s[0] == '+' ||
         !std::isdigit(static_cast<unsigned char>(s[0])))
         throw UsageError(what + ": '" + s + "' is not a number of seconds");
+    if (v > kMaxSeconds)
+        throw UsageError(what + ": '" + s + "' is more than " + std::to_string(static_cast<int64_t>(kMaxSeconds)) +
+                         " seconds (10 years)");
     return v;
 }
 

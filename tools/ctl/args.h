@@ -42,7 +42,13 @@ Invocation parse_args(const std::vector<std::string>& argv);
 
 // Parses "123" strictly (digits only, no sign, fits). Throws UsageError naming what.
 uint64_t parse_uint(const std::string& s, const std::string& what);
-// Parses a non-negative number of seconds ("30", "0.5"). Throws UsageError naming what.
+// The largest number of seconds any option takes: 10 years. A longer pin (vm set-tier
+// --for) is refused here, so no absurd duration (1e300) reaches the daemon; smtpgovd
+// applies the same bound (svc::cmd::kMaxPinSeconds).
+inline constexpr double kMaxSeconds = 10.0 * 365 * 86400;  // 315,360,000
+
+// Parses a number of seconds from 0 to kMaxSeconds ("30", "0.5"). Throws UsageError
+// naming what.
 double parse_seconds(const std::string& s, const std::string& what);
 
 }  // namespace smtpgov::ctl

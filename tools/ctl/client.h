@@ -24,18 +24,31 @@ public:
                                           const std::function<bool(const nlohmann::json&)>& on_line) = 0;
 };
 
-// Unix-socket transport to smtpgovd's control socket (svc::request / request_stream).
+// How long smtpgovctl waits (docs/internals.md, "Control socket protocol"):
+// - connecting and sending a request: up to kSendTimeoutMs (smtpgovd gives a request
+//   line as long, request_timeout_ms; a policy of 100,000 VMs is sent in about a second);
+// - the answer to a command that changes state (svc::cmd::changes_state: policy apply,
+//   vm set-tier, vm clear, report): for as long as the daemon works on it. Giving up would
+//   not undo it, and a timeout used to report a failure for a policy that was applied.
+//   Ctrl-C stops waiting with exit 1 and "the daemon may still apply it";
+// - the answer to a command that changes nothing: kReplyTimeoutMs, then exit 1.
+inline constexpr int kSendTimeoutMs = 120'000;
+inline constexpr int kReplyTimeoutMs = 30'000;
+
+// Unix-socket transport to smtpgovd's control socket (svc::exchange / request_stream).
 class SocketTransport : public Transport {
 public:
-    explicit SocketTransport(std::string path, int timeout_ms = 10000)
-        : path_(std::move(path)), timeout_ms_(timeout_ms) {}
+    explicit SocketTransport(std::string path, int reply_timeout_ms = kReplyTimeoutMs,
+                             int send_timeout_ms = kSendTimeoutMs)
+        : path_(std::move(path)), reply_timeout_ms_(reply_timeout_ms), send_timeout_ms_(send_timeout_ms) {}
     Result<nlohmann::json> call(const nlohmann::json& request) override;
     Result<nlohmann::json> stream(const nlohmann::json& request,
                                   const std::function<bool(const nlohmann::json&)>& on_line) override;
 
 private:
     std::string path_;
-    int timeout_ms_;
+    int reply_timeout_ms_;
+    int send_timeout_ms_;
 };
 
 // SIGINT/SIGTERM set a flag (without SA_RESTART, so blocking calls return EINTR).

@@ -49,7 +49,9 @@ const std::vector<CommandSpec>& commands() {
          {{"FILE", ValueKind::File, "policy JSON document", {}}}, {}, false},
         {{"policy", "apply"}, "validate and apply a policy file atomically",
          "Sends FILE to the daemon, which validates it whole and applies it atomically; the running policy "
-         "stays when it is invalid. Prints the VMs added, removed and changed, and whether the SMTP ports changed.",
+         "stays when it is invalid. Prints the VMs added, removed and changed, and whether the SMTP ports changed. "
+         "Waits for the daemon's answer however long it works (a fleet-size policy takes a while); interrupted, "
+         "the daemon may still apply it.",
          {{"FILE", ValueKind::File, "policy JSON document", {}}}, {}, true},
         {{"policy", "get"}, "print the policy in force", "Prints the policy document the daemon enforces.", {}, {},
          true},
@@ -67,7 +69,8 @@ const std::vector<CommandSpec>& commands() {
          "Pins the VM to TIER until cleared, or for SECONDS with --for; the change takes effect on the "
          "VM's next SYN.",
          {{"ID", ValueKind::String, "VM id", {}}, {"TIER", ValueKind::Choice, "tier to pin", kTiers}},
-         {{"for", ValueKind::Seconds, "SECONDS", "unpin automatically after SECONDS", {}, ""}}, true},
+         {{"for", ValueKind::Seconds, "SECONDS", "unpin automatically after SECONDS (at most 315360000: 10 years)", {}, ""}},
+         true},
         {{"vm", "clear"}, "remove a VM's pin",
          "Removes an operator pin; the VM's tier follows its reputation score again.",
          {{"ID", ValueKind::String, "VM id", {}}}, {}, true},
