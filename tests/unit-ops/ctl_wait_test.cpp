@@ -17,6 +17,7 @@
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -218,6 +219,28 @@ TEST_F(CtlWait, AbsurdPinDurationsNeverLeaveTheCli) {
     ASSERT_EQ(received.size(), 1u);
     EXPECT_EQ(received[0]["for_s"], 315360000.0);
     EXPECT_EQ(received[0]["for_s"].get<double>(), smtpgov::svc::cmd::kMaxPinSeconds);
+}
+
+// docs/internals.md states the limits the code has.
+TEST(ControlSocketDocs, StateTheLimitsInForce) {
+    std::ifstream in(SMTPGOV_SOURCE_DIR "/docs/internals.md");
+    std::string doc((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const smtpgov::svc::ControlServerOptions o;
+    auto has = [&](const std::string& text) { return doc.find(text) != std::string::npos; };
+    EXPECT_EQ(o.max_request_bytes, size_t{256} << 20);
+    EXPECT_TRUE(has("at most **256 MiB**"));
+    EXPECT_TRUE(has("\"request larger than " + std::to_string(o.max_request_bytes) + " bytes"));
+    EXPECT_EQ(o.max_buffered_bytes, size_t{512} << 20);
+    EXPECT_TRUE(has("at most 512 MiB"));
+    EXPECT_TRUE(has("nothing received within " + std::to_string(o.read_timeout_ms) + " ms"));
+    EXPECT_TRUE(has("must arrive within " + std::to_string(o.request_timeout_ms / 1000) + " s"));
+    EXPECT_TRUE(has("At most " + std::to_string(o.max_pending) + "\n  connections"));
+    EXPECT_TRUE(has("up to " + std::to_string(o.max_commands) + " threads at once; up to " +
+                    std::to_string(o.max_queued) + " more wait"));
+    EXPECT_TRUE(has("up to " + std::to_string(o.max_streams) + " streams"));
+    EXPECT_TRUE(has("connects and sends within " + std::to_string(smtpgov::ctl::kSendTimeoutMs / 1000) + " s"));
+    EXPECT_TRUE(has("time out after " + std::to_string(smtpgov::ctl::kReplyTimeoutMs / 1000) + " s"));
+    EXPECT_TRUE(has("at most 315,360,000 (10 years"));
 }
 
 }  // namespace
