@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "core/policy.h"
+#include "core/json_strict.h"
 #include "core/policy_detail.h"
 
 namespace smtpgov {
@@ -252,15 +253,13 @@ ParseOutcome parse_policy(const nlohmann::json& doc) {
 }
 
 ParseOutcome parse_policy_text(std::string_view text) {
-    nlohmann::json doc;
-    try {
-        doc = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::parse_error& e) {
+    auto doc = parse_json_strict(text);
+    if (!doc) {
         ParseOutcome out;
-        out.problems.push_back({"", "invalid JSON at byte " + std::to_string(e.byte) + ": " + e.what()});
+        out.problems.push_back({"", doc.error().message});
         return out;
     }
-    return parse_policy(doc);
+    return parse_policy(*doc);
 }
 
 }  // namespace smtpgov

@@ -1,5 +1,7 @@
 #include "daemon/config.h"
 
+#include "core/json_strict.h"
+
 #include <boost/program_options.hpp>
 
 #include <algorithm>
@@ -189,9 +191,11 @@ Status apply_file(const json& doc, Config& c) {
 Status read_file(const std::string& path, Config& c) {
     std::ifstream in(path);
     if (!in) return Error::from_errno("config " + path);
-    json doc = json::parse(in, nullptr, false);
-    if (doc.is_discarded()) return Error::msg("config " + path + ": not valid JSON");
-    if (auto s = apply_file(doc, c); !s) return Error::msg(path + ": " + s.error().message);
+    std::stringstream text;
+    text << in.rdbuf();
+    auto doc = parse_json_strict(text.str());
+    if (!doc) return Error::msg("config " + path + ": not valid JSON (" + doc.error().message + ")");
+    if (auto s = apply_file(*doc, c); !s) return Error::msg(path + ": " + s.error().message);
     return ok_status();
 }
 

@@ -231,7 +231,12 @@ TEST(ConfigKeys, BadDocumentsAreRefused) {
     std::string broken = write_file("broken.json", "{\"state_dir\": ");
     auto inv = invoke({"--config", broken});
     ASSERT_FALSE(inv);
-    EXPECT_EQ(inv.error().message, "config " + broken + ": not valid JSON");
+    EXPECT_TRUE(contains(inv.error().message, "config " + broken + ": not valid JSON (invalid JSON at byte"))
+        << inv.error().message;
+    std::string twice = write_file("twice.json", R"({"interfaces": ["vnet*"], "interfaces": []})");
+    auto dup = invoke({"--config", twice});
+    ASSERT_FALSE(dup);
+    EXPECT_TRUE(contains(dup.error().message, "duplicate key \"interfaces\" at /")) << dup.error().message;
     auto missing = invoke({"--config", "/nonexistent/smtpgovd.json"});
     ASSERT_FALSE(missing);
     EXPECT_EQ(missing.error().message, "config /nonexistent/smtpgovd.json: No such file or directory");
