@@ -1,5 +1,7 @@
-// Injectable wall clock (Unix milliseconds): pins and persisted tier times must survive a
-// restart, so the controller's reputation runs on wall time, and tests on a ManualClock.
+// Injectable clocks. Durations (score decay, dwell, pin expiry, holds) run on the
+// boot-time clock, which never steps, so setting the wall clock neither freezes nor
+// bulk-expires tiers and pins; times shown to people and written to files that outlive
+// a boot are wall-clock (Unix ms). Tests run on a ManualClock.
 #pragma once
 
 #include <time.h>
@@ -20,27 +22,40 @@ inline uint64_t mono_ns() {
 
 struct Clock {
     virtual ~Clock() = default;
-    virtual int64_t now_ms() const = 0;
+    virtual int64_t now_ms() const = 0;   // durations: CLOCK_BOOTTIME (counts suspend, never steps)
+    virtual int64_t wall_ms() const = 0;  // Unix ms, for people and persisted times
+    // A time of now_ms()'s clock as Unix ms, and back (at today's offset).
+    int64_t to_wall(int64_t t) const { return t + (wall_ms() - now_ms()); }
+    int64_t from_wall(int64_t unix_ms) const { return unix_ms - (wall_ms() - now_ms()); }
 };
 
 struct SystemClock final : Clock {
     int64_t now_ms() const override {
+        timespec ts{};
+        ::clock_gettime(CLOCK_BOOTTIME, &ts);
+        return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1'000'000;
+    }
+    int64_t wall_ms() const override {
         using namespace std::chrono;
         return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
     }
 };
 
-// Time moves only when a test says so; safe to read from other threads.
+// Time moves only when a test says so; safe to read from other threads. The wall clock
+// is the boot clock plus an offset a test can step.
 class ManualClock final : public Clock {
 public:
     explicit ManualClock(int64_t start_ms = 1'700'000'000'000) : now_(start_ms) {}
     int64_t now_ms() const override { return now_.load(); }
+    int64_t wall_ms() const override { return now_.load() + wall_offset_.load(); }
+    void step_wall_ms(int64_t d) { wall_offset_.fetch_add(d); }  // someone sets the date
     void set_ms(int64_t t) { now_.store(t); }
     void advance_ms(int64_t d) { now_.fetch_add(d); }
     void advance_s(double s) { now_.fetch_add(static_cast<int64_t>(s * 1000)); }
 
 private:
     std::atomic<int64_t> now_;
+    std::atomic<int64_t> wall_offset_{0};
 };
 
 }  // namespace smtpgov

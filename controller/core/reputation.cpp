@@ -86,7 +86,10 @@ Tier Reputation::earned_tier(const std::string& vm) const {
 
 std::optional<Pin> Reputation::pin(const std::string& vm) const {
     auto it = vms_.find(vm);
-    return it == vms_.end() ? std::nullopt : it->second.pin;
+    if (it == vms_.end() || !it->second.pin) return std::nullopt;
+    Pin p = *it->second.pin;
+    if (p.until_unix_ms) p.until_unix_ms = clock_->to_wall(*p.until_unix_ms);  // shown to people
+    return p;
 }
 
 // Updates the earned tier; returns the reason when it moved.
@@ -188,11 +191,12 @@ std::vector<std::string> Reputation::vms() const {
 nlohmann::json Reputation::save() const {
     nlohmann::json vms = nlohmann::json::object();
     for (const auto& [id, s] : vms_) {
-        nlohmann::json j{{"score", s.score}, {"updated_ms", s.updated_ms}, {"tier", to_string(s.earned)},
-                         {"since_ms", s.since_ms}};
+        // Unix ms on disk: the boot clock starts over at every boot.
+        nlohmann::json j{{"score", s.score}, {"updated_ms", clock_->to_wall(s.updated_ms)},
+                         {"tier", to_string(s.earned)}, {"since_ms", clock_->to_wall(s.since_ms)}};
         if (s.pin) {
             j["pin"] = {{"tier", to_string(s.pin->tier)}};
-            if (s.pin->until_unix_ms) j["pin"]["until_ms"] = *s.pin->until_unix_ms;
+            if (s.pin->until_unix_ms) j["pin"]["until_ms"] = clock_->to_wall(*s.pin->until_unix_ms);
         }
         vms[id] = std::move(j);
     }
@@ -216,13 +220,13 @@ Result<Reputation> Reputation::load(const nlohmann::json& saved, const Clock& cl
         for (const auto& [id, j] : saved.at("vms").items()) {
             State s;
             s.score = j.at("score").get<double>();
-            s.updated_ms = j.at("updated_ms").get<int64_t>();
+            s.updated_ms = clock.from_wall(j.at("updated_ms").get<int64_t>());
             s.earned = tier_field(j, "tier");
-            s.since_ms = j.at("since_ms").get<int64_t>();
+            s.since_ms = clock.from_wall(j.at("since_ms").get<int64_t>());
             if (!std::isfinite(s.score) || s.score < 0) return Error::msg("reputation state: bad score for " + id);
             if (auto p = j.find("pin"); p != j.end()) {
                 Pin pin{tier_field(*p, "tier"), std::nullopt};
-                if (p->contains("until_ms")) pin.until_unix_ms = p->at("until_ms").get<int64_t>();
+                if (p->contains("until_ms")) pin.until_unix_ms = clock.from_wall(p->at("until_ms").get<int64_t>());
                 s.pin = pin;
             }
             rep.vms_.emplace(id, s);

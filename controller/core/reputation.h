@@ -51,7 +51,7 @@ public:
     double score(const std::string& vm) const { return score(vm, clock_->now_ms()); }
     Tier tier(const std::string& vm) const;           // in force: the pin, else the earned tier
     Tier earned_tier(const std::string& vm) const;    // from the score alone
-    std::optional<Pin> pin(const std::string& vm) const;
+    std::optional<Pin> pin(const std::string& vm) const;  // until as Unix ms
 
     // Moves every VM to the tier its score earns (escalate at once, several tiers if
     // need be; recover one tier per call after min_dwell), expires pins, and forgets
@@ -66,7 +66,8 @@ public:
     // now) so that it is never relaxed by a restart; true when it changed anything.
     bool recover(const std::string& vm, Tier t, int64_t now_ms);
 
-    // A pin overrides the earned tier until cleared or until until_ms (Unix ms).
+    // A pin overrides the earned tier until cleared or until until_ms (the clock's now_ms
+    // scale: boot time, so a wall-clock step neither ends nor prolongs it).
     Transition set_pin(const std::string& vm, Tier t, std::optional<int64_t> until_ms, int64_t now_ms);
     Transition set_pin(const std::string& vm, Tier t, std::optional<int64_t> until_ms = std::nullopt) {
         return set_pin(vm, t, until_ms, clock_->now_ms());
@@ -89,7 +90,7 @@ private:
         int64_t updated_ms = 0;   // score is exact at this time
         Tier earned = Tier::Ok;
         int64_t since_ms = 0;     // when `earned` was entered (min dwell)
-        std::optional<Pin> pin;
+        std::optional<Pin> pin;   // until on the clock's now_ms scale (pin() shows it as Unix ms)
     };
 
     static Tier effective(const State& s) { return s.pin ? s.pin->tier : s.earned; }

@@ -81,7 +81,7 @@ Snapshot Controller::snapshot(bool detail) const {
     s.results = sweeper_->results();
     s.maps = map_fill();
     s.events_received = sweeper_->events_received();
-    s.taken_unix_ms = clock_->now_ms();
+    s.taken_unix_ms = clock_->wall_ms();
     return s;
 }
 

@@ -121,7 +121,7 @@ EventLog::~EventLog() {
 
 Status EventLog::append(const Event& e) {
     Event stamped = e;
-    if (stamped.ts_ms == 0) stamped.ts_ms = SystemClock().now_ms();
+    if (stamped.ts_ms == 0) stamped.ts_ms = SystemClock().wall_ms();
     json ev = to_json(stamped);
     std::string line = ev.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
     Status status = ok_status();

@@ -95,3 +95,42 @@ TEST_F(PersistenceTest, OneControllerPerStateDir) {
 
 }  // namespace
 }  // namespace sgt
+
+namespace sgt {
+namespace {
+
+// Durations run on the boot clock: someone setting the date a day ahead neither expires
+// a pin nor decays a score; the file still says when, in Unix time.
+TEST_F(PersistenceTest, AWallClockStepNeitherExpiresPinsNorDecaysScores) {
+    start(one_vm());
+    call({{"cmd", "vm.set_tier"}, {"id", "vm-a"}, {"tier", "blocked"}, {"for_s", 3600}});
+    const int64_t until = call({{"cmd", "vm.show"}, {"id", "vm-a"}})["pin"]["until_unix"];
+    clock.step_wall_ms(86'400'000);
+    sweep();
+    json v = call({{"cmd", "vm.show"}, {"id", "vm-a"}});
+    EXPECT_EQ(v["tier"], "blocked");
+    EXPECT_EQ(v["pin"]["until_unix"], until + 86'400);  // shown on the new wall clock
+    clock.advance_s(3601);
+    sweep();
+    EXPECT_EQ(call({{"cmd", "vm.show"}, {"id", "vm-a"}})["tier"], "ok");
+}
+
+TEST_F(PersistenceTest, PersistedTimesAreUnixTimeAcrossABoot) {
+    start(one_vm());
+    call({{"cmd", "vm.set_tier"}, {"id", "vm-a"}, {"tier", "throttled"}, {"for_s", 600}});
+    const int64_t until = call({{"cmd", "vm.show"}, {"id", "vm-a"}})["pin"]["until_unix"];
+    ctl.reset();
+    // a reboot: the boot clock starts over, the wall clock goes on (5 minutes later)
+    clock.set_ms(1'000);
+    clock.step_wall_ms(1'700'000'000'000 - 1'000 + 300'000);
+    restart();
+    json v = call({{"cmd", "vm.show"}, {"id", "vm-a"}});
+    EXPECT_EQ(v["tier"], "throttled");
+    EXPECT_NEAR(v["pin"]["until_unix"].get<double>(), until, 1);
+    clock.advance_s(301);  // 600 s after it was set
+    sweep();
+    EXPECT_EQ(call({{"cmd", "vm.show"}, {"id", "vm-a"}})["tier"], "ok");
+}
+
+}  // namespace
+}  // namespace sgt
