@@ -204,7 +204,7 @@ TEST(Webhook, FullQueueDropsOldestWithoutBlocking) {
     ASSERT_TRUE(http.wait_requests(1, 5s));  // 0 is in flight, held by the server
     auto t0 = std::chrono::steady_clock::now();
     for (int n = 1; n <= 4; ++n) hook.post({{"n", n}});
-    EXPECT_LT(std::chrono::steady_clock::now() - t0, 50ms);  // post never waits on the network
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 500ms);  // post never waits on the network (seconds)
     EXPECT_EQ(hook.stats().dropped, 2u);                     // 1 and 2 pushed out by 3 and 4
     EXPECT_EQ(hook.stats().queued, 3u);
     http.release();
