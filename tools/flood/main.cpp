@@ -110,9 +110,8 @@ void print_human(const nlohmann::json& j)
     }
 }
 
-} // namespace
-
-int main(int argc, char** argv)
+// The options of every mode: one table, shown by --help.
+po::options_description options()
 {
     po::options_description common("Options");
     common.add_options()
@@ -137,6 +136,78 @@ int main(int argc, char** argv)
         ("from", po::value<std::string>()->default_value("sender@vm.testbed.invalid"), "smtp: envelope sender")
         ("rcpt", po::value<std::string>()->default_value("rcpt@example.org"), "smtp: envelope recipient")
         ("size", po::value<size_t>()->default_value(512), "smtp: body bytes");
+    return common;
+}
+
+SynOptions syn_options(const po::variables_map& vm, const std::optional<Addr>& src, unsigned vlan)
+{
+    SynOptions o;
+    o.bounds = parse_bounds(vm);
+    o.dst = parse_addrs(vm);
+    o.dports = parse_ports(vm);
+    o.src = src;
+    if (vm.count("spoof")) {
+        std::string sp = vm["spoof"].as<std::string>();
+        if (sp == "random")
+            sp = o.dst.front().family == AF_INET ? "0.0.0.0/0" : "::/0";
+        o.spoof = Prefix::parse(sp);
+    }
+    o.vlan = (uint16_t)vlan;
+    if (vm.count("iface"))
+        o.iface = vm["iface"].as<std::string>();
+    if (vm.count("dst-mac"))
+        o.dst_mac = parse_mac(vm["dst-mac"].as<std::string>());
+    o.method = vm["method"].as<std::string>();
+    if (o.method != "auto" && o.method != "live" && o.method != "packet")
+        throw UsageError("--method: auto, live or packet");
+    o.batch = vm["batch"].as<uint32_t>();
+    return o;
+}
+
+SmtpOptions smtp_options(const po::variables_map& vm, const std::optional<Addr>& src)
+{
+    SmtpOptions o;
+    o.bounds = parse_bounds(vm);
+    o.dst = parse_addrs(vm);
+    o.dports = parse_ports(vm);
+    o.src = src;
+    o.concurrency = vm["concurrency"].as<unsigned>();
+    o.timeout = vm["timeout"].as<double>();
+    o.helo = vm["helo"].as<std::string>();
+    o.from = vm["from"].as<std::string>();
+    o.rcpt = vm["rcpt"].as<std::string>();
+    o.body_bytes = vm["size"].as<size_t>();
+    return o;
+}
+
+nlohmann::json run_mode(const std::string& mode, const po::variables_map& vm)
+{
+    if (mode != "syn" && mode != "smtp" && mode != "vlan-tag")
+        throw UsageError("unknown mode '" + mode + "' (syn, smtp, vlan-tag)");
+    if (vm.count("netns"))
+        enter_netns(vm["netns"].as<std::string>());
+    unsigned vlan = vm["vlan"].as<unsigned>();
+    if (vlan > 4094)
+        throw UsageError("--vlan: 0..4094");
+    std::optional<Addr> src;
+    if (vm.count("src"))
+        src = Addr::parse(vm["src"].as<std::string>());
+    if (mode == "syn")
+        return run_syn(syn_options(vm, src, vlan));
+    if (mode == "smtp")
+        return run_smtp(smtp_options(vm, src));
+    VlanTagOptions o;
+    if (vm.count("iface"))
+        o.iface = vm["iface"].as<std::string>();
+    o.vlan = (uint16_t)vlan;
+    return run_vlantag(o);
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    po::options_description common = options();
     po::options_description all;
     all.add(common).add_options()("mode", po::value<std::string>()->default_value("syn"), "");
     po::positional_options_description pos;
@@ -157,61 +228,9 @@ int main(int argc, char** argv)
     std::signal(SIGINT, [](int) { g_stop = true; });
     std::signal(SIGTERM, [](int) { g_stop = true; });
 
-    const std::string mode = vm["mode"].as<std::string>();
     nlohmann::json result;
     try {
-        if (mode != "syn" && mode != "smtp" && mode != "vlan-tag")
-            throw UsageError("unknown mode '" + mode + "' (syn, smtp, vlan-tag)");
-        if (vm.count("netns"))
-            enter_netns(vm["netns"].as<std::string>());
-        unsigned vlan = vm["vlan"].as<unsigned>();
-        if (vlan > 4094)
-            throw UsageError("--vlan: 0..4094");
-        std::optional<Addr> src;
-        if (vm.count("src"))
-            src = Addr::parse(vm["src"].as<std::string>());
-        if (mode == "syn") {
-            SynOptions o;
-            o.bounds = parse_bounds(vm);
-            o.dst = parse_addrs(vm);
-            o.dports = parse_ports(vm);
-            o.src = src;
-            if (vm.count("spoof")) {
-                std::string sp = vm["spoof"].as<std::string>();
-                if (sp == "random")
-                    sp = o.dst.front().family == AF_INET ? "0.0.0.0/0" : "::/0";
-                o.spoof = Prefix::parse(sp);
-            }
-            o.vlan = (uint16_t)vlan;
-            if (vm.count("iface"))
-                o.iface = vm["iface"].as<std::string>();
-            if (vm.count("dst-mac"))
-                o.dst_mac = parse_mac(vm["dst-mac"].as<std::string>());
-            o.method = vm["method"].as<std::string>();
-            if (o.method != "auto" && o.method != "live" && o.method != "packet")
-                throw UsageError("--method: auto, live or packet");
-            o.batch = vm["batch"].as<uint32_t>();
-            result = run_syn(o);
-        } else if (mode == "smtp") {
-            SmtpOptions o;
-            o.bounds = parse_bounds(vm);
-            o.dst = parse_addrs(vm);
-            o.dports = parse_ports(vm);
-            o.src = src;
-            o.concurrency = vm["concurrency"].as<unsigned>();
-            o.timeout = vm["timeout"].as<double>();
-            o.helo = vm["helo"].as<std::string>();
-            o.from = vm["from"].as<std::string>();
-            o.rcpt = vm["rcpt"].as<std::string>();
-            o.body_bytes = vm["size"].as<size_t>();
-            result = run_smtp(o);
-        } else {
-            VlanTagOptions o;
-            if (vm.count("iface"))
-                o.iface = vm["iface"].as<std::string>();
-            o.vlan = (uint16_t)vlan;
-            result = run_vlantag(o);
-        }
+        result = run_mode(vm["mode"].as<std::string>(), vm);
     } catch (const UsageError& e) {
         std::cerr << "smtpgov-flood: " << e.what() << "\n";
         return 2;

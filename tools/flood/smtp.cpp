@@ -70,6 +70,7 @@ public:
     Engine& operator=(const Engine&) = delete;
 
     nlohmann::json run();
+    nlohmann::json summary(double elapsed);
 
 private:
     void start(uint64_t k);
@@ -314,7 +315,12 @@ nlohmann::json Engine::run()
         for (int fd : expired)
             finish(*live_[fd], Outcome::Timeout, "session timed out");
     }
-    double elapsed = now_s() - t0;
+    return summary(now_s() - t0);
+}
+
+nlohmann::json Engine::summary(double elapsed)
+{
+    const double rate = o_.bounds.rate;
     std::sort(t_.latency_ms.begin(), t_.latency_ms.end());
     auto pct = [&](double p) {
         return t_.latency_ms.empty() ? 0.0 : t_.latency_ms[(size_t)(p * (double)(t_.latency_ms.size() - 1))];

@@ -292,25 +292,58 @@ Plan make_plan(const SynOptions& o)
     return p;
 }
 
+// Live frames unless told otherwise or they do not arrive (then AF_PACKET).
+std::unique_ptr<Sender> first_sender(const SynOptions& o, const Plan& plan, std::string& fallback_reason)
+{
+    if (o.method == "packet")
+        return nullptr;
+    try {
+        auto live = std::make_unique<LiveSender>(plan);
+        if (o.method == "auto" && !live->probe(plan))
+            throw std::runtime_error("live frames do not arrive (peer veth without XDP or GRO?)");
+        return live;
+    } catch (const std::exception& e) {
+        if (o.method == "live")
+            throw;
+        fallback_reason = e.what();
+        return nullptr;
+    }
+}
+
+nlohmann::json summary(const SynOptions& o, const Plan& plan, const Sender* sender, const Pacer& pacer,
+                       const IfStats& before, const IfStats& after)
+{
+    const double elapsed = now_s() - pacer.started();
+    nlohmann::json dsts = nlohmann::json::array(), ports = nlohmann::json::array();
+    for (const Addr& d : o.dst)
+        dsts.push_back(d.str());
+    for (uint16_t port : o.dports)
+        ports.push_back(port);
+    return {
+        {"mode", "syn"},
+        {"method", sender ? sender->method() : "none"},
+        {"iface", plan.iface},
+        {"dst_mac", mac_str(plan.dst_mac)},
+        {"vlan", o.vlan},
+        {"dst", dsts},
+        {"dport", ports},
+        {"spoof", o.spoof ? o.spoof->addr.str() + "/" + std::to_string(o.spoof->len) : ""},
+        {"target_rate", o.bounds.rate > 0 ? nlohmann::json(o.bounds.rate) : nlohmann::json("max")},
+        {"sent", pacer.total()},
+        {"duration_s", elapsed},
+        {"rate", elapsed > 0 ? (double)pacer.total() / elapsed : 0.0},
+        {"iface_tx_dropped", after.tx_dropped - before.tx_dropped},
+        {"iface_xdp_xmit_errors", after.xdp_xmit_errors - before.xdp_xmit_errors},
+    };
+}
+
 } // namespace
 
 nlohmann::json run_syn(const SynOptions& o)
 {
     Plan plan = make_plan(o);
-    std::unique_ptr<Sender> sender;
     std::string fallback_reason;
-    if (o.method != "packet") {
-        try {
-            auto live = std::make_unique<LiveSender>(plan);
-            if (o.method == "auto" && !live->probe(plan))
-                throw std::runtime_error("live frames do not arrive (peer veth without XDP or GRO?)");
-            sender = std::move(live);
-        } catch (const std::exception& e) {
-            if (o.method == "live")
-                throw;
-            fallback_reason = e.what();
-        }
-    }
+    std::unique_ptr<Sender> sender = first_sender(o, plan, fallback_reason);
     double rate = o.bounds.rate;
     uint64_t count = o.bounds.count ? o.bounds.count
                      : rate > 0     ? (uint64_t)std::llround(rate * o.bounds.duration)
@@ -336,29 +369,7 @@ nlohmann::json run_syn(const SynOptions& o)
         if (!plan.v4.empty() && !plan.v6.empty())
             v6_next = !v6_next;
     }
-    double elapsed = now_s() - pacer.started();
-    IfStats after = iface_stats(plan.iface);
-    nlohmann::json dsts = nlohmann::json::array(), ports = nlohmann::json::array();
-    for (const Addr& d : o.dst)
-        dsts.push_back(d.str());
-    for (uint16_t port : o.dports)
-        ports.push_back(port);
-    nlohmann::json j{
-        {"mode", "syn"},
-        {"method", sender ? sender->method() : "none"},
-        {"iface", plan.iface},
-        {"dst_mac", mac_str(plan.dst_mac)},
-        {"vlan", o.vlan},
-        {"dst", dsts},
-        {"dport", ports},
-        {"spoof", o.spoof ? o.spoof->addr.str() + "/" + std::to_string(o.spoof->len) : ""},
-        {"target_rate", rate > 0 ? nlohmann::json(rate) : nlohmann::json("max")},
-        {"sent", pacer.total()},
-        {"duration_s", elapsed},
-        {"rate", elapsed > 0 ? (double)pacer.total() / elapsed : 0.0},
-        {"iface_tx_dropped", after.tx_dropped - before.tx_dropped},
-        {"iface_xdp_xmit_errors", after.xdp_xmit_errors - before.xdp_xmit_errors},
-    };
+    nlohmann::json j = summary(o, plan, sender.get(), pacer, before, iface_stats(plan.iface));
     if (!fallback_reason.empty())
         j["fallback_reason"] = fallback_reason;
     return j;
