@@ -1,5 +1,6 @@
 #include "fixture.h"
 
+#include <arpa/inet.h>
 #include <stdlib.h>
 
 #include <filesystem>
@@ -96,6 +97,20 @@ void ControllerTest::syn(const std::string& id, int verdict, uint64_t n) {
     if (auto cur = maps.vm_stats_one(s)) st = *cur;
     st.syn[verdict] += n;
     maps.set_stats(s, st);
+}
+
+sg_auto_key auto_key(uint32_t ifindex, uint8_t family, const char* addr) {
+    sg_auto_key k{};
+    k.ifindex = ifindex;
+    k.family = family;
+    if (addr) inet_pton(family == 4 ? AF_INET : AF_INET6, addr, k.addr);
+    return k;
+}
+
+sg_auto_vm refused(uint64_t n) {
+    sg_auto_vm v{};
+    v.stats.syn[SG_VERDICT_THROTTLE] = n;
+    return v;
 }
 
 std::string refusal(const svc::Reply& r) {

@@ -71,6 +71,11 @@ std::string refusal(const svc::Reply& r);
 // A policy VM; without an interface or addresses it gets interface "tap-<id>", absent
 // from the host unless a test plugs it.
 json vm(const std::string& id, json extra = json::object());
+
+// An sg_auto key: {ifindex, 0} for an interface, {ifindex, 4|6, addr} for a source.
+sg_auto_key auto_key(uint32_t ifindex, uint8_t family = 0, const char* addr = nullptr);
+// An auto entry whose datapath counters hold n refused SYNs.
+sg_auto_vm refused(uint64_t n);
 json policy(std::vector<json> vms, json extra = json::object());
 
 }  // namespace sgt

@@ -1,26 +1,11 @@
 // Identity: the source address is trusted only on declared gateways, a gateway's
 // aggregate cap is no VM, and an escalated unregistered interface keeps its tier across
 // a recreated tap for auto_hold_s and then starts clean.
-#include <arpa/inet.h>
-
 #include "fixture.h"
 
 namespace sgt {
 namespace {
 
-sg_auto_key key(uint32_t ifindex, uint8_t family = 0, const char* addr = nullptr) {
-    sg_auto_key k{};
-    k.ifindex = ifindex;
-    k.family = family;
-    if (addr) inet_pton(AF_INET, addr, k.addr);
-    return k;
-}
-
-sg_auto_vm refused(uint64_t n) {
-    sg_auto_vm v{};
-    v.stats.syn[SG_VERDICT_THROTTLE] = n;
-    return v;
-}
 
 class IdentityTest : public ControllerTest {
 protected:
@@ -30,16 +15,16 @@ protected:
     }
     // if:vnet7 floods and is blocked
     void block_vnet7() {
-        maps.set_auto(key(17), refused(0));
+        maps.set_auto(auto_key(17), refused(0));
         sweep();
-        maps.set_auto(key(17), refused(5000));
+        maps.set_auto(auto_key(17), refused(5000));
         sweep();
         ASSERT_EQ(call({{"cmd", "vm.show"}, {"id", "if:vnet7"}})["tier"], "blocked");
-        ASSERT_TRUE(maps.get<sg_vm_policy>(MapId::AutoPolicy, key(17)));
+        ASSERT_TRUE(maps.get<sg_vm_policy>(MapId::AutoPolicy, auto_key(17)));
     }
     void recreate_vnet7(int new_ifindex) {
         ctl->iface_down(17);
-        maps.evict_auto(key(17));
+        maps.evict_auto(auto_key(17));
         host.links["vnet7"] = new_ifindex;
         ctl->iface_up("vnet7", new_ifindex);
     }
@@ -71,21 +56,21 @@ TEST_F(IdentityTest, AVmsOwnInterfaceWinsOverAGatewayPattern) {
 TEST_F(IdentityTest, AGatewaysAggregateIsNeverEscalated) {
     gateways = {"gw0"};
     start(policy({vm("vm-a", {{"interface", "vnet1"}})}));
-    maps.set_auto(key(20), refused(0));
-    maps.set_auto(key(20, 4, "203.0.113.5"), refused(0));
+    maps.set_auto(auto_key(20), refused(0));
+    maps.set_auto(auto_key(20, 4, "203.0.113.5"), refused(0));
     sweep();
-    maps.set_auto(key(20), refused(50000));
-    maps.set_auto(key(20, 4, "203.0.113.5"), refused(3000));
+    maps.set_auto(auto_key(20), refused(50000));
+    maps.set_auto(auto_key(20, 4, "203.0.113.5"), refused(3000));
     sg_event ev{};
     ev.type = SG_EV_OVER_LIMIT;
     ev.slot = SG_SLOT_NONE;
-    ev.key = key(20);
+    ev.key = auto_key(20);
     ctl->on_event(ev);
     EXPECT_FALSE(ctl->hot());
     sweep();
     EXPECT_EQ(call({{"cmd", "vm.show"}, {"id", "if:gw0"}})["tier"], "ok");
     EXPECT_EQ(call({{"cmd", "vm.show"}, {"id", "if:gw0"}})["score"], 0);
-    EXPECT_FALSE(maps.get<sg_vm_policy>(MapId::AutoPolicy, key(20)));
+    EXPECT_FALSE(maps.get<sg_vm_policy>(MapId::AutoPolicy, auto_key(20)));
     // the source that flooded is escalated on its own
     EXPECT_EQ(call({{"cmd", "vm.show"}, {"id", "ip:203.0.113.5"}})["tier"], "blocked");
 }
@@ -94,8 +79,8 @@ TEST_F(IdentityTest, ARecreatedTapKeepsItsTierUnderItsNewIfindex) {
     start(policy({vm("vm-a", {{"interface", "vnet1"}})}));
     block_vnet7();
     recreate_vnet7(27);
-    EXPECT_FALSE(maps.get<sg_vm_policy>(MapId::AutoPolicy, key(17)));  // the old ifindex may be reused
-    auto e = maps.get<sg_vm_policy>(MapId::AutoPolicy, key(27));
+    EXPECT_FALSE(maps.get<sg_vm_policy>(MapId::AutoPolicy, auto_key(17)));  // the old ifindex may be reused
+    auto e = maps.get<sg_vm_policy>(MapId::AutoPolicy, auto_key(27));
     ASSERT_TRUE(e);
     EXPECT_EQ(e->tier, SG_TIER_BLOCKED);
     sweep();
@@ -107,7 +92,7 @@ TEST_F(IdentityTest, AGoneInterfaceStartsCleanAfterTheHold) {
     start(policy({vm("vm-a", {{"interface", "vnet1"}})}));
     block_vnet7();
     ctl->iface_down(17);
-    maps.evict_auto(key(17));
+    maps.evict_auto(auto_key(17));
     host.links.erase("vnet7");
     sweep();
     EXPECT_EQ(refusal(raw({{"cmd", "vm.show"}, {"id", "if:vnet7"}})), "not_found");
@@ -115,20 +100,20 @@ TEST_F(IdentityTest, AGoneInterfaceStartsCleanAfterTheHold) {
     EXPECT_TRUE(heard.back().ticket);  // a recovery from blocked
     host.links["vnet7"] = 37;          // the next customer who gets the name
     ctl->iface_up("vnet7", 37);
-    EXPECT_FALSE(maps.get<sg_vm_policy>(MapId::AutoPolicy, key(37)));
+    EXPECT_FALSE(maps.get<sg_vm_policy>(MapId::AutoPolicy, auto_key(37)));
 }
 
 TEST_F(IdentityTest, AnInterfaceGoneWhileTheDaemonWasDownIsHeldToo) {
     start(policy({vm("vm-a", {{"interface", "vnet1"}})}));
     block_vnet7();
     ctl.reset();  // the daemon stops; the tap goes away meanwhile
-    maps.evict_auto(key(17));
+    maps.evict_auto(auto_key(17));
     host.links.erase("vnet7");
     restart();
-    EXPECT_FALSE(maps.get<sg_vm_policy>(MapId::AutoPolicy, key(17)));  // dead ifindex: entry removed
+    EXPECT_FALSE(maps.get<sg_vm_policy>(MapId::AutoPolicy, auto_key(17)));  // dead ifindex: entry removed
     host.links["vnet7"] = 47;
     ctl->iface_up("vnet7", 47);
-    EXPECT_EQ(maps.get<sg_vm_policy>(MapId::AutoPolicy, key(47))->tier, SG_TIER_BLOCKED);
+    EXPECT_EQ(maps.get<sg_vm_policy>(MapId::AutoPolicy, auto_key(47))->tier, SG_TIER_BLOCKED);
 }
 
 TEST_F(IdentityTest, ARegisteredVmKeepsItsTierOnARecreatedTap) {

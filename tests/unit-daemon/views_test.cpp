@@ -1,32 +1,17 @@
 // Auto entries, interface hot-plug and fill counts, and reads that change nothing.
-#include <arpa/inet.h>
-
 #include "fixture.h"
 
 namespace sgt {
 namespace {
 
-sg_auto_key key(uint32_t ifindex, uint8_t family = 0, const char* addr = nullptr) {
-    sg_auto_key k{};
-    k.ifindex = ifindex;
-    k.family = family;
-    if (addr) inet_pton(family == 4 ? AF_INET : AF_INET6, addr, k.addr);
-    return k;
-}
-
-sg_auto_vm refused(uint64_t n) {
-    sg_auto_vm v{};
-    v.stats.syn[SG_VERDICT_THROTTLE] = n;
-    return v;
-}
 
 TEST(AutoId, NamesInterfacesAndSources) {
-    EXPECT_EQ(auto_id(key(7), "vnet7"), "if:vnet7");
-    EXPECT_EQ(auto_id(key(7), ""), "if:#7");
+    EXPECT_EQ(auto_id(auto_key(7), "vnet7"), "if:vnet7");
+    EXPECT_EQ(auto_id(auto_key(7), ""), "if:#7");
     std::string addr;
-    EXPECT_EQ(auto_id(key(3, 4, "203.0.113.9"), "eth0", &addr), "ip:203.0.113.9");
+    EXPECT_EQ(auto_id(auto_key(3, 4, "203.0.113.9"), "eth0", &addr), "ip:203.0.113.9");
     EXPECT_EQ(addr, "203.0.113.9");
-    EXPECT_EQ(auto_id(key(3, 6, "2001:db8:1:2::"), "eth0"), "ip:2001:db8:1:2::/64");
+    EXPECT_EQ(auto_id(auto_key(3, 6, "2001:db8:1:2::"), "eth0"), "ip:2001:db8:1:2::/64");
 }
 
 TEST(Feed, FirstReadingPrimesAndResetCountersCountAnew) {
@@ -56,31 +41,31 @@ protected:
 
 TEST_F(ViewsTest, AutoEntryEscalatesIntoTheAutoPolicyMapAndRecoversOutOfIt) {
     start(policy({vm("vm-a", {{"interface", "vnet1"}})}));
-    maps.set_auto(key(17), refused(0));
+    maps.set_auto(auto_key(17), refused(0));
     sweep();
-    maps.set_auto(key(17), refused(3000));
+    maps.set_auto(auto_key(17), refused(3000));
     clock.advance_s(1);
     sweep();
     json v = call({{"cmd", "vm.show"}, {"id", "if:vnet7"}});
     EXPECT_EQ(v["tier"], "blocked");
     EXPECT_TRUE(v["auto"]);
-    auto e = maps.get<sg_vm_policy>(MapId::AutoPolicy, key(17));
+    auto e = maps.get<sg_vm_policy>(MapId::AutoPolicy, auto_key(17));
     ASSERT_TRUE(e);
     EXPECT_EQ(e->tier, SG_TIER_BLOCKED);
     EXPECT_EQ(status_fill("sg_auto_policy"), 1u);
     call({{"cmd", "vm.set_tier"}, {"id", "if:vnet7"}, {"tier", "ok"}});
-    EXPECT_FALSE(maps.get<sg_vm_policy>(MapId::AutoPolicy, key(17)));
+    EXPECT_FALSE(maps.get<sg_vm_policy>(MapId::AutoPolicy, auto_key(17)));
     EXPECT_EQ(status_fill("sg_auto_policy"), 0u);
 }
 
 TEST_F(ViewsTest, EvictedAutoEntriesAreForgottenOnlyWhenNothingRestrictsThem) {
     start(policy({vm("vm-a", {{"interface", "vnet1"}})}));
-    maps.set_auto(key(17), refused(0));
-    maps.set_auto(key(20, 4, "198.51.100.9"), refused(0));
+    maps.set_auto(auto_key(17), refused(0));
+    maps.set_auto(auto_key(20, 4, "198.51.100.9"), refused(0));
     sweep();
     call({{"cmd", "vm.set_tier"}, {"id", "ip:198.51.100.9"}, {"tier", "throttled"}});
-    maps.evict_auto(key(17));
-    maps.evict_auto(key(20, 4, "198.51.100.9"));
+    maps.evict_auto(auto_key(17));
+    maps.evict_auto(auto_key(20, 4, "198.51.100.9"));
     sweep();
     EXPECT_EQ(refusal(raw({{"cmd", "vm.show"}, {"id", "if:vnet7"}})), "not_found");
     EXPECT_EQ(call({{"cmd", "vm.show"}, {"id", "ip:198.51.100.9"}})["tier"], "throttled");
@@ -143,7 +128,7 @@ TEST_F(ViewsTest, ReadsDuringAFloodDecideNothing) {
 
 TEST_F(ViewsTest, StatusCountsEveryVmByTierOnce) {
     start(policy({vm("vm-a", {{"tier", "blocked"}}), vm("vm-b")}));
-    maps.set_auto(key(17), refused(0));
+    maps.set_auto(auto_key(17), refused(0));
     sweep();
     json s = call({{"cmd", "status"}});
     EXPECT_EQ(s["vms"], 3);
