@@ -11,6 +11,8 @@ fi
 packages=(
     # toolchain
     build-essential cmake pkg-config clang llvm
+    # fuzz tree (tests/fuzz): libFuzzer, ASan and UBSan runtimes (only a Recommends of clang)
+    libclang-rt-14-dev
     # BPF
     libbpf-dev libxdp-dev xdp-tools bpftool libelf-dev zlib1g-dev linux-libc-dev
     # C++ libraries
