@@ -68,6 +68,8 @@ Result<nlohmann::json> parse_json_strict(std::string_view text) {
         doc = json::parse(text, cb);
     } catch (const json::parse_error& e) {
         return Error{EINVAL, "invalid JSON at byte " + std::to_string(e.byte) + ": " + e.what()};
+    } catch (const json::exception& e) {  // e.g. a number out of range (1e400)
+        return Error{EINVAL, std::string("invalid JSON: ") + e.what()};
     }
     if (!duplicate.empty()) return Error{EINVAL, duplicate};
     return doc;

@@ -13,8 +13,7 @@ using nlohmann::json;
 
 struct Controller::Command {
     std::string_view name;
-    std::string_view args;  // for the usage error of an unknown command
-    bool changes_state;
+    std::string_view args;  // what it takes (docs/internals.md)
     svc::Reply (Controller::*handler)(const json& req);
 };
 
@@ -73,17 +72,17 @@ std::variant<Policy, svc::Reply> policy_arg(const json& req, std::string_view cm
 
 const std::vector<Controller::Command>& Controller::commands() {
     static const std::vector<Command> table{
-        {svc::cmd::kStatus, "", false, &Controller::cmd_status},
-        {svc::cmd::kPolicyValidate, "policy", false, &Controller::cmd_policy_validate},
-        {svc::cmd::kPolicyApply, "policy", true, &Controller::cmd_policy_apply},
-        {svc::cmd::kPolicyGet, "", false, &Controller::cmd_policy_get},
-        {svc::cmd::kVmList, "tier?, tenant?", false, &Controller::cmd_vm_list},
-        {svc::cmd::kVmShow, "id", false, &Controller::cmd_vm_show},
-        {svc::cmd::kVmSetTier, "id, tier, for_s?", true, &Controller::cmd_vm_set_tier},
-        {svc::cmd::kVmClear, "id", true, &Controller::cmd_vm_clear},
-        {svc::cmd::kEvents, "follow?, limit?", false, &Controller::cmd_events},
-        {svc::cmd::kReport, "kind, id, count?", true, &Controller::cmd_report},
-        {svc::cmd::kFlowOriginalDst, "addr", false, &Controller::cmd_flow_original_dst},
+        {svc::cmd::kStatus, "", &Controller::cmd_status},
+        {svc::cmd::kPolicyValidate, "policy", &Controller::cmd_policy_validate},
+        {svc::cmd::kPolicyApply, "policy", &Controller::cmd_policy_apply},
+        {svc::cmd::kPolicyGet, "", &Controller::cmd_policy_get},
+        {svc::cmd::kVmList, "tier?, tenant?", &Controller::cmd_vm_list},
+        {svc::cmd::kVmShow, "id", &Controller::cmd_vm_show},
+        {svc::cmd::kVmSetTier, "id, tier, for_s?", &Controller::cmd_vm_set_tier},
+        {svc::cmd::kVmClear, "id", &Controller::cmd_vm_clear},
+        {svc::cmd::kEvents, "follow?, limit?", &Controller::cmd_events},
+        {svc::cmd::kReport, "kind, id, count?", &Controller::cmd_report},
+        {svc::cmd::kFlowOriginalDst, "addr", &Controller::cmd_flow_original_dst},
     };
     return table;
 }
@@ -94,11 +93,12 @@ svc::Reply Controller::handle(const json& req) {
     if (name.empty()) return svc::error_reply("usage", "request needs a \"cmd\"");
     for (const Command& c : commands()) {
         if (c.name != name) continue;
-        if (c.changes_state) log::info("control: " + req.dump());  // who changed what, in the journal
+        if (svc::cmd::changes_state(c.name)) log::info("control: " + req.dump());  // changes, in the journal
         return (this->*c.handler)(req);
     }
     std::string known;
-    for (const Command& c : commands()) known += (known.empty() ? "" : ", ") + std::string(c.name);
+    for (const Command& c : commands())
+        known += (known.empty() ? "" : ", ") + std::string(c.name) + (c.args.empty() ? "" : "(" + std::string(c.args) + ")");
     return svc::error_reply("usage", "unknown command \"" + name + "\" (commands: " + known + ")");
 }
 
@@ -173,8 +173,9 @@ svc::Reply Controller::cmd_vm_set_tier(const json& req) {
     const int64_t now_ms = clock_->now_ms();
     std::optional<int64_t> until;
     if (req.contains("for_s") && !req["for_s"].is_null()) {
-        if (!req["for_s"].is_number() || req["for_s"].get<double>() <= 0)
-            return svc::error_reply("usage", "for_s must be a positive number of seconds");
+        if (!req["for_s"].is_number() || !(req["for_s"].get<double>() > 0) ||
+            req["for_s"].get<double>() > svc::cmd::kMaxPinSeconds)
+            return svc::error_reply("usage", "for_s must be a positive number of seconds, at most 10 years");
         until = now_ms + static_cast<int64_t>(req["for_s"].get<double>() * 1000);
     }
     if (!view(id)) return svc::error_reply("not_found", "no VM " + id);

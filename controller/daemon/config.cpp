@@ -179,7 +179,9 @@ const ConfigKey* find_key(std::string_view name) {
 
 Status apply_file(const json& doc, Config& c) {
     if (!doc.is_object()) return Error::msg("config: the document must be a JSON object");
-    for (const auto& [name, value] : doc.items()) {
+    for (const auto& item : doc.items()) {
+        const std::string& name = item.key();
+        const json& value = item.value();  // not a structured binding: lambdas capture it (clang 14)
         const ConfigKey* key = find_key(name);
         if (!key) return Error::msg("config: unknown key \"" + name + "\"");
         auto s = std::visit([&](const auto& k) { return from_file(key->name, k, value, c); }, key->value);

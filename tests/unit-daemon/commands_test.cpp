@@ -1,6 +1,7 @@
 // Every control command's dispatch, including bad arguments: each refusal names what is
 // wrong and carries the kind smtpgovctl maps to its exit code.
 #include "fixture.h"
+#include "svc/commands.h"
 
 namespace sgt {
 namespace {
@@ -26,7 +27,7 @@ TEST_F(CommandsTest, RequestsWithoutACommandAreUsageErrors) {
     auto [kind, msg] = refused({{"cmd", "vm.delete"}});
     EXPECT_EQ(kind, "usage");
     EXPECT_NE(msg.find("unknown command \"vm.delete\""), std::string::npos);
-    EXPECT_NE(msg.find("vm.set_tier"), std::string::npos) << "lists the commands: " << msg;
+    EXPECT_NE(msg.find("vm.set_tier(id, tier, for_s?)"), std::string::npos) << "lists the commands: " << msg;
 }
 
 TEST_F(CommandsTest, PolicyCommandsNeedAPolicyObject) {
@@ -58,6 +59,9 @@ TEST_F(CommandsTest, SetTierChecksTierAndDuration) {
     EXPECT_EQ(refused({{"cmd", "vm.set_tier"}, {"id", "vm-a"}, {"tier", "jail"}}).first, "usage");
     EXPECT_EQ(refused({{"cmd", "vm.set_tier"}, {"id", "vm-a"}, {"tier", "blocked"}, {"for_s", 0}}).first, "usage");
     EXPECT_EQ(refused({{"cmd", "vm.set_tier"}, {"id", "vm-a"}, {"tier", "blocked"}, {"for_s", "1h"}}).first, "usage");
+    EXPECT_EQ(refused({{"cmd", "vm.set_tier"}, {"id", "vm-a"}, {"tier", "blocked"}, {"for_s", 1e300}}).first, "usage");
+    EXPECT_EQ(refused({{"cmd", "vm.set_tier"}, {"id", "vm-a"}, {"tier", "blocked"}, {"for_s", svc::cmd::kMaxPinSeconds + 1}}).first,
+              "usage");
     EXPECT_TRUE(heard.empty());  // nothing was pinned by a refused request
     json v = call({{"cmd", "vm.set_tier"}, {"id", "vm-a"}, {"tier", "blocked"}, {"for_s", 30}});
     EXPECT_EQ(v["pin"]["tier"], "blocked");

@@ -34,6 +34,15 @@ TEST(JsonStrict, BadJsonSaysWhere) {
     EXPECT_NE(j.error().message.find("invalid JSON at byte"), std::string::npos);
 }
 
+TEST(JsonStrict, NumbersOutOfRangeAreAnErrorNotAnException) {
+    auto j = parse_json_strict(R"({"rate": 1e400})");
+    ASSERT_FALSE(j);
+    EXPECT_NE(j.error().message.find("invalid JSON"), std::string::npos) << j.error().message;
+    ParseOutcome po = parse_policy_text(R"({"vms": [], "defaults": {"rate": 1e400}})");
+    EXPECT_FALSE(po.policy);
+    EXPECT_EQ(po.problems.size(), 1u);
+}
+
 TEST(JsonStrict, APolicyWithADuplicateKeyIsRefusedWhole) {
     ParseOutcome po = parse_policy_text(R"({"vms": [{"id": "a", "interface": "vnet1"}], "vms": []})");
     EXPECT_FALSE(po.policy);
