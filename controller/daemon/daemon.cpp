@@ -182,7 +182,10 @@ void Daemon::on_links() {
             if (ours || host_->matches(ev.name)) ctl_->iface_down(ev.ifindex);
             continue;
         }
-        if (host_->matches(ev.name) && host_->govern(ev.name, ev.ifindex)) ctl_->iface_up(ev.name, ev.ifindex);
+        // A governed interface stays governed when renamed, even out of the patterns
+        // (fail closed); it is re-announced under its new name.
+        if ((host_->matches(ev.name) || host_->governs(ev.ifindex)) && host_->govern(ev.name, ev.ifindex))
+            ctl_->iface_up(ev.name, ev.ifindex);
     }
     if (batch->resync) attach_matching();
 }

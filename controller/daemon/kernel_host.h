@@ -32,6 +32,8 @@ public:
     // The interface is gone; true when it was ours.
     bool forget(const std::string& name);
     bool matches(const std::string& name) const;
+    // An interface we govern, whatever its name now (a rename keeps it governed).
+    bool governs(int ifindex) const { return attacher_->name_of(ifindex) != nullptr; }
     // Commit point: maps created by this start are pinned only after the first attach.
     Status commit_pins() { return dp_->commit_pins(); }
     size_t interface_count() const { return attacher_->interfaces().size(); }

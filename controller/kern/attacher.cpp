@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstring>
 
 namespace smtpgov::kern {
 namespace {
@@ -50,8 +52,35 @@ Result<TcHook> Attacher::attach_tc(const Datapath& dp, const std::string& ifname
     return TcHook::create(dp, ifindex, allow_tcx_);
 }
 
+// The interface we hold under `from` is now called `to` (same ifindex): its hooks and
+// pins follow the name, so renaming an interface and giving its old name to a new one
+// keeps both governed.
+Status Attacher::rename(const std::string& from, const std::string& to) {
+    auto it = ifaces_.find(from);
+    if (it == ifaces_.end() || from == to) return ok_status();
+    if (ifaces_.count(to))
+        if (auto s = forget(to); !s) return s;  // a stale entry of an interface gone under that name
+    std::string notes;
+    for (auto [old_path, new_path] : {std::pair{pins_.xdp_link(from), pins_.xdp_link(to)},
+                                      std::pair{pins_.tc_link(from), pins_.tc_link(to)}})
+        if (::rename(old_path.c_str(), new_path.c_str()) != 0 && errno != ENOENT)
+            notes += " move pin " + old_path + ": " + std::strerror(errno) + ";";
+    ifaces_[to] = std::move(it->second);
+    ifaces_.erase(from);
+    if (!notes.empty()) return Error::msg("rename " + from + " to " + to + ":" + notes);
+    return ok_status();
+}
+
+const std::string* Attacher::name_of(int ifindex) const {
+    for (const auto& [name, e] : ifaces_)
+        if (e.ifindex == ifindex) return &name;
+    return nullptr;
+}
+
 Status Attacher::attach(const Datapath& dp, const std::string& ifname, int ifindex) {
     pins_ = dp.pins();
+    if (const std::string* old = name_of(ifindex); old && *old != ifname)
+        if (auto s = rename(std::string(*old), ifname); !s) return s;
     if (auto it = ifaces_.find(ifname); it != ifaces_.end()) {
         if (it->second.ifindex == ifindex && it->second.xdp && it->second.tc) return ok_status();
         // recreated under the same name, or an earlier failure: start over

@@ -37,6 +37,11 @@ public:
     Status attach(const Datapath& dp, const std::string& ifname, int ifindex);
     // The interface is gone: drop its hooks (the kernel already detached them) and pins.
     Status forget(const std::string& ifname);
+    // The interface held as `from` was renamed `to`: hooks and pins follow (attach()
+    // does this by itself when it meets a known ifindex under a new name).
+    Status rename(const std::string& from, const std::string& to);
+    // The name an attached ifindex is held under, or nullptr.
+    const std::string* name_of(int ifindex) const;
     // Explicitly detach one interface and remove its pins.
     Status detach(const std::string& ifname);
     // Swap every attachment to `next`'s programs; on a failure the ones already
