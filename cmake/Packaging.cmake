@@ -86,7 +86,7 @@ set(CPACK_DEBIAN_PACKAGE_ARCHITECTURE amd64)
 set(CPACK_DEBIAN_PACKAGE_SECTION net)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 set(CPACK_DEBIAN_PACKAGE_DEPENDS
-    "libbpf1 (>= 1:1.1), libxdp1 (>= 1.3), libprometheus-cpp-core1.0, libprometheus-cpp-pull1.0, libboost-program-options1.74.0, libsystemd0")
+    "libbpf1 (>= 1:1.1), libxdp1 (>= 1.3), libprometheus-cpp-core1.0, libboost-program-options1.74.0, libsystemd0")
 # dpkg-shlibdeps adds the rest (libc6, libstdc++6, libelf1, ...) from the binaries themselves.
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA

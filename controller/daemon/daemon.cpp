@@ -17,6 +17,7 @@
 
 #include "daemon/log.h"
 #include "metrics/exporter.h"
+#include "svc/commands.h"
 
 namespace smtpgov::daemon {
 namespace {
@@ -273,7 +274,11 @@ svc::Reply Daemon::submit(const nlohmann::json& req) {
     }
     uint64_t one = 1;
     if (::write(wake_.get(), &one, sizeof(one)) != sizeof(one)) return svc::error_reply("runtime", "cannot wake the daemon loop");
-    if (answer.wait_for(std::chrono::seconds(30)) != std::future_status::ready)
+    // A change is answered when it is done, however long that takes (a fleet-size
+    // policy): giving up would not undo it. Shutting down answers every queued request.
+    const bool change = req.contains("cmd") && req["cmd"].is_string() &&
+                        svc::cmd::changes_state(req["cmd"].get<std::string>());
+    if (!change && answer.wait_for(std::chrono::seconds(30)) != std::future_status::ready)
         return svc::error_reply("runtime", "smtpgovd did not answer within 30 s");
     return answer.get();
 }
