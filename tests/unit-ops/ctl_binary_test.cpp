@@ -56,6 +56,20 @@ TEST(CtlBinary, PolicyValidateInvalidFilesExit2WithJsonPaths) {
     EXPECT_EQ(ctl("policy validate /nonexistent/policy.json").code, 2);
 }
 
+// A key given twice would silently lose the first ({"vms":[...],"vms":[]} removes every
+// VM): refused before anything is sent, for validate and apply alike (no daemon here).
+TEST(CtlBinary, DuplicateKeysAndHugeNumbersAreRefusedOffline) {
+    std::string twice = write_tmp("twice.json", R"({"vms": [{"id": "a", "interface": "vnet1"}], "vms": []})");
+    Outcome v = ctl("policy validate " + twice);
+    EXPECT_EQ(v.code, 2) << v.out;
+    EXPECT_NE(v.out.find("duplicate key \"vms\" at /"), std::string::npos) << v.out;
+    Outcome a = ctl("--socket /nonexistent/ctl.sock policy apply " + twice);
+    EXPECT_EQ(a.code, 2) << a.out;
+    EXPECT_NE(a.out.find("duplicate key"), std::string::npos) << a.out;
+    Outcome huge = ctl("policy validate " + write_tmp("huge.json", R"({"vms": [], "defaults": {"rate": 1e400}})"));
+    EXPECT_EQ(huge.code, 2) << huge.out;
+}
+
 TEST(CtlBinary, UsageErrorsExit2WithOneLine) {
     for (const char* args : {"", "bogus", "vm", "vm show", "vm set-tier a purple", "events --limit x",
                              "policy validate", "status --nope"}) {

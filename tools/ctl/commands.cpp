@@ -9,6 +9,7 @@
 #include <ostream>
 #include <sstream>
 
+#include "core/json_strict.h"
 #include "core/policy.h"
 #include "svc/commands.h"
 #include "docs.h"
@@ -74,16 +75,15 @@ int cmd_policy_apply(const Invocation& inv, Transport& d, std::ostream& out, std
     const std::string& file = inv.arg("FILE");
     auto text = read_file(file, err);
     if (!text) return kExitUsage;
-    json doc = json::parse(*text, nullptr, false);
-    if (doc.is_discarded()) {
-        // the daemon would say the same; parse_policy_text names the syntax error's offset
-        ParseOutcome po = parse_policy_text(*text);
+    // Strict: a key given twice would be lost in the request (last wins), so it is refused here.
+    auto doc = parse_json_strict(*text);
+    if (!doc) {
         err << "smtpgovctl: " << file << ": not a JSON document\n";
-        print_problems(to_json(po.problems), err);
+        print_problems(to_json(std::vector<Problem>{{"", doc.error().message}}), err);
         return kExitUsage;
     }
     json req = build_request(inv);
-    req["policy"] = std::move(doc);
+    req["policy"] = std::move(*doc);
     int code = kExitOk;
     auto r = request(d, req, err, code);
     if (!r) return code;
