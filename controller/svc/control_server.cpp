@@ -1,5 +1,7 @@
 #include "svc/control_server.h"
 
+#include "core/json_strict.h"
+
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -443,14 +445,20 @@ void ControlServer::serve(Worker& w, std::string line) {
     }
 }
 
+std::variant<json, Reply> parse_request(std::string_view line) {
+    auto req = parse_json_strict(line);
+    if (!req) return error_reply("usage", "malformed JSON request: " + req.error().message);
+    if (!req->is_object()) return error_reply("usage", "request must be a JSON object");
+    auto cmd = req->find("cmd");
+    if (cmd == req->end() || !cmd->is_string()) return error_reply("usage", "request needs a string \"cmd\"");
+    return std::move(*req);
+}
+
 Reply ControlServer::answer(const std::string& line) {
-    json req = json::parse(line, nullptr, false);
-    if (req.is_discarded()) return error_reply("usage", "malformed JSON request");
-    if (!req.is_object()) return error_reply("usage", "request must be a JSON object");
-    auto cmd = req.find("cmd");
-    if (cmd == req.end() || !cmd->is_string()) return error_reply("usage", "request needs a string \"cmd\"");
+    auto parsed = parse_request(line);
+    if (auto* refused = std::get_if<Reply>(&parsed)) return std::move(*refused);
     try {
-        return handler_(req);
+        return handler_(std::get<json>(parsed));
     } catch (const std::exception& e) {
         return error_reply("runtime", std::string("internal error: ") + e.what());
     }

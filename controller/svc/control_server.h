@@ -16,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <thread>
 #include <vector>
 
@@ -58,6 +59,10 @@ Reply ok_reply(nlohmann::json result);
 Reply error_reply(std::string_view kind, std::string message, const std::vector<Problem>& problems = {});
 // Answers {"ok":true,"stream":true}, then runs fn on the connection.
 Reply stream_reply(std::function<void(Writer&)> fn);
+
+// One request line screened as the server does before calling the handler: strict JSON
+// (a key given twice is refused), an object, with a string "cmd". Else the usage reply.
+std::variant<nlohmann::json, Reply> parse_request(std::string_view line);
 
 // Called on a worker thread, possibly on several at once: it must be thread-safe.
 // request is a JSON object with a string "cmd". Exceptions become runtime errors.

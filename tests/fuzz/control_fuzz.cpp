@@ -86,13 +86,11 @@ std::unique_ptr<Controller> start(const Clock& clock, Maps& maps, Host& host) {
     return std::move(*c);
 }
 
-// ControlServer::answer after read_line: the screening, then the handler.
+// ControlServer::answer after read_line: the server's own screening, then the handler.
 void serve(Controller& ctl, const std::string& line) {
-    json req = json::parse(line, nullptr, false);
-    if (req.is_discarded() || !req.is_object()) return;
-    auto cmd = req.find("cmd");
-    if (cmd == req.end() || !cmd->is_string()) return;
-    svc::Reply r = ctl.handle(req);
+    auto parsed = svc::parse_request(line);
+    if (std::holds_alternative<svc::Reply>(parsed)) return;
+    svc::Reply r = ctl.handle(std::get<json>(parsed));
     (void)r.body.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 

@@ -152,7 +152,8 @@ TEST_F(ControlServerTest, ErrorRepliesCarryKindAndProblems) {
 
 TEST_F(ControlServerTest, MalformedRequestsGetUsageErrors) {
     start();
-    for (const char* bad : {"not json\n", "[1,2]\n", "{}\n", "{\"cmd\": 5}\n", "\n", "{\"cmd\":\"x\"\n"}) {
+    for (const char* bad : {"not json\n", "[1,2]\n", "{}\n", "{\"cmd\": 5}\n", "\n", "{\"cmd\":\"x\"\n",
+                            "{\"cmd\": \"vm.show\", \"id\": \"a\", \"id\": \"b\"}\n", "{\"n\": 1e400, \"cmd\": \"x\"}\n"}) {
         RawClient c(path);
         c.send(bad);
         json r = c.reply();
@@ -525,7 +526,7 @@ TEST_F(ControlServerTest, ThousandUnprivilegedAndHostileClientsDoNotDelayStatus)
     std::cout << "[ info ] " << count << " status requests, slowest " << worst << " s\n";
     EXPECT_LT(worst, 2.0);
     EXPECT_GT(count, 5);
-    EXPECT_EQ(garbage.reply()["error"], "malformed JSON request");
+    EXPECT_EQ(garbage.reply()["error"].get<std::string>().rfind("malformed JSON request", 0), 0u);
     EXPECT_EQ(hundred_reply["result"]["size"], 100'000'000u) << hundred_reply.dump().substr(0, 200);
     EXPECT_EQ(over_reply["kind"], "usage") << over_reply.dump();
 }
