@@ -52,9 +52,10 @@ int smtpgov_xdp(struct xdp_md *ctx)
 	if (res == SG_RES_NON_SMTP && sg_is_new_smtp(&p))
 		res = SG_RES_SMTP_SYN;
 	sg_count(res);
-	if (res != SG_RES_SMTP_SYN)
-		return XDP_PASS;
-	return sg_enforce(ctx, &p);
+	if (res == SG_RES_SMTP_SYN)
+		return sg_enforce(ctx, &p);
+	/* unclassifiable but able to hide a new connection: it goes nowhere */
+	return res == SG_RES_REFUSED ? XDP_DROP : XDP_PASS;
 }
 
 SEC("tc")

@@ -3,7 +3,21 @@
  * Header parsing shared by the XDP and TC programs. A cursor walks the frame;
  * each parse function handles one header and returns the next header's type
  * (or 0 for TCP) or a negative SG_PARSE_* value. The rules here are mirrored
- * exactly by the userspace reference classifier (tests/bpf/reference.cpp).
+ * exactly by the userspace reference classifier (tests/lib/reference.cpp).
+ *
+ * What cannot be classified but could hide a new connection is refused
+ * (SG_RES_REFUSED, dropped on VM-facing interfaces; docs/internals.md):
+ *  - a third VLAN tag;
+ *  - an IPv6 chain of more than SG_MAX_V6_EXT_HDRS extension headers;
+ *  - a first fragment (IPv4 MF at offset 0, IPv6 fragment header at offset 0) whose
+ *    later headers down to the end of the TCP header are not all in it: the receiver
+ *    completes them from fragments we cannot judge (RFC 1858, RFC 7112);
+ *  - an IPv4 TCP fragment at offset 1, which can overwrite a first fragment's data
+ *    offset and flags (RFC 1858, RFC 3128).
+ * Other non-first fragments pass: at offset >= 2 (16 bytes) an IPv4 fragment cannot
+ * reach the ports, data offset or flags, and IPv6 receivers discard overlapping
+ * fragments (RFC 5722). Frames no receiver accepts (truncated, bad lengths or
+ * versions) pass as SG_RES_UNPARSED.
  */
 #ifndef SG_BPF_PARSING_H
 #define SG_BPF_PARSING_H
@@ -19,11 +33,13 @@
 
 #define SG_PARSE_SHORT  (-1)   /* bounds or sanity failure: SG_RES_UNPARSED */
 #define SG_PARSE_FRAG   (-2)   /* non-first fragment: SG_RES_FRAGMENT */
+#define SG_PARSE_REFUSE (-3)   /* may hide a new connection, cannot be classified: SG_RES_REFUSED */
 
 #define SG_MAX_VLANS    2
 #define SG_ETH_P_8021Q  0x8100
 #define SG_ETH_P_8021AD 0x88A8
 #define SG_IP_OFFMASK   0x1fff
+#define SG_IP_MF        0x2000
 #define SG_IP6_OFFMASK  0xfff8
 
 #define SG_TCP_FIN 0x01
@@ -64,6 +80,7 @@ struct sg_pkt {
 	__u16 l2_len;           /* Ethernet + VLAN tags */
 	__u8 family;            /* 4 or 6 */
 	__u8 tcp_flags;
+	__u8 first_frag;        /* a first fragment: every later header must be whole in it */
 };
 
 static __always_inline int sg_parse_eth(struct hdr_cursor *c, struct ethhdr **ethp)
@@ -88,10 +105,11 @@ static __always_inline int sg_parse_vlan(struct hdr_cursor *c)
 }
 
 /* IPv4 with options; tot_len must fit the frame (frames may carry L2 padding). */
-static __always_inline int sg_parse_ipv4(struct hdr_cursor *c, struct iphdr **iphp, __u32 *rem)
+static __always_inline int sg_parse_ipv4(struct hdr_cursor *c, struct iphdr **iphp, __u32 *rem,
+					 __u8 *first_frag)
 {
 	struct iphdr *iph = c->pos;
-	__u32 hlen, tot;
+	__u32 hlen, tot, off;
 
 	if ((void *)(iph + 1) > c->end)
 		return SG_PARSE_SHORT;
@@ -102,8 +120,14 @@ static __always_inline int sg_parse_ipv4(struct hdr_cursor *c, struct iphdr **ip
 	if (c->pos + hlen > c->end || tot < hlen || !sg_fits_frame(c, tot))
 		return SG_PARSE_SHORT;
 	/* only the first fragment carries the TCP header */
-	if (iph->frag_off & bpf_htons(SG_IP_OFFMASK))
+	off = bpf_ntohs(iph->frag_off) & SG_IP_OFFMASK;
+	if (off) {
+		/* offset 1 (8 bytes) can rewrite a first fragment's TCP flags (RFC 1858) */
+		if (off == 1 && iph->protocol == IPPROTO_TCP)
+			return SG_PARSE_REFUSE;
 		return SG_PARSE_FRAG;
+	}
+	*first_frag = !!(iph->frag_off & bpf_htons(SG_IP_MF));
 	c->pos += hlen;
 	*rem = tot - hlen;
 	*iphp = iph;
@@ -135,7 +159,8 @@ static __always_inline int sg_is_ipv6_ext(int nh)
 }
 
 /* One extension header: hop-by-hop, routing, destination options or fragment. */
-static __always_inline int sg_parse_ipv6_ext(struct hdr_cursor *c, int nh, __u32 *rem)
+static __always_inline int sg_parse_ipv6_ext(struct hdr_cursor *c, int nh, __u32 *rem,
+					     __u8 *first_frag)
 {
 	__u8 *h = c->pos;
 	__u32 len;
@@ -146,8 +171,12 @@ static __always_inline int sg_parse_ipv6_ext(struct hdr_cursor *c, int nh, __u32
 	len = nh == IPPROTO_FRAGMENT ? 8 : ((__u32)h[1] + 1) * 8;
 	if (c->pos + len > c->end || len > *rem)
 		return SG_PARSE_SHORT;
-	if (nh == IPPROTO_FRAGMENT && (*(__be16 *)(h + 2) & bpf_htons(SG_IP6_OFFMASK)))
-		return SG_PARSE_FRAG;
+	if (nh == IPPROTO_FRAGMENT) {
+		if (*(__be16 *)(h + 2) & bpf_htons(SG_IP6_OFFMASK))
+			return SG_PARSE_FRAG;
+		/* offset 0: the rest of the chain and TCP must be in this fragment (RFC 7112) */
+		*first_frag = 1;
+	}
 	c->pos += len;
 	*rem -= len;
 	return h[0];
@@ -190,16 +219,21 @@ static __always_inline int sg_copy_addr(const struct sg_pkt *p, int dst, __u8 *o
 	return 0;
 }
 
-static __always_inline int sg_parse_error(int err)
+/* A header cut short in a first fragment is completed by fragments we cannot judge. */
+static __always_inline int sg_parse_error(int err, __u8 first_frag)
 {
-	return err == SG_PARSE_FRAG ? SG_RES_FRAGMENT : SG_RES_UNPARSED;
+	if (err == SG_PARSE_FRAG)
+		return SG_RES_FRAGMENT;
+	if (err == SG_PARSE_REFUSE || first_frag)
+		return SG_RES_REFUSED;
+	return SG_RES_UNPARSED;
 }
 
 /*
  * Parse a frame down to TCP; frame_len is its full length (XDP: data_end - data;
  * TC: skb->len, which counts paged data too). Returns SG_RES_NON_SMTP for a parsed TCP segment
  * (the caller decides whether it is a new SMTP connection), otherwise the final
- * sg_result of the frame.
+ * sg_result of the frame (SG_RES_REFUSED: drop it).
  */
 static __always_inline int sg_parse_frame(void *data, void *data_end, __u32 frame_len,
 					  struct sg_pkt *p)
@@ -219,7 +253,7 @@ static __always_inline int sg_parse_frame(void *data, void *data_end, __u32 fram
 	p->l2_len = c.pos - data;
 	if (proto == ETH_P_IP) {
 		p->family = 4;
-		proto = sg_parse_ipv4(&c, &p->ip4, &p->l3_rem);
+		proto = sg_parse_ipv4(&c, &p->ip4, &p->l3_rem, &p->first_frag);
 	} else if (proto == ETH_P_IPV6) {
 		p->family = 6;
 		proto = sg_parse_ipv6(&c, &p->ip6, &p->l3_rem);
@@ -227,22 +261,22 @@ static __always_inline int sg_parse_frame(void *data, void *data_end, __u32 fram
 		for (i = 0; i < SG_MAX_V6_EXT_HDRS; i++) {
 			if (proto < 0 || !sg_is_ipv6_ext(proto))
 				break;
-			proto = sg_parse_ipv6_ext(&c, proto, &p->l3_rem);
+			proto = sg_parse_ipv6_ext(&c, proto, &p->l3_rem, &p->first_frag);
 		}
-		/* a chain longer than we walk cannot be classified */
+		/* a chain longer than we walk may hide TCP behind it */
 		if (proto >= 0 && sg_is_ipv6_ext(proto))
-			return SG_RES_UNPARSED;
+			return SG_RES_REFUSED;
 	} else if (proto == SG_ETH_P_8021Q || proto == SG_ETH_P_8021AD) {
-		return SG_RES_UNPARSED;   /* a third tag: deeper than we walk */
+		return SG_RES_REFUSED;   /* a third tag: deeper than we walk, may hide a SYN */
 	} else {
 		return SG_RES_NON_IP;
 	}
 	if (proto < 0)
-		return sg_parse_error(proto);
+		return sg_parse_error(proto, p->first_frag);
 	if (proto != IPPROTO_TCP)
 		return SG_RES_NON_TCP;
 	if (sg_parse_tcp(&c, &p->tcp, &p->l3_rem) < 0)
-		return SG_RES_UNPARSED;
+		return sg_parse_error(SG_PARSE_SHORT, p->first_frag);
 	p->tcp_flags = ((__u8 *)p->tcp)[13];
 	return SG_RES_NON_SMTP;
 }

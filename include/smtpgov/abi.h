@@ -18,7 +18,7 @@
 #define SG_MAX_IFACES_BIG   4096    /* sg_ifaces_big: HASH for the rare larger ifindex */
 #define SG_MAX_PREFIXES     262144  /* per address family, LPM tries */
 #define SG_MAX_AUTO         8192    /* LRU entries for unregistered sources */
-#define SG_MAX_V6_EXT_HDRS  6       /* IPv6 extension headers walked before giving up */
+#define SG_MAX_V6_EXT_HDRS  6       /* IPv6 extension headers walked; a longer chain is refused */
 #define SG_EVENT_INTERVAL_NS (100ULL * 1000 * 1000) /* <= 1 burst event per VM per 100 ms */
 #define SG_RINGBUF_BYTES    (256 * 1024)
 #define SG_REPLY_TEXT_MAX   96      /* bytes of a remote reply line sampled into an event */
@@ -51,12 +51,14 @@ enum sg_result {          /* index into the global per-CPU counter array sg_glob
 	SG_RES_NON_TCP     = 1,   /* IP but not TCP */
 	SG_RES_NON_SMTP    = 2,   /* TCP but not a new SMTP connection */
 	SG_RES_SMTP_SYN    = 3,   /* new SMTP connection, judged */
-	SG_RES_UNPARSED    = 4,   /* truncated / malformed / ext-header chain too long: passed */
+	SG_RES_UNPARSED    = 4,   /* truncated / malformed, no receiver takes it: passed */
 	SG_RES_FRAGMENT    = 5,   /* non-first fragment: cannot be classified, passed */
 	SG_RES_AUTO_NEW    = 6,   /* auto entry created for an unregistered source */
 	SG_RES_RST_SENT    = 7,   /* RST built and returned with XDP_TX */
 	SG_RES_EVENT_LOST  = 8,   /* ring buffer full: burst event not delivered */
 	SG_RES_SPOOFED     = 9,   /* SYN from an address its VM does not own */
+	SG_RES_REFUSED     = 10,  /* could hide a new connection, cannot be classified: dropped
+	                           * (tiny first fragment, TCP offset 1, chain or VLAN stack too deep) */
 	SG_RES_MAX
 };
 

@@ -1,5 +1,6 @@
-// Table-driven classification: every frame lands in exactly one of the six
-// per-frame classes, and only new SMTP connections reach the VM's counters.
+// Table-driven classification: every frame lands in exactly one of the seven
+// per-frame classes, and only new SMTP connections reach the VM's counters
+// (fragments and every refusal rule in detail: test_fragments.cpp).
 // Each table row and each truncated base frame is its own parameterised test.
 #include <gtest/gtest.h>
 #include <linux/bpf.h>
@@ -29,6 +30,7 @@ Packet v6() { return Packet().eth().ipv6("2001:db8:1::2", "2001:db8:ff::7"); }
 
 Case smtp(std::string d, Bytes f) { return {std::move(d), std::move(f), XDP_PASS, {{SG_RES_SMTP_SYN, 1}}, {1, 0, 0, 0}}; }
 Case other(std::string d, Bytes f, sg_result r) { return {std::move(d), std::move(f), XDP_PASS, {{r, 1}}, {0, 0, 0, 0}}; }
+Case refused(std::string d, Bytes f) { return {std::move(d), std::move(f), XDP_DROP, {{SG_RES_REFUSED, 1}}, {0, 0, 0, 0}}; }
 
 std::vector<Case> cases()
 {
@@ -58,12 +60,14 @@ std::vector<Case> cases()
     c.push_back(smtp("VLAN 100", v4().vlan(100).tcp(40000, 25).syn().build()));
     c.push_back(smtp("QinQ 802.1ad + 802.1Q", v4().vlan(10, 0x88a8).vlan(20).tcp(40000, 25).syn().build()));
     c.push_back(smtp("QinQ IPv6", v6().vlan(10, 0x88a8).vlan(20).tcp(40000, 465).syn().build()));
-    c.push_back(other("three VLAN tags", v4().vlan(1).vlan(2).vlan(3).tcp(40000, 25).syn().build(), SG_RES_UNPARSED));
+    c.push_back(refused("three VLAN tags", v4().vlan(1).vlan(2).vlan(3).tcp(40000, 25).syn().build()));
     c.push_back(other("VLAN ARP", Packet().eth().vlan(7).ethertype(0x0806).build(), SG_RES_NON_IP));
     c.push_back(smtp("IPv4 with 40 bytes of options", v4().ip_options(40).tcp(40000, 25).syn().build()));
     c.push_back(smtp("IPv4 first fragment (MF, offset 0)", v4().fragment(0, true).tcp(40000, 25).syn().build()));
     c.push_back(other("IPv4 non-first fragment", v4().fragment(185, true).tcp(40000, 25).syn().build(), SG_RES_FRAGMENT));
     c.push_back(other("IPv4 last fragment of UDP", v4().fragment(3, false).udp(1, 25).build(), SG_RES_FRAGMENT));
+    c.push_back(refused("IPv4 tiny first fragment", v4().fragment(0, true).tcp(40000, 25).syn().slice(0, 16).build()));
+    c.push_back(refused("IPv4 TCP fragment at offset 1", v4().fragment(1, false).tcp(40000, 25).syn().slice(8).build()));
     c.push_back(other("IPv4 version 5", v4().ip_version(5).tcp(40000, 25).syn().build(), SG_RES_UNPARSED));
     for (uint8_t e : {0, 43, 60, 44})
         c.push_back(smtp("IPv6 ext header " + std::to_string(e), v6().ext(e, e == 44 ? 8 : 16).tcp(40000, 25).syn().build()));
@@ -75,7 +79,7 @@ std::vector<Case> cases()
     for (int i = 0; i < SG_MAX_V6_EXT_HDRS + 1; i++)
         seven.ext(60);
     c.push_back(smtp("IPv6 chain of 6 ext headers", six.tcp(40000, 25).syn().build()));
-    c.push_back(other("IPv6 chain longer than the bound", seven.tcp(40000, 25).syn().build(), SG_RES_UNPARSED));
+    c.push_back(refused("IPv6 chain longer than the bound", seven.tcp(40000, 25).syn().build()));
     c.push_back(other("IPv6 version 4", v6().ip_version(4).tcp(40000, 25).syn().build(), SG_RES_UNPARSED));
     c.push_back(smtp("TCP options (40 bytes)", v4().tcp(40000, 25).tcp_options(40).syn().build()));
     c.push_back(smtp("SYN with payload (TFO)", v4().tcp(40000, 25).syn().payload("EHLO").build()));
@@ -145,6 +149,9 @@ std::vector<Base> truncation_bases()
         {"QinQ IPv6 extension chain",
          v6().vlan(10, 0x88a8).vlan(20).ext(0).ext(43, 24).ext(44).ext(60).tcp(40000, 587).syn().payload("x")},
         {"IPv4 UDP", v4().udp(5, 25).payload("x")},
+        // a frame cut short is not a tiny fragment: its datagram is incomplete, no receiver takes it
+        {"IPv4 first fragment", v4().fragment(0, true).tcp(40000, 25).syn().payload("x")},
+        {"IPv6 first fragment", v6().fragment(0, true).ext(60).tcp(40000, 25).syn().payload("x")},
     };
 }
 

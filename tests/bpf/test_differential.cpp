@@ -1,12 +1,17 @@
 // Differential test: the XDP program and the userspace reference classifier agree on
-// >= 1,000,000 random and mutated frames (return code, RST bytes, global counters).
-// Seed and frame count: SG_DIFF_SEED, SG_DIFF_FRAMES (defaults below); the seed is printed.
+// >= 1,000,000 random and mutated frames (return code, RST bytes, global counters):
+// VLAN stacks, IPv4 options, IPv6 chains up to two past the walk bound, fragments
+// (first fragments whole or tiny, offset 1 over a first fragment, later offsets),
+// truncations and bit flips. 10,000,000 frames with SMTPGOV_LONG=1. Seed and frame
+// count: SG_DIFF_SEED, SG_DIFF_FRAMES (override both defaults); the seed is printed.
 #include <gtest/gtest.h>
 #include <linux/bpf.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
+#include <string>
 
 #include "test_datapath.h"
 #include "reference.h"
@@ -16,7 +21,7 @@ namespace {
 
 constexpr uint32_t kSlot = 0;
 constexpr uint64_t kDefaultSeed = 0x5e6d1f7a2024ULL;
-constexpr uint64_t kDefaultFrames = 1000000;
+constexpr uint64_t kDefaultFrames = 1000000, kLongFrames = 10000000;
 constexpr uint64_t kChunk = 4096;
 const std::vector<uint16_t> kPorts = {25, 465, 587};
 
@@ -65,21 +70,22 @@ private:
         for (uint32_t i = 0; i < vlans; i++)
             p.vlan(uint16_t(below(4096)), chance(0.5) ? 0x8100 : 0x88a8);
         uint32_t l3 = below(100);
+        int frag = -1;   // offset of the (last) fragment header, -1: none
         if (l3 < 10)
             return p.ethertype(chance(0.5) ? 0x0806 : uint16_t(rng_())).payload(random_bytes(below(64))).build();
         if (l3 < 55) {
             p.ipv4(v4addr(), v4addr());
             if (chance(0.3))
                 p.ip_options(4 * below(11));
-            if (chance(0.2))
-                p.fragment(chance(0.5) ? 0 : uint16_t(1 + below(8000)), chance(0.5));
+            if (chance(0.3))
+                p.fragment(uint16_t(frag = fragment_offset()), chance(0.7));
         } else {
             p.ipv6(v6addr(), v6addr());
             uint32_t n = chance(0.5) ? 0 : below(SG_MAX_V6_EXT_HDRS + 3);
             static const uint8_t kExt[] = {0, 43, 60};
             for (uint32_t i = 0; i < n; i++) {
-                if (chance(0.2))
-                    p.fragment(chance(0.5) ? 0 : uint16_t(1 + below(8000)), chance(0.5));
+                if (chance(0.25))
+                    p.fragment(uint16_t(frag = fragment_offset()), chance(0.7));
                 else
                     p.ext(kExt[below(3)], 8 * (1 + below(4)));
             }
@@ -101,9 +107,29 @@ private:
         }
         if (chance(0.3))
             p.payload(random_bytes(below(80)));
+        if (frag >= 0 && chance(0.6))
+            share(p, frag);
         if (chance(0.1))
             p.l2_padding(below(16));
         return p.build();
+    }
+
+    // first fragments, offset 1 (RFC 1858's overlap) and 2 (just past the flags) often
+    int fragment_offset()
+    {
+        uint32_t k = below(10);
+        return k < 4 ? 0 : k < 6 ? 1 : k < 7 ? 2 : int(3 + below(8000));
+    }
+
+    // the datagram carries one fragment's share of the L4 segment: a first fragment
+    // cut inside, at or past the end of the TCP header; a later fragment from its offset
+    // (or overlapping what an earlier one carried)
+    void share(Packet& p, int offset)
+    {
+        if (offset == 0)
+            p.slice(0, below(80));
+        else
+            p.slice(chance(0.7) ? size_t(offset) * 8 : below(24), chance(0.5) ? SIZE_MAX : below(64));
     }
 
     Bytes random_bytes(size_t n)
@@ -133,7 +159,9 @@ private:
 TEST(Differential, BpfAgreesWithReference)
 {
     uint64_t seed = env_u64("SG_DIFF_SEED", kDefaultSeed);
-    uint64_t frames = env_u64("SG_DIFF_FRAMES", kDefaultFrames);
+    const char* long_run = std::getenv("SMTPGOV_LONG");
+    bool is_long = long_run && std::string(long_run) == "1";
+    uint64_t frames = env_u64("SG_DIFF_FRAMES", is_long ? kLongFrames : kDefaultFrames);
     std::printf("differential: seed 0x%llx, %llu frames (SG_DIFF_SEED/SG_DIFF_FRAMES)\n",
                 (unsigned long long)seed, (unsigned long long)frames);
     RecordProperty("seed", std::to_string(seed));
@@ -154,7 +182,7 @@ TEST(Differential, BpfAgreesWithReference)
         XdpRun r = dp.xdp(f, ifx);
         bool smtp = c.result == SG_RES_SMTP_SYN;
         Bytes expect = smtp ? sgref::reset_for(f, c) : f;
-        uint32_t action = smtp ? XDP_TX : XDP_PASS;
+        uint32_t action = smtp ? XDP_TX : c.result == SG_RES_REFUSED ? XDP_DROP : XDP_PASS;
         ASSERT_NE(r.action, uint32_t(XDP_ABORTED)) << "frame " << i;
         if (r.action != action || r.out != expect) {
             if (++mismatches <= 5) {
@@ -182,7 +210,7 @@ TEST(Differential, BpfAgreesWithReference)
     std::printf("differential: classes %s\n", describe(classes).c_str());
     // the corpus must exercise every class, or the agreement proves little
     for (int res : {SG_RES_NON_IP, SG_RES_NON_TCP, SG_RES_NON_SMTP, SG_RES_SMTP_SYN,
-                    SG_RES_UNPARSED, SG_RES_FRAGMENT})
+                    SG_RES_UNPARSED, SG_RES_FRAGMENT, SG_RES_REFUSED})
         EXPECT_GT(classes[res], frames / 100) << "class " << res;
 }
 

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace sgt {
@@ -71,6 +72,7 @@ Packet& Packet::tcp_options(size_t bytes) { tcp_opts_ = bytes; return *this; }
 Packet& Packet::payload(const Bytes& p) { payload_ = p; return *this; }
 Packet& Packet::payload(const std::string& p) { payload_.assign(p.begin(), p.end()); return *this; }
 Packet& Packet::l2_padding(size_t bytes) { padding_ = bytes; return *this; }
+Packet& Packet::slice(size_t from, size_t len) { slice_from_ = from; slice_len_ = len; return *this; }
 
 Packet& Packet::ipv4(const std::string& src, const std::string& dst)
 {
@@ -154,6 +156,10 @@ Bytes Packet::build() const
         size_t csum_off = l4_ == L4::tcp ? 16 : 6;
         uint16_t c = inet_checksum(l4.data(), l4.size(), inet_sum(pseudo.data(), pseudo.size()));
         set16(l4, csum_off, c);
+    }
+    if (slice_from_ || slice_len_ < l4.size()) {
+        size_t from = std::min(slice_from_, l4.size());
+        l4 = Bytes(l4.begin() + long(from), l4.begin() + long(from + std::min(slice_len_, l4.size() - from)));
     }
 
     Bytes l3;

@@ -51,9 +51,12 @@ public:
     Packet& payload(const Bytes& p);
     Packet& payload(const std::string& p);
     Packet& l2_padding(size_t bytes);             // trailing bytes outside the IP datagram
+    // The datagram carries only bytes [from, from + len) of the L4 segment (checksum over
+    // the whole segment): one fragment's share, with fragment() setting its offset.
+    Packet& slice(size_t from, size_t len = SIZE_MAX);
 
     Bytes build() const;
-    // Offsets where each header ends in the built frame, outermost first.
+    // Offsets where each header ends in the built frame, outermost first (unsliced).
     std::vector<std::pair<std::string, size_t>> boundaries() const;
 
 private:
@@ -77,6 +80,7 @@ private:
     size_t tcp_opts_ = 0;
     Bytes payload_;
     size_t padding_ = 0;
+    size_t slice_from_ = 0, slice_len_ = SIZE_MAX;
 };
 
 }  // namespace sgt

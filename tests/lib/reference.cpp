@@ -5,7 +5,7 @@
 namespace sgref {
 namespace {
 
-constexpr uint8_t kHopByHop = 0, kRouting = 43, kFragment = 44, kDestOpts = 60;
+constexpr uint8_t kHopByHop = 0, kRouting = 43, kFragHdr = 44, kDestOpts = 60;
 
 uint16_t be16(const sgt::Bytes& f, size_t off) { return uint16_t(f[off] << 8 | f[off + 1]); }
 
@@ -16,7 +16,7 @@ uint32_t be32(const sgt::Bytes& f, size_t off)
 
 bool is_ext(uint8_t nh)
 {
-    return nh == kHopByHop || nh == kRouting || nh == kFragment || nh == kDestOpts;
+    return nh == kHopByHop || nh == kRouting || nh == kFragHdr || nh == kDestOpts;
 }
 
 bool is_vlan(uint16_t type) { return type == 0x8100 || type == 0x88a8; }
@@ -27,32 +27,42 @@ struct Cursor {
     bool fits(size_t len) const { return off + len <= f.size(); }
 };
 
-// Returns the L4 protocol, or -1 (unparsed) / -2 (non-first fragment).
-int parse_v4(Cursor& c, Classification& out, uint32_t& rem)
+// Parse results below zero (the datapath's SG_PARSE_*).
+constexpr int kUnparsed = -1, kFragment = -2, kRefused = -3;
+
+// Returns the L4 protocol or a parse result; `first` is set for a first fragment
+// (MF at offset 0), in which the whole TCP header must be present.
+int parse_v4(Cursor& c, Classification& out, uint32_t& rem, bool& first)
 {
     if (!c.fits(20))
-        return -1;
+        return kUnparsed;
     unsigned version = c.f[c.off] >> 4, hlen = (c.f[c.off] & 0xf) * 4u;
     unsigned total = be16(c.f, c.off + 2);
     if (version != 4 || hlen < 20 || !c.fits(hlen) || total < hlen || !c.fits(total))
-        return -1;
-    if (be16(c.f, c.off + 6) & 0x1fff)
-        return -2;
+        return kUnparsed;
+    uint16_t frag = be16(c.f, c.off + 6), offset = frag & 0x1fff;
+    int proto = c.f[c.off + 9];
+    if (offset == 1 && proto == 6)
+        return kRefused;   // RFC 1858: can rewrite the first fragment's TCP flags
+    if (offset)
+        return kFragment;
+    first = frag & 0x2000;
     out.src.assign(c.f.begin() + c.off + 12, c.f.begin() + c.off + 16);
     out.dst.assign(c.f.begin() + c.off + 16, c.f.begin() + c.off + 20);
     rem = total - hlen;
-    int proto = c.f[c.off + 9];
     c.off += hlen;
     return proto;
 }
 
-int parse_v6(Cursor& c, Classification& out, uint32_t& rem)
+// `first` is set by a fragment header at offset 0: from there on the chain and the
+// TCP header must be whole in this fragment (RFC 7112).
+int parse_v6(Cursor& c, Classification& out, uint32_t& rem, bool& first)
 {
     if (!c.fits(40) || c.f[c.off] >> 4 != 6)
-        return -1;
+        return kUnparsed;
     uint32_t plen = be16(c.f, c.off + 4);
     if (!c.fits(40 + plen))
-        return -1;
+        return kUnparsed;
     out.src.assign(c.f.begin() + c.off + 8, c.f.begin() + c.off + 24);
     out.dst.assign(c.f.begin() + c.off + 24, c.f.begin() + c.off + 40);
     uint8_t nh = c.f[c.off + 6];
@@ -60,17 +70,20 @@ int parse_v6(Cursor& c, Classification& out, uint32_t& rem)
     c.off += 40;
     for (int i = 0; i < SG_MAX_V6_EXT_HDRS && is_ext(nh); i++) {
         if (!c.fits(8))
-            return -1;
-        uint32_t len = nh == kFragment ? 8 : (c.f[c.off + 1] + 1u) * 8;
+            return kUnparsed;
+        uint32_t len = nh == kFragHdr ? 8 : (c.f[c.off + 1] + 1u) * 8;
         if (!c.fits(len) || len > rem)
-            return -1;
-        if (nh == kFragment && (be16(c.f, c.off + 2) & 0xfff8))
-            return -2;
+            return kUnparsed;
+        if (nh == kFragHdr) {
+            if (be16(c.f, c.off + 2) & 0xfff8)
+                return kFragment;
+            first = true;
+        }
         nh = c.f[c.off];
         c.off += len;
         rem -= len;
     }
-    return is_ext(nh) ? -1 : nh;   // a longer chain is not walked
+    return is_ext(nh) ? kRefused : nh;   // a longer chain is not walked, and may hide TCP
 }
 
 }  // namespace
@@ -90,25 +103,30 @@ Classification classify(const sgt::Bytes& f, const std::vector<uint16_t>& ports)
     }
     out.l2_len = c.off;
     uint32_t rem = 0;
+    bool first = false;
     int proto;
     if (type == 0x0800) {
         out.family = 4;
-        proto = parse_v4(c, out, rem);
+        proto = parse_v4(c, out, rem, first);
     } else if (type == 0x86dd) {
         out.family = 6;
-        proto = parse_v6(c, out, rem);
+        proto = parse_v6(c, out, rem, first);
     } else {
-        out.result = is_vlan(type) ? SG_RES_UNPARSED : SG_RES_NON_IP;
+        // a third tag is deeper than the datapath walks and may hide a SYN
+        out.result = is_vlan(type) ? SG_RES_REFUSED : SG_RES_NON_IP;
         return out;
     }
+    // what a first fragment cuts short, fragments nobody classifies complete
+    sg_result cut = first ? SG_RES_REFUSED : SG_RES_UNPARSED;
     if (proto < 0) {
-        out.result = proto == -2 ? SG_RES_FRAGMENT : SG_RES_UNPARSED;
+        out.result = proto == kFragment ? SG_RES_FRAGMENT : proto == kRefused ? SG_RES_REFUSED : cut;
         return out;
     }
     if (proto != 6) {
         out.result = SG_RES_NON_TCP;
         return out;
     }
+    out.result = cut;
     if (!c.fits(20))
         return out;
     uint32_t doff = (f[c.off + 12] >> 4) * 4u;

@@ -12,7 +12,7 @@
 namespace sgref {
 
 struct Classification {
-    sg_result result = SG_RES_UNPARSED;   // one of the six per-frame classes
+    sg_result result = SG_RES_UNPARSED;   // one of the seven per-frame classes
     size_t l2_len = 0;
     int family = 0;                       // 4 or 6 once an IP header was accepted
     sgt::Bytes src, dst;

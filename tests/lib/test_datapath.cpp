@@ -69,8 +69,11 @@ std::string describe(const Global& g)
 {
     std::string s;
     for (size_t i = 0; i < g.size(); i++)
-        if (g[i])
-            s += (s.empty() ? "" : " ") + std::string(smtpgov::kResultNames[i]) + "=" + std::to_string(g[i]);
+        if (g[i]) {
+            std::string name(smtpgov::kResultNames[i]);
+            s += (s.empty() ? "" : " ") + (name.empty() ? "result" + std::to_string(i) : name) + "=" +
+                 std::to_string(g[i]);
+        }
     return s.empty() ? "none" : s;
 }
 
