@@ -3,6 +3,7 @@
 #include <bpf/bpf.h>
 #include <linux/bpf.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <optional>
@@ -113,7 +114,7 @@ int possible_cpus() {
 
 Datapath::Datapath(Datapath&& o) noexcept
     : skel_(std::exchange(o.skel_, nullptr)), opts_(std::move(o.opts_)), pins_(std::move(o.pins_)),
-      new_maps_(std::move(o.new_maps_)) {}
+      new_maps_(std::move(o.new_maps_)), replaced_maps_(std::move(o.replaced_maps_)) {}
 
 Datapath& Datapath::operator=(Datapath&& o) noexcept {
     if (this != &o) {
@@ -122,6 +123,7 @@ Datapath& Datapath::operator=(Datapath&& o) noexcept {
         opts_ = std::move(o.opts_);
         pins_ = std::move(o.pins_);
         new_maps_ = std::move(o.new_maps_);
+        replaced_maps_ = std::move(o.replaced_maps_);
     }
     return *this;
 }
@@ -159,7 +161,15 @@ Status Datapath::reuse_pins() {
             continue;
         }
         bpf_map* m = map(info.id);
-        if (auto s = check_compatible(m, fd->get(), path); !s) return s;
+        if (auto s = check_compatible(m, fd->get(), path); !s) {
+            // Datapath totals only (a build that adds a result): a fresh map replaces the
+            // pin at commit, so an upgrade over live pins keeps working. Per-VM state
+            // and policy maps of another shape are refused, never silently dropped.
+            if (info.id != MapId::Global) return s;
+            new_maps_.emplace_back(info.name);
+            replaced_maps_.emplace_back(info.name);
+            continue;
+        }
         if (int err = bpf_map__reuse_fd(m, fd->get()); err) return Error::from_errno("reuse " + path, -err);
     }
     return ok_status();
@@ -194,6 +204,7 @@ Result<Datapath> Datapath::reload(const std::vector<uint16_t>& smtp_ports) const
     dp.opts_.smtp_ports = smtp_ports;
     dp.pins_ = pins_;
     dp.new_maps_ = new_maps_;
+    dp.replaced_maps_ = replaced_maps_;
     if (auto s = dp.open_skeleton(); !s) return s.error();
     if (auto s = dp.reuse_fds(*this); !s) return s.error();
     if (auto s = dp.finish_load(); !s) return s.error();
@@ -204,6 +215,8 @@ Status Datapath::commit_pins() {
     for (size_t i = 0; i < new_maps_.size(); ++i) {
         auto id = map_id(new_maps_[i]);
         std::string path = pins_.map(new_maps_[i]);
+        if (std::find(replaced_maps_.begin(), replaced_maps_.end(), new_maps_[i]) != replaced_maps_.end())
+            if (auto s = unpin(path); !s) return s;  // the old-shape map goes with its old programs
         int err = id ? bpf_map__pin(map(*id), path.c_str()) : -ENOENT;
         if (err) {
             new_maps_.erase(new_maps_.begin(), new_maps_.begin() + static_cast<long>(i));
@@ -211,6 +224,7 @@ Status Datapath::commit_pins() {
         }
     }
     new_maps_.clear();
+    replaced_maps_.clear();
     return ok_status();
 }
 

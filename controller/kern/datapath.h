@@ -89,6 +89,7 @@ private:
     DatapathOptions opts_;
     PinLayout pins_{""};
     std::vector<std::string> new_maps_;
+    std::vector<std::string> replaced_maps_;  // pins of an older shape, replaced at commit
 };
 
 // Number of possible CPUs (per-CPU map value stride), cached.

@@ -94,6 +94,31 @@ TEST_F(KernTest, PinnedMapOfAnotherSizeIsRefusedWithAReason) {
     EXPECT_NE(dp.error().message.find("--remove"), std::string::npos);
 }
 
+// A build that adds a datapath result grows sg_global: the old-shape pin is replaced at
+// commit (totals restart), so an upgrade over live pins keeps working.
+TEST_F(KernTest, AnOlderShapeOfTheGlobalCountersIsReplacedOnCommit) {
+    {
+        Datapath dp = load();
+        ASSERT_TRUE(dp.commit_pins().ok());
+    }
+    const std::string path = PinLayout(opts_.bpffs).map("sg_global");
+    ASSERT_EQ(::unlink(path.c_str()), 0);
+    int old = bpf_map_create(BPF_MAP_TYPE_PERCPU_ARRAY, "sg_global", 4, 8, SG_RES_MAX - 1, nullptr);
+    ASSERT_GE(old, 0);
+    ASSERT_EQ(bpf_obj_pin(old, path.c_str()), 0);
+    ::close(old);
+    Datapath dp = load();
+    EXPECT_FALSE(dp.adopted());
+    ASSERT_TRUE(dp.commit_pins().ok());
+    int fd = bpf_obj_get(path.c_str());
+    ASSERT_GE(fd, 0);
+    bpf_map_info info{};
+    __u32 len = sizeof(info);
+    ASSERT_EQ(bpf_obj_get_info_by_fd(fd, &info, &len), 0);
+    EXPECT_EQ(info.max_entries, static_cast<__u32>(SG_RES_MAX));
+    ::close(fd);
+}
+
 TEST_F(KernTest, AttachPinsLinksAndUpgradeSwapsProgramsWithoutDetaching) {
     Datapath dp = load();
     Attacher at(XdpMode::Auto);
