@@ -21,9 +21,11 @@ deb=$build/smtpgov_${version}_amd64.deb
 log "ok: built $(basename "$deb")"
 
 depends=$(dpkg-deb -f "$deb" Depends)
-for d in libbpf1 libxdp1 libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0 libboost-program-options1.74.0; do
+for d in libbpf1 libxdp1 libprometheus-cpp-core1.0 libboost-program-options1.74.0; do
     [[ $depends == *"$d"* ]] || fail "Depends lacks $d: $depends"
 done
+# the exporter serves /metrics itself: no civetweb (prometheus-cpp's pull library)
+[[ $depends != *libprometheus-cpp-pull* ]] || fail "Depends still names libprometheus-cpp-pull: $depends"
 log "ok: Depends: $depends"
 
 files=$(dpkg-deb -c "$deb" | awk '{print $6}' | sed 's|^\.||')
