@@ -232,3 +232,29 @@ if bad:
     sys.exit(1)
 PY
 }
+
+# sgd_rejection_testbed PREFIX REJECTOR N: a 2-VM testbed with a blocklisting MX on
+# REJECTOR (first N corpus replies) and a webhook receiver (port in $hook_port, bodies
+# in $SG_TMP/hook.jsonl)
+sgd_rejection_testbed() {
+    sg_init "$1"
+    sg_testbed --vms 2 up
+    eval "$(sg_testbed env)"
+    sgd_rejector "$2" "$3"
+    hook_port=$((20000 + RANDOM % 20000))
+    sgd_webhook_receiver "$hook_port" "$SG_TMP/hook.jsonl"
+}
+
+# sgd_rejection_policy FILE VMS_JSON: remote rejections alone escalate (2 points each,
+# steered at 40); the tiers keep the VM's own limits so that escalation does not stop
+# the sessions under test
+sgd_rejection_policy() {
+    cat >"$1" <<JSON
+{
+  "tiers": {"throttled": {"rate": 100, "burst": 100}, "steered": {"rate": 100, "burst": 100}},
+  "reputation": {"half_life_s": 600, "thresholds": {"throttled": 20, "steered": 40, "blocked": 100000},
+                 "weights": {"remote_reject": 2}},
+  "vms": $2
+}
+JSON
+}

@@ -4,25 +4,11 @@
 # nothing: no tier change, no event, no ticket, no webhook. (smtpgovd used to run a
 # mini-sweep and an evaluation on vm show, so a read could escalate a VM.)
 source "$(dirname "$(readlink -f "$0")")/common.sh"
-sg_init dmrd
-sg_testbed --vms 2 up
-eval "$(sg_testbed env)"
-
 rejector=203.0.113.98
-sgd_rejector "$rejector" 3
-hook_port=$((20000 + RANDOM % 20000))
-sgd_webhook_receiver "$hook_port" "$SG_TMP/hook.jsonl"
-
+sgd_rejection_testbed dmrd "$rejector" 3
 # 30 refusals x 2 points = 60: enough for steered (40) at the next evaluation
-cat >"$SG_TMP/policy.json" <<JSON
-{
-  "tiers": {"throttled": {"rate": 100, "burst": 100}, "steered": {"rate": 100, "burst": 100}},
-  "reputation": {"half_life_s": 600, "thresholds": {"throttled": 20, "steered": 40, "blocked": 100000},
-                 "weights": {"remote_reject": 2}},
-  "vms": [{"id": "sender", "tenant": "acme", "interface": "$SG_VM1_IF", "addresses": ["$SG_VM1_V4/32"],
-           "rate": 50, "burst": 60}]
-}
-JSON
+sgd_rejection_policy "$SG_TMP/policy.json" "[{\"id\": \"sender\", \"tenant\": \"acme\", \"interface\": \"$SG_VM1_IF\",
+  \"addresses\": [\"$SG_VM1_V4/32\"], \"rate\": 50, \"burst\": 60}]"
 sg_write_config "$SG_TMP/smtpgovd.json" "$SG_TMP/policy.json" "$SG_VM1_IF" "$SG_VM2_IF"
 sgd_set_config "$SG_TMP/smtpgovd.json" webhook_url "\"http://127.0.0.1:$hook_port/tickets\""
 sgd_set_config "$SG_TMP/smtpgovd.json" sweep_interval_ms 60000

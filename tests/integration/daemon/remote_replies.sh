@@ -5,28 +5,11 @@
 # (it never exceeds its rate), is escalated, and the ticket carries the sampled reply
 # lines as evidence; the ticket is also POSTed to the configured webhook.
 source "$(dirname "$(readlink -f "$0")")/common.sh"
-sg_init dmrep
-sg_testbed --vms 2 up
-eval "$(sg_testbed env)"
-
 rejector=203.0.113.99
-sgd_rejector "$rejector" 5
-hook_port=$((20000 + RANDOM % 20000))
-sgd_webhook_receiver "$hook_port" "$SG_TMP/hook.jsonl"
-
-# remote rejections alone escalate: 2 points each, steered at 40; the tiers keep the
-# VM's own limits so that escalation does not stop the sessions under test
-cat >"$SG_TMP/policy.json" <<JSON
-{
-  "tiers": {"throttled": {"rate": 100, "burst": 100}, "steered": {"rate": 100, "burst": 100}},
-  "reputation": {"half_life_s": 600, "thresholds": {"throttled": 20, "steered": 40, "blocked": 100000},
-                 "weights": {"remote_reject": 2}},
-  "vms": [
-    {"id": "sender", "tenant": "acme", "interface": "$SG_VM1_IF", "addresses": ["$SG_VM1_V4/32"], "rate": 20, "burst": 40},
-    {"id": "quiet", "tenant": "acme", "interface": "$SG_VM2_IF", "addresses": ["$SG_VM2_V4/32"]}
-  ]
-}
-JSON
+sgd_rejection_testbed dmrep "$rejector" 5
+sgd_rejection_policy "$SG_TMP/policy.json" "[
+  {\"id\": \"sender\", \"tenant\": \"acme\", \"interface\": \"$SG_VM1_IF\", \"addresses\": [\"$SG_VM1_V4/32\"], \"rate\": 20, \"burst\": 40},
+  {\"id\": \"quiet\", \"tenant\": \"acme\", \"interface\": \"$SG_VM2_IF\", \"addresses\": [\"$SG_VM2_V4/32\"]}]"
 sg_write_config "$SG_TMP/smtpgovd.json" "$SG_TMP/policy.json" "$SG_VM1_IF" "$SG_VM2_IF"
 sgd_set_config "$SG_TMP/smtpgovd.json" webhook_url "\"http://127.0.0.1:$hook_port/tickets\""
 sg_daemon_start "$SG_TMP/smtpgovd.json"
