@@ -95,6 +95,38 @@ struct {
 } sg_global SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sg_runtime);
+} sg_runtime SEC(".maps");
+
+/* connection table (abi.h): allocated as used, so an idle host pays nothing for it */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SG_CONN_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct sg_conn_key);
+	__type(value, struct sg_conn);
+} sg_conn SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SG_CONN_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct sg_conn_ring_key);
+	__type(value, struct sg_conn_key);
+} sg_conn_ring SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SG_CONN_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct sg_conn_nat_key);
+	__type(value, struct sg_conn_key);
+} sg_conn_nat SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, SG_RINGBUF_BYTES);
 } sg_events SEC(".maps");

@@ -50,6 +50,8 @@ inline constexpr std::array<std::string_view, SG_REPLY_MAX> kReplyNames{"synack"
 // Datapath result names, indexed by enum sg_result.
 inline constexpr std::array<std::string_view, SG_RES_MAX> kResultNames{
     "non_ip", "non_tcp", "non_smtp", "smtp_syn", "unparsed", "fragment",
-    "auto_new", "rst_sent", "event_lost", "spoofed", "refused"};
+    "auto_new", "rst_sent", "event_lost", "spoofed", "refused",
+    "conn_new", "conn_full", "conn_evicted", "steer_lost", "steer_frag",
+    "reply_untracked", "reply_outside", "nat_conflict"};
 
 }  // namespace smtpgov

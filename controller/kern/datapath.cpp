@@ -30,6 +30,10 @@ bpf_map* skel_map(const smtpgov_bpf* s, MapId id) {
     case MapId::Global: return s->maps.sg_global;
     case MapId::Events: return s->maps.sg_events;
     case MapId::IfacesBig: return s->maps.sg_ifaces_big;
+    case MapId::Runtime: return s->maps.sg_runtime;
+    case MapId::Conn: return s->maps.sg_conn;
+    case MapId::ConnRing: return s->maps.sg_conn_ring;
+    case MapId::ConnNat: return s->maps.sg_conn_nat;
     case MapId::Count: break;
     }
     return nullptr;

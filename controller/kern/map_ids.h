@@ -13,7 +13,8 @@
 namespace smtpgov::kern {
 
 enum class MapId : unsigned {
-    Ifaces, VmV4, VmV6, VmPolicy, Defaults, VmBucket, VmStats, Auto, AutoPolicy, Global, Events, IfacesBig, Count
+    Ifaces, VmV4, VmV6, VmPolicy, Defaults, VmBucket, VmStats, Auto, AutoPolicy, Global, Events, IfacesBig,
+    Runtime, Conn, ConnRing, ConnNat, Count
 };
 
 struct MapInfo {
@@ -37,6 +38,10 @@ inline constexpr std::array<MapInfo, static_cast<size_t>(MapId::Count)> kMaps{{
     {MapId::Global, "sg_global", SG_RES_MAX, sizeof(__u32), sizeof(__u64)},
     {MapId::Events, "sg_events", 0, 0, 0},
     {MapId::IfacesBig, "sg_ifaces_big", SG_MAX_IFACES_BIG, sizeof(__u32), sizeof(sg_iface)},
+    {MapId::Runtime, "sg_runtime", 1, sizeof(__u32), sizeof(sg_runtime)},
+    {MapId::Conn, "sg_conn", SG_CONN_MAX, sizeof(sg_conn_key), sizeof(sg_conn)},
+    {MapId::ConnRing, "sg_conn_ring", SG_CONN_MAX, sizeof(sg_conn_ring_key), sizeof(sg_conn_key)},
+    {MapId::ConnNat, "sg_conn_nat", SG_CONN_MAX, sizeof(sg_conn_nat_key), sizeof(sg_conn_key)},
 }};
 
 constexpr std::string_view map_name(MapId id) { return kMaps[static_cast<size_t>(id)].name; }

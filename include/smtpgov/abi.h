@@ -23,6 +23,13 @@
 #define SG_RINGBUF_BYTES    (256 * 1024)
 #define SG_REPLY_TEXT_MAX   96      /* bytes of a remote reply line sampled into an event */
 #define SG_SLOT_NONE        0xffffffffu
+/* connection table (docs/internals.md, "Connections") */
+#define SG_CONN_MAX            524288  /* sg_conn entries; HASH allocated as used */
+#define SG_CONN_PER_VM_DEFAULT 4096    /* policy conn_per_vm */
+#define SG_CONN_PER_VM_MAX     65536
+#define SG_CONN_IDLE_NS        (600ULL * 1000 * 1000 * 1000) /* established, no packet either way */
+#define SG_CONN_SHORT_NS       (30ULL * 1000 * 1000 * 1000)  /* SYN sent, or both sides sent FIN */
+#define SG_CONN_WINDOW         65535u  /* bytes past remote_nxt a remote segment may start */
 
 /* ---- enums (stored in __u8 fields) -------------------------------------- */
 enum sg_tier {
@@ -59,6 +66,14 @@ enum sg_result {          /* index into the global per-CPU counter array sg_glob
 	SG_RES_SPOOFED     = 9,   /* SYN from an address its VM does not own */
 	SG_RES_REFUSED     = 10,  /* could hide a new connection, cannot be classified: dropped
 	                           * (tiny first fragment, TCP offset 1, chain or VLAN stack too deep) */
+	SG_RES_CONN_NEW    = 11,  /* connection entry created for a passed or steered SYN */
+	SG_RES_CONN_FULL   = 12,  /* sg_conn full: a passed SYN goes untracked, a steered one is refused */
+	SG_RES_CONN_EVICTED = 13, /* an owner past conn_per_vm lost its own oldest entry */
+	SG_RES_STEER_LOST  = 14,  /* packet of a steered VM to a proxy port with no entry: dropped */
+	SG_RES_STEER_FRAG  = 15,  /* fragment from a steered VM (cannot be rewritten): dropped */
+	SG_RES_REPLY_UNTRACKED = 16, /* SYN-ACK/RST/reply from an SMTP port, no tracked connection: ignored */
+	SG_RES_REPLY_OUTSIDE   = 17, /* on a tracked connection but outside TCP's window: ignored */
+	SG_RES_NAT_CONFLICT    = 18, /* steered SYN whose client ADDR:PORT is a live steered flow: refused */
 	SG_RES_MAX
 };
 
@@ -83,6 +98,21 @@ enum sg_event_type {
 /* sg_vm_policy.flags */
 #define SG_VMF_ACTIVE     (1u << 0)  /* slot is in use */
 #define SG_VMF_HAS_ADDRS  (1u << 1)  /* VM registered addresses: check sources for spoofing */
+
+/* sg_conn.state */
+enum sg_conn_state {
+	SG_CONN_SYN_SENT    = 0,  /* the VM's SYN passed or was steered; no valid SYN-ACK yet */
+	SG_CONN_ESTABLISHED = 1,  /* a SYN-ACK acknowledging the VM's SYN came back */
+};
+
+/* sg_conn.flags */
+#define SG_CONNF_STEERED    (1u << 0)  /* destination rewritten to proxy_addr:proxy_port */
+#define SG_CONNF_FIN_VM     (1u << 1)
+#define SG_CONNF_FIN_REMOTE (1u << 2)
+
+/* sg_runtime.flags */
+#define SG_RT_PROXY_V4      (1u << 0)  /* proxy_v4 is set */
+#define SG_RT_PROXY_V6      (1u << 1)  /* proxy_v6 is set */
 
 /* ---- static configuration (const volatile rodata, set between open and load) */
 struct sg_static_cfg {
@@ -139,6 +169,8 @@ struct sg_bucket {
 	__u64 last_event_ns;     /* last SG_EV_OVER_LIMIT sent for this VM */
 	__u64 over_since_event;  /* over-limit SYNs since that event */
 	__u64 last_sample_ns;    /* last SG_EV_REPLY sampled for this VM */
+	__u64 conn_seq;          /* connection entries ever created; ring index = seq % conn_per_vm */
+	__u64 conn_evicted;      /* own entries evicted past conn_per_vm */
 };
 
 /* sg_vm_bucket: ARRAY slot -> sg_bucket (kernel-owned; userspace zeroes on VM creation) */
@@ -186,16 +218,84 @@ struct sg_event {
 	char  text[SG_REPLY_TEXT_MAX];
 };
 
+/* sg_runtime: ARRAY[1], written by the controller (policy conn_per_vm and proxy). */
+struct sg_runtime {
+	__u32 conn_per_vm;           /* 0 reads as SG_CONN_PER_VM_DEFAULT */
+	__u32 flags;                 /* SG_RT_* */
+	__u8  proxy_v4[4];
+	__be16 proxy_v4_port;
+	__be16 proxy_v6_port;
+	__u8  proxy_v6[16];
+	__u16 proxy_ports[SG_MAX_PORTS]; /* host order: steered destination ports (default 25) */
+	__u32 n_proxy_ports;
+	__u8  nofamily_tier;         /* steered SYN of a family with no proxy: SG_TIER_THROTTLED
+	                              * (the steered tier's bucket, then pass) or SG_TIER_BLOCKED */
+	__u8  pad[3];
+};
+
+/* sg_conn: HASH sg_conn_key -> sg_conn. Keyed as the VM sees the connection: its own
+ * address/port and the destination it dialled, on the interface its SYN came in by.
+ * Created by XDP for a passed or steered SYN; the kernel updates it; the controller only
+ * deletes entries idle past SG_CONN_IDLE_NS/SG_CONN_SHORT_NS. */
+struct sg_conn_key {
+	__u32 ifindex;
+	__u8  family;            /* 4 or 6 */
+	__u8  pad;
+	__be16 vm_port;
+	__be16 dst_port;         /* as the VM dialled */
+	__u16 pad2;
+	__u8  vm_addr[16];       /* IPv4 in [0..3] */
+	__u8  dst_addr[16];      /* as the VM dialled */
+};
+
+struct sg_conn {
+	__u64 created_ns;
+	__u64 last_ns;           /* last packet either way */
+	__u32 slot;              /* owner: VM slot, or SG_SLOT_NONE and owner_key names the auto entry */
+	__u32 ring_idx;          /* owner's ring position (sg_conn_ring) */
+	struct sg_auto_key owner_key;
+	__u32 vm_isn;            /* host order: the VM's SYN sequence number */
+	__u32 vm_nxt;            /* host order: highest seq + len the VM sent */
+	__u32 remote_nxt;        /* host order: next byte expected from the remote (ESTABLISHED) */
+	__u8  state;             /* enum sg_conn_state */
+	__u8  flags;             /* SG_CONNF_* */
+	__be16 proxy_port;       /* SG_CONNF_STEERED: where the flow really goes */
+	__u8  proxy_addr[16];
+};
+
+/* sg_conn_ring: HASH sg_conn_ring_key -> sg_conn_key: each owner's last conn_per_vm entries
+ * in creation order; a new entry takes ring slot conn_seq % conn_per_vm and evicts what
+ * was there (only the owner's own oldest). Kernel-written; the controller deletes stale ones. */
+struct sg_conn_ring_key {
+	__u32 slot;              /* as sg_conn.slot */
+	__u32 idx;
+	struct sg_auto_key owner_key;
+};
+
+/* sg_conn_nat: HASH sg_conn_nat_key -> sg_conn_key for steered flows: the client side
+ * ADDR:PORT the proxy sees names the connection (reverse NAT, flow original-dst). */
+struct sg_conn_nat_key {
+	__u8  family;
+	__u8  pad;
+	__be16 vm_port;
+	__u8  vm_addr[16];
+};
+
 #ifdef __cplusplus
+static_assert(sizeof(struct sg_runtime) == 4 + 4 + 4 + 4 + 16 + 32 + 4 + 4, "abi: sg_runtime");
+static_assert(sizeof(struct sg_conn_key) == 44, "abi: sg_conn_key");
+static_assert(sizeof(struct sg_conn) == 8 + 8 + 4 + 4 + 24 + 12 + 4 + 16, "abi: sg_conn");
+static_assert(sizeof(struct sg_conn_ring_key) == 32, "abi: sg_conn_ring_key");
+static_assert(sizeof(struct sg_conn_nat_key) == 20, "abi: sg_conn_nat_key");
 static_assert(sizeof(struct sg_static_cfg) == 40, "abi: sg_static_cfg");
 static_assert(sizeof(struct sg_iface) == 8, "abi: sg_iface");
 static_assert(sizeof(struct sg_lpm_v4) == 8, "abi: sg_lpm_v4");
 static_assert(sizeof(struct sg_lpm_v6) == 20, "abi: sg_lpm_v6");
 static_assert(sizeof(struct sg_vm_policy) == 16, "abi: sg_vm_policy");
-static_assert(sizeof(struct sg_bucket) == 32, "abi: sg_bucket");
+static_assert(sizeof(struct sg_bucket) == 48, "abi: sg_bucket");
 static_assert(sizeof(struct sg_vm_stats) == 88, "abi: sg_vm_stats");
 static_assert(sizeof(struct sg_auto_key) == 24, "abi: sg_auto_key");
-static_assert(sizeof(struct sg_auto_vm) == 32 + 88 + 16, "abi: sg_auto_vm");
+static_assert(sizeof(struct sg_auto_vm) == 48 + 88 + 16, "abi: sg_auto_vm");
 static_assert(sizeof(struct sg_event) == 24 + 24 + 8 + SG_REPLY_TEXT_MAX, "abi: sg_event");
 #endif
 
