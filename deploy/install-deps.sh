@@ -18,6 +18,8 @@ packages=(
     # C++ libraries
     libboost-program-options-dev nlohmann-json3-dev prometheus-cpp-dev libsystemd-dev
     libgtest-dev libgmock-dev googletest libcurl4-openssl-dev
+    # smtpgov-libvirt (the libvirt companion; smtpgovd itself never links libvirt)
+    libvirt-dev libxml2-dev
     # testbed, demo and integration tests
     iproute2 iputils-ping procps psmisc postfix swaks curl prometheus python3
     # testbed: GRO on veths (XDP_TX/live frames need the peer in NAPI mode), SYN counters
