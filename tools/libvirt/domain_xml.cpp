@@ -73,18 +73,4 @@ Result<Domain> parse_domain_xml(std::string_view xml) {
     return d;
 }
 
-nlohmann::json to_json(const Domain& d) {
-    auto nics = nlohmann::json::array();
-    for (const Nic& n : d.nics) nics.push_back({{"dev", n.dev}, {"mac", n.mac}});
-    return {{"name", d.name}, {"uuid", d.uuid}, {"interfaces", nics}};
-}
-
-nlohmann::json update_request(const std::vector<Domain>& running, const std::vector<std::string>& gone_uuids,
-                              bool full) {
-    auto doms = nlohmann::json::array();
-    for (const Domain& d : running) doms.push_back(to_json(d));
-    return {{"cmd", "hypervisor.update"}, {"source", "libvirt"}, {"full", full},
-            {"domains", doms}, {"gone", gone_uuids}};
-}
-
 }  // namespace smtpgov::hv
