@@ -20,8 +20,11 @@ packages=(
     libgtest-dev libgmock-dev googletest libcurl4-openssl-dev
     # smtpgov-libvirt (the libvirt companion; smtpgovd itself never links libvirt)
     libvirt-dev libxml2-dev
-    # testbed, demo and integration tests
-    iproute2 iputils-ping procps psmisc postfix swaks curl prometheus python3
+    # testbed, demo and integration tests (swaks needs IO::Socket::INET6 for IPv6, only
+    # a Recommends)
+    iproute2 iputils-ping procps psmisc postfix swaks libio-socket-inet6-perl curl prometheus python3
+    # the reference scanning proxy (deploy/proxy/): Postfix + rspamd as its milter
+    rspamd
     # testbed: GRO on veths (XDP_TX/live frames need the peer in NAPI mode), SYN counters
     ethtool nftables
 )
@@ -34,9 +37,24 @@ missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# No package installed here may start its system service: Postfix would bind port 25
+# and rspamd 11332-11334 in the root namespace, and neither is used (the testbed and
+# deploy/proxy/run.sh run private instances with their own config, queue and database
+# directories). invoke-rc.d and deb-systemd-invoke ask /usr/sbin/policy-rc.d, and exit
+# code 101 means "not allowed": one is put in place for the install only, unless the
+# machine already has its own (then it is left as it is).
+policy_rc=/usr/sbin/policy-rc.d
+own_policy_rc=0
 if ((${#missing[@]})); then
+    if [[ ! -e $policy_rc ]]; then
+        printf '#!/bin/sh\n# smtpgov install-deps.sh: no service starts during the install\nexit 101\n' >"$policy_rc"
+        chmod 755 "$policy_rc"
+        own_policy_rc=1
+        trap 'rm -f "$policy_rc"' EXIT
+    fi
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    if ((own_policy_rc)); then rm -f "$policy_rc"; trap - EXIT; fi
 fi
 # The packaged postfix/prometheus services are not used: the testbed runs its own instances.
 for svc in postfix prometheus; do

@@ -1,0 +1,200 @@
+#!/usr/bin/env python3
+"""smtpgov scanning proxy: report rspamd's verdicts to smtpgovd's policy service.
+
+rspamd (deploy/proxy/rspamd/override.d/logging.inc) writes one line per scanned message:
+
+    ... smtpgov-verdict ip=198.18.1.2 port=39485 qid=<2193F13C12B> action=<reject>
+        score=15.00/15.00 forced=<reject "Gtube pattern"; ...> mid=<...> symbols=[GTUBE(0.00)]
+
+The address and port are those of the SMTP client Postfix received (the VM: a steered
+connection keeps the VM's source address and port), so smtpgovd finds the VM in its
+connection table. Each spam verdict (actions reject, add header, rewrite subject) becomes
+one request in the policy delegation format, answered by one "action=..." reply:
+
+    request=smtpgov_verdict
+    client_address=198.18.1.2
+    client_port=39485
+    verdict=spam
+    action=reject
+    score=15.00
+    queue_id=2193F13C12B
+    reason=Gtube pattern
+    <empty line>
+
+Reports are sent in log order; while the policy service cannot be reached (smtpgovd
+restarting) the reporter retries the same report every second, and gives a report up
+after --give-up-s (default 600). The log offset is saved after every report (--offset
+FILE), so a restarted reporter neither repeats nor loses verdicts. rspamd writes the line
+for every message, GTUBE included, which rspamd's modules (metadata_exporter among them)
+never see: GTUBE skips them all.
+
+Usage: verdicts.py --log RSPAMD_LOG --policy HOST:PORT --offset FILE [--pidfile FILE]
+"""
+import argparse
+import os
+import re
+import signal
+import socket
+import sys
+import time
+
+LINE = re.compile(
+    r"smtpgov-verdict ip=(?P<ip>\S*) port=(?P<port>\d*) qid=<(?P<qid>[^>]*)> "
+    r"action=<(?P<action>[^>]*)> score=(?P<score>[-\d.]+)/[-\d.]+ "
+    r"forced=<(?P<forced>.*?)> mid=<")
+SPAM_ACTIONS = {"reject", "add header", "rewrite subject"}
+ATTR_SAFE = re.compile(r"[\x00-\x1f=]")   # a value is one line; '=' is kept out of reasons
+
+
+def log(msg):
+    print(time.strftime("%Y-%m-%d %H:%M:%S"), "verdicts:", msg, file=sys.stderr, flush=True)
+
+
+def parse(line):
+    """The report of one rspamd log line, or None (not a verdict line, or not spam)."""
+    m = LINE.search(line)
+    if not m or not m["ip"] or not m["port"]:
+        return None
+    if m["action"] not in SPAM_ACTIONS:
+        return None
+    reason = ""
+    f = re.match(r'\w[\w ]*? "([^"]*)"', m["forced"])
+    if f:
+        reason = f.group(1)
+    return {
+        "request": "smtpgov_verdict",
+        "client_address": m["ip"],
+        "client_port": m["port"],
+        "verdict": "spam",
+        "action": m["action"],
+        "score": m["score"],
+        "queue_id": m["qid"] if m["qid"] != "undef" else "",
+        "reason": reason,
+    }
+
+
+def encode(report):
+    return "".join(f"{k}={ATTR_SAFE.sub(' ', v)}\n" for k, v in report.items()).encode() + b"\n"
+
+
+def split_hostport(s):
+    host, _, port = s.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def send(policy, report, timeout=5.0):
+    """One request, one reply; returns the reply's action (raises OSError when unreachable)."""
+    with socket.create_connection(split_hostport(policy), timeout=timeout) as s:
+        s.sendall(encode(report))
+        buf = b""
+        while not buf.endswith(b"\n\n"):
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            buf += chunk
+    for line in buf.decode(errors="replace").splitlines():
+        if line.startswith("action="):
+            return line[len("action="):]
+    raise OSError(f"no action in the reply: {buf[:200]!r}")
+
+
+class Offset:
+    """(inode, offset) of the log, saved atomically."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def load(self):
+        try:
+            ino, off = open(self.path).read().split()
+            return int(ino), int(off)
+        except (OSError, ValueError):
+            return None, 0
+
+    def save(self, ino, off):
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(f"{ino} {off}\n")
+        os.replace(tmp, self.path)
+
+
+def follow(args):
+    store = Offset(args.offset)
+    ino, off = store.load()
+    f = None
+    pending = b""
+    while True:
+        if f is None:
+            try:
+                f = open(args.log, "rb")
+            except OSError:
+                time.sleep(0.2)
+                continue
+            st = os.fstat(f.fileno())
+            if st.st_ino != ino or st.st_size < off:
+                off = 0             # a new or truncated log: from its start
+            ino = st.st_ino
+            f.seek(off)
+        chunk = f.readline()
+        if not chunk:
+            # end of the file: a rotated log is reopened, otherwise wait for more
+            try:
+                if os.stat(args.log).st_ino != ino:
+                    f.close()
+                    f, ino, off, pending = None, None, 0, b""
+                    continue
+            except OSError:
+                pass
+            time.sleep(0.1)
+            continue
+        pending += chunk
+        if not pending.endswith(b"\n"):
+            continue                # a line still being written
+        line, pending = pending.decode(errors="replace"), b""
+        report = parse(line)
+        if report:
+            deliver(args, report)
+        off = f.tell()
+        store.save(ino, off)
+
+
+def deliver(args, report):
+    first = time.monotonic()
+    warned = False
+    while True:
+        try:
+            answer = send(args.policy, report)
+            log(f"{report['client_address']}:{report['client_port']} {report['action']} "
+                f"({report['reason'] or report['score']}): policy service answered {answer}")
+            return
+        except OSError as e:
+            if time.monotonic() - first > args.give_up_s:
+                log(f"gave up reporting {report['client_address']}:{report['client_port']}: {e}")
+                return
+            if not warned:
+                log(f"policy service {args.policy} unreachable ({e}); retrying every second")
+                warned = True
+            time.sleep(1)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--log", required=True)
+    ap.add_argument("--policy", required=True)
+    ap.add_argument("--offset", required=True)
+    ap.add_argument("--pidfile")
+    ap.add_argument("--give-up-s", type=float, default=600)
+    args = ap.parse_args()
+    if args.pidfile:
+        with open(args.pidfile, "w") as f:
+            f.write(f"{os.getpid()}\n")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    log(f"following {args.log}, reporting to {args.policy}")
+    try:
+        follow(args)
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
