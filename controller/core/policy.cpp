@@ -8,19 +8,21 @@ namespace smtpgov {
 
 using nlohmann::json;
 
-std::string_view to_string(FailMode m) {
-    switch (m) {
-    case FailMode::Throttle: return "throttle";
-    case FailMode::Pass: return "pass";
-    case FailMode::Block: return "block";
-    }
-    return "throttle";
-}
+std::string_view to_string(FailMode m) { return m == FailMode::Block ? "block" : "throttle"; }
 
 std::optional<FailMode> parse_fail_mode(std::string_view s) {
-    for (FailMode m : {FailMode::Throttle, FailMode::Pass, FailMode::Block})
-        if (to_string(m) == s) return m;
+    if (s == "throttle") return FailMode::Throttle;
+    if (s == "block") return FailMode::Block;
     return std::nullopt;
+}
+
+Tier fail_tier(FailMode m) { return m == FailMode::Block ? Tier::Blocked : Tier::Throttled; }
+
+std::vector<Endpoint> Proxy::addresses() const {
+    std::vector<Endpoint> out;
+    if (v4) out.push_back(*v4);
+    if (v6) out.push_back(*v6);
+    return out;
 }
 
 const Vm* Policy::find(std::string_view id) const {
@@ -69,6 +71,14 @@ json reputation_json(const ReputationConfig& r) {
 }
 
 }  // namespace
+json proxy_json(const Proxy& px) {
+    json addrs = json::array(), egress = json::array();
+    for (const Endpoint& e : px.addresses()) addrs.push_back(e.to_string());
+    for (const IpPrefix& a : px.egress) egress.push_back(a.to_string());
+    return {{"address", std::move(addrs)}, {"fail_mode", to_string(px.fail_mode)}, {"ports", px.ports},
+            {"check_interval_s", px.check_interval_s}, {"egress", std::move(egress)}};
+}
+
 
 json to_json(const Policy& p) {
     json defaults{{"rate", p.defaults.rate}, {"burst", p.defaults.burst}, {"over_limit", to_string(p.defaults.over_limit)}};
@@ -82,8 +92,8 @@ json to_json(const Policy& p) {
     for (const Vm& vm : p.vms) vms.push_back(vm_json(vm));
     json out{{"smtp_ports", p.smtp_ports}, {"defaults", std::move(defaults)}, {"tiers", std::move(tiers)},
              {"reputation", reputation_json(p.reputation)}, {"vms", std::move(vms)}};
-    if (p.proxy)
-        out["proxy"] = {{"address", p.proxy->address.to_string()}, {"fail_mode", to_string(p.proxy->fail_mode)}};
+    out["conn_per_vm"] = p.conn_per_vm;
+    if (p.proxy) out["proxy"] = proxy_json(*p.proxy);
     return out;
 }
 
@@ -135,6 +145,7 @@ PolicyDiff diff(const Policy& old, const Policy& neu) {
     d.ports_changed = sorted(old.smtp_ports) != sorted(neu.smtp_ports);  // order carries no meaning
     if (!(old.defaults == neu.defaults)) d.sections_changed.push_back("defaults");
     if (!(old.tiers == neu.tiers)) d.sections_changed.push_back("tiers");
+    if (old.conn_per_vm != neu.conn_per_vm) d.sections_changed.push_back("conn_per_vm");
     if (old.proxy != neu.proxy) d.sections_changed.push_back("proxy");
     if (!(old.reputation == neu.reputation)) d.sections_changed.push_back("reputation");
     return d;

@@ -42,13 +42,26 @@ struct TierSettings {
     bool operator==(const TierSettings&) const = default;
 };
 
-enum class FailMode : unsigned char { Throttle, Pass, Block };  // what steered VMs get when the proxy is down
+// What a steered VM's new connections get while no proxy of their family takes them
+// (proxy down or not configured): the steered tier's limits, or blocked. There is no
+// "pass": mail never leaves unscanned because the scanner is down (never fail open).
+enum class FailMode : unsigned char { Throttle, Block };
 std::string_view to_string(FailMode m);
 std::optional<FailMode> parse_fail_mode(std::string_view s);
+Tier fail_tier(FailMode m);  // Throttled or Blocked: what the datapath enforces instead of steering
 
+inline constexpr uint32_t kMaxProxyCheckS = 3600;
+inline constexpr size_t kMaxEgress = 16;
+
+// The scanning proxy (DESIGN.md "Steering"): where the datapath rewrites steered
+// connections to, one endpoint per address family.
 struct Proxy {
-    Endpoint address;
+    std::optional<Endpoint> v4, v6;      // at least one
     FailMode fail_mode = FailMode::Throttle;
+    std::vector<uint16_t> ports{25};     // steered destination ports, each one of smtp_ports
+    uint32_t check_interval_s = 5;       // health check (TCP connect + 220 greeting)
+    std::vector<IpPrefix> egress;        // host addresses the proxy relays from (deploy/proxy); not used by smtpgovd
+    std::vector<Endpoint> addresses() const;  // v4 then v6, those set
     bool operator==(const Proxy&) const = default;
 };
 
@@ -65,6 +78,7 @@ struct Vm {
 struct Policy {
     std::vector<uint16_t> smtp_ports{25, 465, 587};
     Defaults defaults;
+    uint32_t conn_per_vm = SG_CONN_PER_VM_DEFAULT;  // connection entries per VM (abi.h sg_runtime)
     TierSettings tiers;
     std::optional<Proxy> proxy;
     ReputationConfig reputation;
@@ -104,7 +118,7 @@ struct PolicyDiff {
     std::vector<std::string> added, removed;  // VM ids, sorted
     std::vector<VmChange> changed;            // sorted by id
     bool ports_changed = false;
-    // Global sections whose values changed: defaults, tiers, proxy, reputation. The daemon
+    // Global sections whose values changed: conn_per_vm, defaults, tiers, proxy, reputation. The daemon
     // uses them to rewrite every VM's limits; not part of the policy.apply result.
     std::vector<std::string> sections_changed;
     bool empty() const {
@@ -129,6 +143,8 @@ LimitPair unregistered_limits(const Policy& p);  // the gateway-interface aggreg
 inline Action over_limit_action(const Policy& p) { return p.defaults.over_limit; }
 inline Action blocked_action(const Policy& p) { return p.tiers.blocked_action; }
 
+// Without a proxy, steered VMs get the default fail mode (throttle).
+inline FailMode fail_mode(const Policy& p) { return p.proxy ? p.proxy->fail_mode : FailMode::Throttle; }
 // The name checks, also useful to the CLI and daemon.
 bool valid_vm_id(std::string_view id);
 bool valid_ifname(std::string_view name);  // the kernel's dev_valid_name()

@@ -45,6 +45,10 @@ private:
 };
 
 const json* member(const json& obj, const char* key);
+// A list of TCP ports: 1..SG_MAX_PORTS entries, each 1..65535, no duplicates.
+std::optional<std::vector<uint16_t>> port_list(Walker& w, const json& v, const std::string& path);
+// "/proxy" (policy_proxy.cpp); reads p.smtp_ports, so it runs after them.
+void parse_proxy(Walker& w, const json& v, Policy& p);
 std::string escape_pointer_token(std::string_view key);  // RFC 6901: ~ -> ~0, / -> ~1
 
 // Rejects a bucket that can never pass anything (burst 0 with rate > 0).

@@ -65,6 +65,23 @@ std::optional<Tier> Walker::tier(const json& v, const std::string& path) {
     return std::nullopt;
 }
 
+std::optional<std::vector<uint16_t>> port_list(Walker& w, const json& v, const std::string& path) {
+    if (!v.is_array()) return w.bad(path, std::string("must be an array of ports, not ") + v.type_name()), std::nullopt;
+    if (v.empty()) return w.bad(path, "must list at least one port"), std::nullopt;
+    if (v.size() > SG_MAX_PORTS) return w.bad(path, "at most " + std::to_string(SG_MAX_PORTS) + " ports"), std::nullopt;
+    std::vector<uint16_t> ports;
+    std::set<uint32_t> seen;
+    for (size_t i = 0; i < v.size(); ++i) {
+        const std::string at = path + "/" + std::to_string(i);
+        auto n = w.count(v[i], at, 65535);
+        if (!n) continue;
+        if (*n == 0) w.bad(at, "port 0 is not a valid port");
+        else if (!seen.insert(*n).second) w.bad(at, "duplicate port " + std::to_string(*n));
+        else ports.push_back(static_cast<uint16_t>(*n));
+    }
+    return ports;
+}
+
 const json* member(const json& obj, const char* key) {
     auto it = obj.find(key);
     return it == obj.end() ? nullptr : &*it;
@@ -87,21 +104,7 @@ namespace {
 using namespace policy_detail;
 
 void parse_ports(Walker& w, const json& v, Policy& p) {
-    const std::string path = "/smtp_ports";
-    if (!v.is_array()) return w.bad(path, std::string("must be an array of ports, not ") + v.type_name());
-    if (v.empty()) return w.bad(path, "must list at least one port");
-    if (v.size() > SG_MAX_PORTS) return w.bad(path, "at most " + std::to_string(SG_MAX_PORTS) + " ports");
-    std::vector<uint16_t> ports;
-    std::set<uint32_t> seen;
-    for (size_t i = 0; i < v.size(); ++i) {
-        const std::string at = path + "/" + std::to_string(i);
-        auto n = w.count(v[i], at, 65535);
-        if (!n) continue;
-        if (*n == 0) w.bad(at, "port 0 is not a valid port");
-        else if (!seen.insert(*n).second) w.bad(at, "duplicate port " + std::to_string(*n));
-        else ports.push_back(static_cast<uint16_t>(*n));
-    }
-    p.smtp_ports = ports;
+    if (auto ports = port_list(w, v, "/smtp_ports")) p.smtp_ports = *ports;
 }
 
 void parse_defaults(Walker& w, const json& v, Defaults& d) {
@@ -144,31 +147,6 @@ void parse_tiers(Walker& w, const json& v, TierSettings& t) {
         w.known_keys(*m, path + "/blocked", {"action"});
         if (auto* a = member(*m, "action")) t.blocked_action = w.action(*a, path + "/blocked/action").value_or(t.blocked_action);
     }
-}
-
-void parse_proxy(Walker& w, const json& v, Policy& p) {
-    const std::string path = "/proxy";
-    if (!w.object(v, path)) return;
-    w.known_keys(v, path, {"address", "fail_mode"});
-    Proxy proxy;
-    bool ok = true;
-    if (auto* m = member(v, "address")) {
-        if (auto s = w.string(*m, path + "/address")) {
-            auto ep = Endpoint::parse(*s);
-            if (ep) proxy.address = *ep;
-            else w.bad(path + "/address", "bad proxy address \"" + *s + "\": " + ep.error().message);
-            ok = ep.ok();
-        }
-    } else {
-        w.bad(path + "/address", "required when proxy is given");
-        ok = false;
-    }
-    if (auto* m = member(v, "fail_mode"); m && w.string(*m, path + "/fail_mode")) {
-        auto mode = parse_fail_mode(m->get<std::string>());
-        if (mode) proxy.fail_mode = *mode;
-        else w.bad(path + "/fail_mode", "unknown fail_mode \"" + m->get<std::string>() + "\" (throttle, pass, block)");
-    }
-    if (ok) p.proxy = proxy;
 }
 
 std::string format_number(double d) {
@@ -239,9 +217,14 @@ ParseOutcome parse_policy(const nlohmann::json& doc) {
         w.bad("", std::string("policy must be a JSON object, not ") + doc.type_name());
         return out;
     }
-    w.known_keys(doc, "", {"smtp_ports", "defaults", "tiers", "proxy", "reputation", "vms"});
+    w.known_keys(doc, "", {"smtp_ports", "conn_per_vm", "defaults", "tiers", "proxy", "reputation", "vms"});
     Policy p;
     if (auto* m = member(doc, "smtp_ports")) parse_ports(w, *m, p);
+    if (auto* m = member(doc, "conn_per_vm")) {
+        auto n = w.count(*m, "/conn_per_vm", SG_CONN_PER_VM_MAX);
+        if (n && *n == 0) w.bad("/conn_per_vm", "must be >= 1 (connections each VM may have tracked)");
+        else if (n) p.conn_per_vm = *n;
+    }
     if (auto* m = member(doc, "defaults")) parse_defaults(w, *m, p.defaults);
     if (auto* m = member(doc, "tiers")) parse_tiers(w, *m, p.tiers);
     if (auto* m = member(doc, "proxy")) parse_proxy(w, *m, p);

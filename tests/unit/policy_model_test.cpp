@@ -15,7 +15,9 @@ json full_doc() {
       "smtp_ports": [25, 2525],
       "defaults": {"rate": 10, "burst": 20, "over_limit": "reset", "unregistered_burst": 50},
       "tiers": {"throttled": {"rate": 2, "burst": 5}, "steered": {"rate": 1}, "blocked": {"action": "drop"}},
-      "proxy": {"address": "[2001:db8::25]:25", "fail_mode": "pass"},
+      "conn_per_vm": 512,
+      "proxy": {"address": ["192.0.2.10:2525", "[2001:db8::25]:25"], "fail_mode": "block", "ports": [25, 2525],
+                "check_interval_s": 2, "egress": ["198.51.100.77", "2001:db8:e::1"]},
       "reputation": {"half_life_s": 300, "thresholds": {"throttled": 10, "steered": 100, "blocked": 1000.5},
                      "hysteresis": 0.25, "min_dwell_s": 60,
                      "weights": {"over_limit": 0.5, "spoofed": 3, "remote_reject": 1, "spam_report": 40, "complaint": 90}},
@@ -45,6 +47,8 @@ TEST(PolicyModel, DefaultsWhenOmitted) {
     EXPECT_EQ(steered_limits(p), (LimitPair{2, 5}));
     EXPECT_EQ(blocked_action(p), Action::Reset);
     EXPECT_FALSE(p.proxy);
+    EXPECT_EQ(fail_mode(p), FailMode::Throttle);  // no proxy: steered VMs are throttled
+    EXPECT_EQ(p.conn_per_vm, 4096u);
     EXPECT_EQ(p.reputation.half_life_s, 600);
     EXPECT_EQ(p.reputation.hysteresis, 0.5);
     EXPECT_EQ(p.reputation.min_dwell_s, 30);
@@ -58,8 +62,17 @@ TEST(PolicyModel, ParsesEveryField) {
     EXPECT_EQ(unregistered_limits(p), (LimitPair{100, 50}));
     EXPECT_EQ(steered_limits(p), (LimitPair{1, 5}));
     EXPECT_EQ(blocked_action(p), Action::Drop);
+    EXPECT_EQ(p.conn_per_vm, 512u);
     ASSERT_TRUE(p.proxy);
-    EXPECT_EQ(p.proxy->address.to_string(), "[2001:db8::25]:25");
+    ASSERT_TRUE(p.proxy->v4 && p.proxy->v6);
+    EXPECT_EQ(p.proxy->v4->to_string(), "192.0.2.10:2525");
+    EXPECT_EQ(p.proxy->v6->to_string(), "[2001:db8::25]:25");
+    EXPECT_EQ(p.proxy->fail_mode, FailMode::Block);
+    EXPECT_EQ(fail_tier(fail_mode(p)), Tier::Blocked);
+    EXPECT_EQ(p.proxy->ports, (std::vector<uint16_t>{25, 2525}));
+    EXPECT_EQ(p.proxy->check_interval_s, 2u);
+    ASSERT_EQ(p.proxy->egress.size(), 2u);
+    EXPECT_EQ(p.proxy->egress[1].to_string(), "2001:db8:e::1");
     EXPECT_EQ(p.reputation.thresholds.blocked, 1000.5);
     EXPECT_EQ(p.reputation.weights.of(Signal::Complaint), 90);
     const Vm* vm = p.find("vm-101");
@@ -83,6 +96,14 @@ TEST(PolicyModel, JsonRoundTrip) {
     }
 }
 
+// A proxy written the short way (one string, defaults) renders in full, as a list.
+TEST(PolicyModel, ProxyShortFormRendersInFull) {
+    Policy p = parsed({{"proxy", {{"address", "192.0.2.10:25"}}}, {"vms", json::array()}});
+    EXPECT_EQ(to_json(p)["proxy"], json::parse(R"({"address": ["192.0.2.10:25"], "fail_mode": "throttle",
+        "ports": [25], "check_interval_s": 5, "egress": []})"));
+    EXPECT_EQ(to_json(p)["conn_per_vm"], 4096);
+}
+
 TEST(PolicyModel, LimitsForEachTier) {
     Policy p = parsed(full_doc());
     const Vm& big = *p.find("vm-101");    // 100/200
@@ -102,6 +123,7 @@ TEST(PolicyModel, DiffNamesWhatChanged) {
     Policy old = parsed(full_doc());
     json doc = full_doc();
     doc["smtp_ports"] = {25};
+    doc["proxy"]["ports"] = {25};
     doc["vms"][0]["tenant"] = "other";
     doc["vms"][0]["addresses"] = {"203.0.113.7"};
     doc["vms"][0].erase("tier");
@@ -116,7 +138,11 @@ TEST(PolicyModel, DiffNamesWhatChanged) {
     EXPECT_EQ(d.changed[0], (VmChange{"vm-101", {"tenant", "addresses", "tier"}}));
     EXPECT_EQ(d.changed[1], (VmChange{"vm-103", {"rate"}}));
     EXPECT_TRUE(d.ports_changed);
-    EXPECT_EQ(d.sections_changed, std::vector<std::string>{"defaults"});
+    EXPECT_EQ(d.sections_changed, (std::vector<std::string>{"defaults", "proxy"}));
+    json more = doc;
+    more["conn_per_vm"] = 100;
+    more["proxy"]["check_interval_s"] = 9;
+    EXPECT_EQ(diff(neu, parsed(more)).sections_changed, (std::vector<std::string>{"conn_per_vm", "proxy"}));
     EXPECT_EQ(to_json(d), json::parse(R"({"added":["vm-200"],"removed":["vm-102"],
         "changed":[{"id":"vm-101","fields":["tenant","addresses","tier"]},{"id":"vm-103","fields":["rate"]}],
         "ports_changed":true})"));

@@ -227,20 +227,87 @@ TEST(PolicyRules, UnknownAction) {
     EXPECT_TRUE(has_problem(d, "/proxy/fail_mode", "unknown fail_mode"));
 }
 
+namespace {
+json with_proxy(json proxy, json ports = nullptr) {
+    json d = base();
+    d["proxy"] = std::move(proxy);
+    if (!ports.is_null()) d["smtp_ports"] = std::move(ports);
+    return d;
+}
+}  // namespace
+
 TEST(PolicyRules, BadProxyAddress) {
-    auto with_proxy = [](json proxy) {
-        json d = base();
-        d["proxy"] = std::move(proxy);
-        return d;
-    };
     EXPECT_TRUE(has_problem(with_proxy({{"address", "192.0.2.10"}}), "/proxy/address", "missing port"));
     EXPECT_TRUE(has_problem(with_proxy({{"address", "192.0.2.10:0"}}), "/proxy/address", "port 0"));
     EXPECT_TRUE(has_problem(with_proxy({{"address", "proxy.example:25"}}), "/proxy/address", "bad host"));
     EXPECT_TRUE(has_problem(with_proxy({{"address", "2001:db8::1:25"}}), "/proxy/address", "[IPv6]:PORT"));
-    EXPECT_TRUE(has_problem(with_proxy({{"fail_mode", "pass"}}), "/proxy/address", "required"));
+    EXPECT_TRUE(has_problem(with_proxy({{"fail_mode", "block"}}), "/proxy/address", "required"));
+    EXPECT_TRUE(has_problem(with_proxy({{"address", json::array()}}), "/proxy/address", "one IPv4 and/or one IPv6"));
+    EXPECT_TRUE(has_problem(with_proxy({{"address", 25}}), "/proxy/address", "must be a list"));
+    EXPECT_TRUE(has_problem(with_proxy({{"address", {"192.0.2.10:25", "192.0.2.11:25"}}}), "/proxy/address/1",
+                            "a second IPv4 proxy"));
+    EXPECT_TRUE(has_problem(with_proxy({{"address", {"[::1]:25"}}}), "/proxy/address/0", "loopback"));
+    EXPECT_TRUE(has_problem(with_proxy({{"address", "127.0.0.1:25"}}), "/proxy/address", "loopback"));
+    EXPECT_TRUE(has_problem(with_proxy({{"address", "0.0.0.0:25"}}), "/proxy/address", "unspecified"));
+    EXPECT_TRUE(has_problem(with_proxy({{"address", {"192.0.2.1:25", "[ff02::1]:25", "x"}}}), "/proxy/address",
+                            "one IPv4 and/or one IPv6"));
     auto ok = parse_policy(with_proxy({{"address", "[2001:db8::10]:25"}, {"fail_mode", "block"}}));
     ASSERT_TRUE(ok.policy);
     EXPECT_EQ(ok.policy->proxy->fail_mode, smtpgov::FailMode::Block);
+    EXPECT_FALSE(ok.policy->proxy->v4);
+    auto both = parse_policy(with_proxy({{"address", {"[2001:db8::10]:25", "192.0.2.10:25"}}}));
+    ASSERT_TRUE(both.policy);
+    EXPECT_EQ(both.policy->proxy->addresses().size(), 2u);
+}
+
+// DESIGN: "while it is down, proxy.fail_mode applies (throttle or block)"; never fail open.
+TEST(PolicyRules, FailModePassIsRefused) {
+    EXPECT_TRUE(has_problem(with_proxy({{"address", "192.0.2.10:25"}, {"fail_mode", "pass"}}), "/proxy/fail_mode",
+                            "never fails open"));
+    EXPECT_TRUE(has_problem(with_proxy({{"address", "192.0.2.10:25"}, {"fail_mode", 1}}), "/proxy/fail_mode",
+                            "must be a string"));
+}
+
+TEST(PolicyRules, ProxyPortsAreSmtpPorts) {
+    json px = {{"address", "192.0.2.10:25"}, {"ports", {25, 2525}}};
+    EXPECT_TRUE(has_problem(with_proxy(px), "/proxy/ports/1", "not one of /smtp_ports"));
+    EXPECT_TRUE(parse_policy(with_proxy(px, {25, 2525})).policy);
+    EXPECT_TRUE(has_problem(with_proxy({{"address", "192.0.2.10:25"}, {"ports", json::array()}}), "/proxy/ports",
+                            "at least one port"));
+    EXPECT_TRUE(has_problem(with_proxy({{"address", "192.0.2.10:25"}, {"ports", {25, 25}}}), "/proxy/ports/1",
+                            "duplicate port"));
+    // the default [25] must itself be an SMTP port
+    EXPECT_TRUE(has_problem(with_proxy({{"address", "192.0.2.10:25"}}, {587}), "/proxy/ports", "required"));
+}
+
+TEST(PolicyRules, ProxyIntervalAndEgress) {
+    json px = {{"address", "192.0.2.10:25"}};
+    auto at = [&](const char* key, json v) {
+        json p = px;
+        p[key] = std::move(v);
+        return with_proxy(p);
+    };
+    EXPECT_TRUE(has_problem(at("check_interval_s", 0), "/proxy/check_interval_s", ">= 1"));
+    EXPECT_TRUE(has_problem(at("check_interval_s", 1.5), "/proxy/check_interval_s", "whole number"));
+    EXPECT_TRUE(has_problem(at("check_interval_s", 86400), "/proxy/check_interval_s", "<= 3600"));
+    EXPECT_TRUE(has_problem(at("egress", "192.0.2.99"), "/proxy/egress", "must be a list"));
+    EXPECT_TRUE(has_problem(at("egress", {"192.0.2.0/24"}), "/proxy/egress/0", "not a prefix"));
+    EXPECT_TRUE(has_problem(at("egress", {"192.0.2.99", "192.0.2.99"}), "/proxy/egress/1", "duplicate"));
+    EXPECT_TRUE(has_problem(at("egress", {"nope"}), "/proxy/egress/0", "not an address"));
+    EXPECT_TRUE(has_problem(at("egress", {"127.0.0.2"}), "/proxy/egress/0", "loopback"));
+    EXPECT_TRUE(has_problem(at("colour", 1), "/proxy/colour", "unknown key"));
+}
+
+TEST(PolicyRules, ConnPerVm) {
+    json d = base();
+    for (auto [v, why] : {std::pair{json(0), ">= 1"}, {json(65537), "<= 65536"}, {json(-1), ">= 0"},
+                          {json("4096"), "must be a number"}}) {
+        d["conn_per_vm"] = v;
+        EXPECT_TRUE(has_problem(d, "/conn_per_vm", why)) << v.dump();
+    }
+    d["conn_per_vm"] = 65536;
+    ASSERT_TRUE(parse_policy(d).policy);
+    EXPECT_EQ(parse_policy(d).policy->conn_per_vm, 65536u);
 }
 
 TEST(PolicyRules, BadPorts) {
