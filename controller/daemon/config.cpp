@@ -27,6 +27,10 @@ std::string log_level(const std::string& v) {
     return log::parse_level(v) ? "" : "must be error, warning, notice, info or debug";
 }
 
+std::string log_target(const std::string& v) {
+    return log::parse_target(v) ? "" : "must be auto, journal or stderr";
+}
+
 std::string absolute_path(const std::string& v) {
     return !v.empty() && v[0] == '/' ? "" : "must be an absolute path";
 }
@@ -74,6 +78,8 @@ const ConfigKey kKeys[] = {
     {"max_vms", "slots in the per-VM maps", Count{&Config::max_vms, 16384, 1, 1u << 22}},
     {"webhook_url", "POST tickets here (http/https)", Text{&Config::webhook_url, "", http_url_or_none}},
     {"log_level", "error | warning | notice | info | debug", Text{&Config::log_level, "info", log_level}},
+    {"log_target", "auto (the journal when stderr is the journal) | journal (native protocol) | stderr",
+     Text{&Config::log_target, "auto", log_target}},
     {"metrics_max_vm_series", "per-VM metric series cap, 0 = unlimited",
      Count{&Config::metrics_max_vm_series, 1000, 0, kU32Max}},
     {"gateway_interfaces", "interfaces (names or globs) where the source address names the VM",

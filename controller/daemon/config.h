@@ -32,6 +32,7 @@ struct Config {
     uint32_t max_vms;
     std::string webhook_url;
     std::string log_level;
+    std::string log_target;
     uint32_t metrics_max_vm_series;
     std::vector<std::string> gateway_interfaces;
     uint32_t auto_hold_s;

@@ -97,6 +97,7 @@ int main(int argc, char** argv) {
         return kExitUsage;
     }
     log::set_level(*log::parse_level(inv->config.log_level));
+    log::set_target(*log::parse_target(inv->config.log_target));
     log::capture_bpf_library_output();
     if (inv->command == Command::Remove) return remove(inv->config);
 
