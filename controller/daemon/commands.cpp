@@ -126,10 +126,14 @@ svc::Reply Controller::cmd_policy_validate(const json& req) {
 
 svc::Reply Controller::cmd_policy_apply(const json& req) {
     auto p = policy_arg(req, svc::cmd::kPolicyApply);
-    if (auto* refused = std::get_if<svc::Reply>(&p)) return std::move(*refused);
+    if (auto* refused = std::get_if<svc::Reply>(&p)) {
+        log::write(log::Entry(log::Level::Warning, log::Event::PolicyRefused,
+                              "policy.apply refused: " + refused->body.value("error", std::string())));
+        return std::move(*refused);
+    }
     auto r = apply_policy(std::get<Policy>(p));
     if (!r) {
-        log::error("policy.apply: " + r.error().message);
+        log::write(log::Entry(log::Level::Error, log::Event::PolicyRefused, "policy.apply: " + r.error().message));
         return svc::error_reply(r.error().errnum == ENOSPC ? "validation" : "runtime", r.error().message);
     }
     return svc::ok_reply(*r);

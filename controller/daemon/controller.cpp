@@ -48,6 +48,28 @@ nlohmann::json evidence(const VmRuntime& rt) {
             {"refusals", policies_named(rt.samples)}};
 }
 
+// The journal's record of a change, as events.jsonl has it: the change, and a ticket.
+void log_change(const TierChange& ch) {
+    const svc::Event& e = ch.event;
+    const std::string from(to_string(e.from)), to(to_string(e.to)), score = std::to_string(static_cast<long>(e.score));
+    auto entry = [&](log::Event kind, std::string text) {
+        return log::Entry(log::Level::Notice, kind, std::move(text))
+            .about(e.vm, e.tenant, to)
+            .with("SMTPGOV_FROM_TIER", from)
+            .with("SMTPGOV_REASON", e.reason)
+            .with("SMTPGOV_SCORE", score);
+    };
+    log::write(entry(log::Event::TierChange, "vm " + e.vm + ": " + from + " -> " + to + " (" + e.reason + ", score " + score + ")"));
+    if (!ch.ticket) return;
+    std::string lists;
+    if (auto it = e.evidence.find("blocklists"); it != e.evidence.end() && it->is_array())
+        for (const auto& b : *it)
+            if (b.is_string()) lists += (lists.empty() ? "" : ", ") + b.get<std::string>();
+    log::write(entry(log::Event::Ticket, "ticket: vm " + e.vm + " " + from + " -> " + to + " (" + e.reason + ", score " +
+                                             score + (lists.empty() ? "" : "; blocklists: " + lists) + ")")
+                   .with("SMTPGOV_BLOCKLISTS", lists));
+}
+
 }  // namespace
 
 bool is_ticket(Tier from, Tier to) {
@@ -207,9 +229,10 @@ Result<nlohmann::json> Controller::apply_policy(const Policy& neu) {
     adopt(neu, std::move(*slots), std::move(next), mp.reset, changes);
     (void)persist_reputation();  // logged; retried when due
     ::malloc_trim(0);
-    log::notice("policy applied: " + std::to_string(d.added.size()) + " added, " + std::to_string(d.removed.size()) +
-                " removed, " + std::to_string(d.changed.size()) + " changed" +
-                (d.ports_changed ? ", smtp_ports changed" : ""));
+    log::write(log::Entry(log::Level::Notice, log::Event::PolicyApplied,
+                          "policy applied: " + std::to_string(d.added.size()) + " added, " +
+                              std::to_string(d.removed.size()) + " removed, " + std::to_string(d.changed.size()) +
+                              " changed" + (d.ports_changed ? ", smtp_ports changed" : "")));
     return to_json(d);
 }
 
@@ -314,8 +337,7 @@ void Controller::announce(const Transition& t) {
         }
     }
     ch.ticket = is_ticket(t.from, t.to);
-    log::notice("vm " + t.vm + ": " + std::string(to_string(t.from)) + " -> " + std::string(to_string(t.to)) + " (" +
-                t.reason + ", score " + std::to_string(static_cast<long>(t.score)) + ")");
+    log_change(ch);
     for (const Subscriber& s : subscribers_) s(ch);
 }
 

@@ -89,9 +89,10 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const Config& cfg) {
     ::malloc_trim(0);  // parsing a large policy leaves a lot of freed heap behind
     d->notify_status();
     sd_notify(0, "READY=1");
-    log::notice("ready: " + std::to_string(d->ctl_->policy().vms.size()) + " VMs, " +
-                std::to_string(d->host_->interface_count()) + " interfaces, sweep every " +
-                std::to_string(cfg.sweep_interval_ms) + " ms");
+    log::write(log::Entry(log::Level::Notice, log::Event::DaemonStart,
+                          "ready: " + std::to_string(d->ctl_->policy().vms.size()) + " VMs, " +
+                              std::to_string(d->host_->interface_count()) + " interfaces, sweep every " +
+                              std::to_string(cfg.sweep_interval_ms) + " ms"));
     return d;
 }
 
@@ -194,7 +195,8 @@ void Daemon::on_links() {
 int Daemon::run() {
     while (!stop_) loop_once(-1);
     sd_notify(0, "STOPPING=1");
-    log::notice("stopping; enforcement stays in the kernel (pins under " + cfg_.bpffs + ")");
+    log::write(log::Entry(log::Level::Notice, log::Event::DaemonStop,
+                          "stopping; enforcement stays in the kernel (pins under " + cfg_.bpffs + ")"));
     (void)ctl_->persist_reputation();
     return 0;
 }

@@ -52,14 +52,18 @@ void Controller::recover_from_maps(const Policy& p) {
         auto had = maps_->lookup(MapId::VmPolicy, &*slot, &e);
         if (!had || !*had || !(e.flags & SG_VMF_ACTIVE)) continue;
         if (tiers_.recover(vm.id, static_cast<Tier>(e.tier & 3), now_ms)) {
-            log::notice("vm " + vm.id + ": tier " + std::string(to_string(static_cast<Tier>(e.tier & 3))) +
-                        " recovered from the pinned maps (the state dir did not have it)");
+            const std::string tier(to_string(static_cast<Tier>(e.tier & 3)));
+            log::write(log::Entry(log::Level::Notice, log::Event::TierRecovered,
+                                  "vm " + vm.id + ": tier " + tier + " recovered from the pinned maps (the state dir did not have it)")
+                           .about(vm.id, vm.tenant, tier));
             rep_dirty_ = true;
         }
     }
     for (const auto& [id, tier] : enforcer_->auto_tiers())
         if (tiers_.recover(id, tier, now_ms)) {
-            log::notice(id + ": tier " + std::string(to_string(tier)) + " recovered from the pinned maps");
+            log::write(log::Entry(log::Level::Notice, log::Event::TierRecovered,
+                                  id + ": tier " + std::string(to_string(tier)) + " recovered from the pinned maps")
+                           .about(id, "", std::string(to_string(tier))));
             rep_dirty_ = true;
         }
     vms_.restore_slots(std::move(slots));

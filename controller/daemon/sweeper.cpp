@@ -13,6 +13,15 @@ constexpr uint64_t kTriggerMaxAgeNs = 2'000'000'000;
 
 uint64_t since(uint64_t now, uint64_t before) { return now >= before ? now - before : now; }
 
+// A VM not followed yet went over its limit: a burst starts. One entry per burst however
+// fast it floods (a flooding VM stays hot), at most kMaxHot followed at once.
+void log_burst(const std::string& id, const Vm* vm, Tier tier, uint64_t over) {
+    log::write(log::Entry(log::Level::Info, log::Event::OverLimit,
+                          "vm " + id + ": over its limit (" + std::to_string(over) + " SYNs over since the last report)")
+                   .about(id, vm ? vm->tenant : "", std::string(to_string(tier)))
+                   .with("SMTPGOV_OVER_SYN", std::to_string(over)));
+}
+
 }  // namespace
 
 void Sweeper::feed_one(const std::string& id, VmRuntime& rt, const sg_vm_stats& cur, uint64_t now_ns, int64_t now_ms,
@@ -99,6 +108,8 @@ Sweeper::EventOutcome Sweeper::on_event(const sg_event& ev, uint64_t now_ns, int
     if (ev.slot == SG_SLOT_NONE && !scored_(ev.key)) return out;  // a gateway's aggregate cap: no VM to escalate
     if (!rt->trigger_ns || since(ev.ts_ns, rt->trigger_ns) > kTriggerMaxAgeNs) rt->trigger_ns = ev.ts_ns;
     const bool room = hot_slots_.size() + hot_autos_.size() < kMaxHot;
+    if (room && !(ev.slot != SG_SLOT_NONE ? hot_slots_.count(ev.slot) : hot_autos_.count(id)))
+        log_burst(id, vms_.vm(id), tiers_.tier(id), ev.count);
     if (ev.slot != SG_SLOT_NONE) {
         if (room || hot_slots_.count(ev.slot)) hot_slots_[ev.slot] = now_ns + kHotWindowNs;
         read_slot(ev.slot, now_ns, now_ms);
