@@ -3,10 +3,10 @@
 # only from network namespaces and veth pairs (nothing touches the machine's own
 # interfaces, routes or firewall).
 #
-#   deploy/testbed.sh [--prefix P] [--vms N] [--vlan-vm I [--vlan-id ID]] COMMAND
+#   deploy/testbed.sh [--prefix P] [--vms N] [--vlan-vm I [--vlan-id ID]] [--no-proxy-sink] COMMAND
 #   COMMAND: up | down | status | syncount [--json] [--family 4|6] [--port N]
 #            | delivered [inet|proxy] | env
-#   (environment: SG_PREFIX, SG_VMS, SG_VLAN_VM, SG_VLAN_ID, SG_FLOOD)
+#   (environment: SG_PREFIX, SG_VMS, SG_VLAN_VM, SG_VLAN_ID, SG_FLOOD, SG_PROXY_SINK=0)
 #
 # Topology (P = prefix, default "sg"; i = 1..N):
 #   netns P-vmi    eth0 198.18.i.2/24 fd00:5e:0:i::2/64, default via the hypervisor
@@ -17,7 +17,12 @@
 #                  203.0.113.25/26, 198.51.100.25/26, fd00:5e:f0::25/26 (Postfix sink
 #                  on 25, 587 and 465/TLS; nft SYN counter on eth0 ingress)
 #   netns P-proxy  eth0 198.19.1.2/24 fd00:5e:fd::2/64, 192.0.2.10, fd00:5e:fe::10
-#                  (second Postfix sink)
+#                  (second Postfix sink; --no-proxy-sink leaves the addresses to the
+#                  scanning proxy, deploy/proxy/run.sh), quarantine egress 192.0.2.25,
+#                  fd00:5e:fe::25 (the proxy's relays leave from there and reach the
+#                  internet through the hypervisor; the hypervisor reaches the proxy's
+#                  management side, 198.19.1.1 <-> 198.19.1.2, where smtpgovd's policy
+#                  service listens in the steering tests)
 # IPv4/IPv6 forwarding is on in P-hv only. The internet and proxy namespaces route
 # only the testbed ranges back (no default route), so replies to spoofed sources die
 # there instead of looping.
@@ -47,6 +52,7 @@ prefix=${SG_PREFIX:-sg}
 nvms=${SG_VMS:-3}
 vlan_vm=${SG_VLAN_VM:-0}
 vlan_id=${SG_VLAN_ID:-100}
+proxy_sink=${SG_PROXY_SINK:-1}
 flood=${SG_FLOOD:-$root/build/bin/smtpgov-flood}
 xdp_pass=${SG_XDP_PASS_OBJ:-$(dirname "$flood")/../bpf-gen/xdp_pass.bpf.o}
 
@@ -59,6 +65,7 @@ while (($#)); do
         --vms) nvms=$2; shift 2 ;;
         --vlan-vm) vlan_vm=$2; shift 2 ;;
         --vlan-id) vlan_id=$2; shift 2 ;;
+        --no-proxy-sink) proxy_sink=0; shift ;;
         -h|--help) usage ;;
         -*) die "unknown option $1" ;;
         *) break ;;
@@ -77,6 +84,7 @@ ns_hv=$prefix-hv ns_inet=$prefix-inet ns_proxy=$prefix-proxy
 inet_v4=(203.0.113.25 203.0.113.26 198.51.100.25 198.51.100.26)
 inet_v6=(fd00:5e:f0::25 fd00:5e:f0::26)
 proxy_v4=192.0.2.10 proxy_v6=fd00:5e:fe::10
+egress_v4=192.0.2.25 egress_v6=fd00:5e:fe::25
 
 nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 ns_exists() { [[ -e /run/netns/$1 ]]; }
@@ -147,6 +155,10 @@ up_inet() {
     nsx "$ns_hv" ip -6 route replace default via fd00:5e:ff::2
     nsx "$ns_inet" ip route replace 198.18.0.0/15 via 198.19.0.1
     nsx "$ns_inet" ip -6 route replace fd00:5e::/32 via fd00:5e:ff::1
+    # the proxy's addresses (its relays leave from the egress address); fd00:5e:fe:: is
+    # inside fd00:5e::/32 already
+    nsx "$ns_inet" ip route replace "$proxy_v4/32" via 198.19.0.1
+    nsx "$ns_inet" ip route replace "$egress_v4/32" via 198.19.0.1
     if ! nsx "$ns_inet" nft list table netdev sgcount &>/dev/null; then
         sed "s/@DEV@/eth0/" "$tpl/syncount.nft.in" | nsx "$ns_inet" nft -f -
     fi
@@ -156,13 +168,20 @@ up_proxy() {
     ns_up "$ns_proxy"
     veth_pair "$ns_hv" "${prefix}px" "$ns_proxy" eth0
     addr "$ns_hv" "${prefix}px" 198.19.1.1/24 fd00:5e:fd::1/64
-    addr "$ns_proxy" eth0 198.19.1.2/24 fd00:5e:fd::2/64 "$proxy_v4/32" "$proxy_v6/128"
+    addr "$ns_proxy" eth0 198.19.1.2/24 fd00:5e:fd::2/64 "$proxy_v4/32" "$proxy_v6/128" \
+        "$egress_v4/32" "$egress_v6/128"
     nsx "$ns_hv" ip link set "${prefix}px" up
     nsx "$ns_proxy" ip link set eth0 up
     nsx "$ns_hv" ip route replace "$proxy_v4/32" via 198.19.1.2
+    nsx "$ns_hv" ip route replace "$egress_v4/32" via 198.19.1.2
     nsx "$ns_hv" ip -6 route replace fd00:5e:fe::/64 via fd00:5e:fd::2
     nsx "$ns_proxy" ip route replace 198.18.0.0/15 via 198.19.1.1
     nsx "$ns_proxy" ip -6 route replace fd00:5e::/32 via fd00:5e:fd::1
+    # the internet's SMTP servers, for the scanning proxy's relays (no default route:
+    # nothing else leaves)
+    local r
+    for r in 203.0.113.0/24 198.51.100.0/24; do nsx "$ns_proxy" ip route replace "$r" via 198.19.1.1; done
+    nsx "$ns_proxy" ip -6 route replace fd00:5e:f0::/64 via fd00:5e:fd::1
 }
 
 up_vm() {
@@ -243,7 +262,9 @@ cmd_up() {
     local i
     for ((i = 1; i <= nvms; i++)); do up_vm "$i"; done
     start_postfix "$ns_inet" inet "${inet_v4[@]}" "${inet_v6[@]}"
-    start_postfix "$ns_proxy" proxy "$proxy_v4" "$proxy_v6"
+    if ((proxy_sink)); then
+        start_postfix "$ns_proxy" proxy "$proxy_v4" "$proxy_v6"
+    fi
     # first contact from every VM, both families, proves the routing before anyone relies on it
     for ((i = 1; i <= nvms; i++)); do
         nsx "$(vm_ns "$i")" ping -c1 -W2 -q "${inet_v4[0]}" >/dev/null || die "vm$i cannot reach ${inet_v4[0]}"
@@ -327,6 +348,7 @@ cmd_env() { # shell-sourceable description of the topology
     n=$(cat "$state/vms" 2>/dev/null || echo "$nvms")
     echo "SG_PREFIX=$prefix SG_STATE=$state SG_NS_HV=$ns_hv SG_NS_INET=$ns_inet SG_NS_PROXY=$ns_proxy"
     echo "SG_INET_V4=(${inet_v4[*]}) SG_INET_V6=(${inet_v6[*]}) SG_PROXY_V4=$proxy_v4 SG_PROXY_V6=$proxy_v6"
+    echo "SG_EGRESS_V4=$egress_v4 SG_EGRESS_V6=$egress_v6 SG_HV_PROXY_V4=198.19.1.1 SG_HV_PROXY_V6=fd00:5e:fd::1"
     for ((i = 1; i <= n; i++)); do
         echo "SG_VM${i}_NS=$(vm_ns "$i") SG_VM${i}_IF=$(vm_if "$i") SG_VM${i}_V4=$(vm_v4 "$i") SG_VM${i}_V6=$(vm_v6 "$i") SG_VM${i}_VLAN=$(cat "$state/vlan-vm$i" 2>/dev/null || echo 0)"
     done
