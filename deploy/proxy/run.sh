@@ -191,6 +191,7 @@ cmd_start() {
     if ! reporter_pid >/dev/null; then
         rm -f "$state/rspamd/run/verdicts.pid"
         nsx setsid runuser -u _rspamd -- python3 "$here/verdicts.py" --log "$state/rspamd/log/rspamd.log" \
+            --maillog "$state/maillog" \
             --policy "$policy" --offset "$state/rspamd/run/verdicts.offset" \
             --pidfile "$state/rspamd/run/verdicts.pid" </dev/null >>"$state/verdicts.log" 2>&1 &
         wait_for 5 reporter_pid >/dev/null || die "the verdict reporter did not start (see $state/verdicts.log)"

@@ -6,9 +6,11 @@ rspamd (deploy/proxy/rspamd/override.d/logging.inc) writes one line per scanned 
     ... smtpgov-verdict ip=198.18.1.2 port=39485 qid=<2193F13C12B> action=<reject>
         score=15.00/15.00 forced=<reject "Gtube pattern"; ...> mid=<...> symbols=[GTUBE(0.00)]
 
-The address and port are those of the SMTP client Postfix received (the VM: a steered
-connection keeps the VM's source address and port), so smtpgovd finds the VM in its
-connection table. Each spam verdict (actions reject, add header, rewrite subject) becomes
+The client's ADDR:PORT is taken from Postfix's log by queue id (smtpd logs
+"QID: client=unknown[ADDR]:PORT" with smtpd_client_port_logging; rspamd knows the port
+of IPv4 clients only), falling back to rspamd's own ip/port. That is the SMTP client
+Postfix received: the VM (a steered connection keeps the VM's source address and port),
+so smtpgovd finds the VM in its connection table. Each spam verdict (actions reject, add header, rewrite subject) becomes
 one request in the policy delegation format, answered by one "action=..." reply:
 
     request=smtpgov_verdict
@@ -28,7 +30,8 @@ FILE), so a restarted reporter neither repeats nor loses verdicts. rspamd writes
 for every message, GTUBE included, which rspamd's modules (metadata_exporter among them)
 never see: GTUBE skips them all.
 
-Usage: verdicts.py --log RSPAMD_LOG --policy HOST:PORT --offset FILE [--pidfile FILE]
+Usage: verdicts.py --log RSPAMD_LOG --maillog POSTFIX_LOG --policy HOST:PORT --offset FILE
+                   [--pidfile FILE]
 """
 import argparse
 import os
@@ -37,11 +40,13 @@ import signal
 import socket
 import sys
 import time
+from collections import OrderedDict
 
 LINE = re.compile(
     r"smtpgov-verdict ip=(?P<ip>\S*) port=(?P<port>\d*) qid=<(?P<qid>[^>]*)> "
     r"action=<(?P<action>[^>]*)> score=(?P<score>[-\d.]+)/[-\d.]+ "
     r"forced=<(?P<forced>.*?)> mid=<")
+CLIENT = re.compile(r"\]: (?P<qid>[0-9A-Za-z]+): client=[^\[\s]*\[(?P<ip>[^\]]+)\]:(?P<port>\d+)")
 SPAM_ACTIONS = {"reject", "add header", "rewrite subject"}
 ATTR_SAFE = re.compile(r"[\x00-\x1f=]")   # a value is one line; '=' is kept out of reasons
 
@@ -53,7 +58,7 @@ def log(msg):
 def parse(line):
     """The report of one rspamd log line, or None (not a verdict line, or not spam)."""
     m = LINE.search(line)
-    if not m or not m["ip"] or not m["port"]:
+    if not m:
         return None
     if m["action"] not in SPAM_ACTIONS:
         return None
@@ -71,6 +76,60 @@ def parse(line):
         "queue_id": m["qid"] if m["qid"] != "undef" else "",
         "reason": reason,
     }
+
+
+class PostfixClients:
+    """Queue id -> client ADDR:PORT, from Postfix's log (read as far as it goes)."""
+
+    TAIL = 16 << 20      # on start, the last 16 MiB of the log are enough
+    KEEP = 100000        # queue ids remembered
+
+    def __init__(self, path):
+        self.path, self.f, self.ino, self.pending = path, None, None, b""
+        self.clients = OrderedDict()
+
+    def _read(self):
+        if self.f is None:
+            try:
+                self.f = open(self.path, "rb")
+            except OSError:
+                return
+            st = os.fstat(self.f.fileno())
+            self.ino = st.st_ino
+            if st.st_size > self.TAIL:
+                self.f.seek(st.st_size - self.TAIL)
+                self.f.readline()
+        while True:
+            chunk = self.f.readline()
+            if not chunk:
+                break
+            self.pending += chunk
+            if not self.pending.endswith(b"\n"):
+                continue
+            m = CLIENT.search(self.pending.decode(errors="replace"))
+            self.pending = b""
+            if m:
+                self.clients[m["qid"]] = (m["ip"], m["port"])
+                self.clients.move_to_end(m["qid"])
+                while len(self.clients) > self.KEEP:
+                    self.clients.popitem(last=False)
+        try:
+            if os.stat(self.path).st_ino != self.ino:     # rotated: the new one from its start
+                self.f.close()
+                self.f = open(self.path, "rb")
+                self.ino = os.fstat(self.f.fileno()).st_ino
+        except OSError:
+            pass
+
+    def lookup(self, qid, wait_s=5.0):
+        end = time.monotonic() + wait_s
+        while True:
+            self._read()
+            if qid in self.clients:
+                return self.clients[qid]
+            if time.monotonic() >= end:
+                return None
+            time.sleep(0.1)
 
 
 def encode(report):
@@ -119,6 +178,7 @@ class Offset:
 
 
 def follow(args):
+    postfix = PostfixClients(args.maillog)
     store = Offset(args.offset)
     ino, off = store.load()
     f = None
@@ -153,9 +213,21 @@ def follow(args):
         line, pending = pending.decode(errors="replace"), b""
         report = parse(line)
         if report:
-            deliver(args, report)
+            client = postfix.lookup(report["queue_id"]) if report["queue_id"] else None
+            if client:
+                report["client_address"], report["client_port"] = client
+            if report["client_address"] and report["client_port"] not in ("", "0"):
+                deliver(args, report)
+            else:
+                log(f"no client port for queue id {report['queue_id'] or '?'} "
+                    f"({report['client_address']}): verdict {report['action']} not reported")
         off = f.tell()
         store.save(ino, off)
+
+
+def client_of(report):
+    a, p = report["client_address"], report["client_port"]
+    return f"[{a}]:{p}" if ":" in a else f"{a}:{p}"
 
 
 def deliver(args, report):
@@ -164,12 +236,12 @@ def deliver(args, report):
     while True:
         try:
             answer = send(args.policy, report)
-            log(f"{report['client_address']}:{report['client_port']} {report['action']} "
+            log(f"{client_of(report)} {report['action']} "
                 f"({report['reason'] or report['score']}): policy service answered {answer}")
             return
         except OSError as e:
             if time.monotonic() - first > args.give_up_s:
-                log(f"gave up reporting {report['client_address']}:{report['client_port']}: {e}")
+                log(f"gave up reporting {client_of(report)}: {e}")
                 return
             if not warned:
                 log(f"policy service {args.policy} unreachable ({e}); retrying every second")
@@ -180,6 +252,7 @@ def deliver(args, report):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--log", required=True)
+    ap.add_argument("--maillog", required=True)
     ap.add_argument("--policy", required=True)
     ap.add_argument("--offset", required=True)
     ap.add_argument("--pidfile")
