@@ -185,7 +185,7 @@ cmd_start() {
             --var "RUNDIR=$state/rspamd/run" --var "LOGDIR=$state/rspamd/log" \
             >"$state/rspamd/start.out" 2>&1 || die "rspamd failed to start: $(cat "$state/rspamd/start.out")"
     fi
-    wait_for 30 milter_up ||
+    wait_for 120 milter_up ||
         die "rspamd's milter does not answer on $state/rspamd/run/milter.sock (see $state/rspamd/log/rspamd.log)"
     # rspamd's verdicts back to smtpgovd (unprivileged, like rspamd)
     if ! reporter_pid >/dev/null; then

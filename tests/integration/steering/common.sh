@@ -188,6 +188,32 @@ st_wait_event() {
     return 1
 }
 
+# st_proxy_events TYPE [FAMILY]: proxy_down/proxy_up events (for ipv4 or ipv6, if given)
+st_proxy_events() {
+    python3 - "$SG_TMP/state/events.jsonl" "$@" <<'PY'
+import json, sys
+n = 0
+try:
+    for line in open(sys.argv[1]):
+        e = json.loads(line)
+        fam = (e.get("evidence") or {}).get("family")
+        n += e.get("type") == sys.argv[2] and (len(sys.argv) < 4 or fam == sys.argv[3])
+except FileNotFoundError:
+    pass
+print(n)
+PY
+}
+
+# st_wait_proxy_event TYPE FAMILY N TIMEOUT_S: until N such events of that family
+st_wait_proxy_event() {
+    local end=$((SECONDS + $4))
+    while ((SECONDS < end)); do
+        (($(st_proxy_events "$1" "$2") >= $3)) && return 0
+        sleep 0.2
+    done
+    return 1
+}
+
 # st_metric NAME_REGEX: the sum of the matching series on /metrics
 st_metric() {
     nsenter --net="/run/netns/$SG_NS_HV" curl -sf "http://$SG_METRICS/metrics" |

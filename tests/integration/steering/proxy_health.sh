@@ -16,12 +16,14 @@ sink=${SG_INET_V4[0]}
 out=$(st_swaks "$SG_VM1_NS" "$sink" --header "Message-Id: <hp-before@customer.example>") ||
     { echo "$out" >&2; fail "the steered VM's mail failed while the proxy is up"; }
 assert_eq "$(st_wait_relayed hp-before 30)" "$SG_EGRESS_V4" "the sink's client before the outage"
-assert_eq "$(st_events_of proxy_down)" 0 "proxy_down events while the proxy is up"
+assert_eq "$(st_proxy_events proxy_down)" 0 "proxy_down events while the proxy is up"
 
 # ---- the proxy goes down ---------------------------------------------------------------------
 st_proxy_stop
-st_wait_event proxy_down 1 60 || fail "no proxy_down event within 60 s of the proxy's stop"
+st_wait_proxy_event proxy_down ipv4 1 60 || fail "no IPv4 proxy_down event within 60 s of the proxy's stop"
+st_wait_proxy_event proxy_down ipv6 1 60 || fail "no IPv6 proxy_down event within 60 s of the proxy's stop"
 log "proxy_down: $(grep '"proxy_down"' "$SG_TMP/state/events.jsonl" | head -1)"
+# the VMs' SYNs get the fail mode only after the event (the order the test checks)
 block0=$(json syn.block <<<"$(sg_vm steered-vm)")
 syn0=$(sg_syncount --family 4 --port 25)
 out=$(st_swaks "$SG_VM1_NS" "$sink" --header "Message-Id: <hp-down@customer.example>") &&
@@ -40,12 +42,17 @@ assert_eq "$(st_wait_relayed hp-ok 30)" "$SG_VM2_V4" "the sink's client for the 
 
 # ---- the proxy comes back ----------------------------------------------------------------------
 st_proxy_start
-st_wait_event proxy_up 1 60 || fail "no proxy_up event within 60 s of the proxy's start"
+st_wait_proxy_event proxy_up ipv4 1 60 || fail "no IPv4 proxy_up event within 60 s of the proxy's start"
+st_wait_proxy_event proxy_up ipv6 1 60 || fail "no IPv6 proxy_up event within 60 s of the proxy's start"
 python3 - "$SG_TMP/state/events.jsonl" <<'PY' || fail "proxy events out of order"
 import json, sys
-order = [e["type"] for e in map(json.loads, open(sys.argv[1])) if e.get("type") in ("proxy_down", "proxy_up")]
-print("proxy events:", order, file=sys.stderr)
-sys.exit(0 if order[:2] == ["proxy_down", "proxy_up"] else 1)
+evs = [e for e in map(json.loads, open(sys.argv[1])) if e.get("type") in ("proxy_down", "proxy_up")]
+ok = True
+for fam in ("ipv4", "ipv6"):
+    order = [e["type"] for e in evs if (e.get("evidence") or {}).get("family") == fam]
+    print(f"proxy events ({fam}):", order, file=sys.stderr)
+    ok &= order[:2] == ["proxy_down", "proxy_up"]
+sys.exit(0 if ok else 1)
 PY
 out=$(st_swaks "$SG_VM1_NS" "$sink" --header "Message-Id: <hp-after@customer.example>") ||
     { echo "$out" >&2; fail "steering did not resume after proxy_up"; }
