@@ -195,7 +195,8 @@ PlanInputs Controller::plan_inputs(const Policy& p, const SlotTable& slots) cons
 
 MapPlan Controller::plan(const Policy& p, const SlotTable& slots, const Tiers& tiers) const {
     PlanInputs in = plan_inputs(p, slots);
-    in.tier_of = [&tiers](const std::string& id) { return tiers.tier(id); };
+    in.tier_of = [&tiers](const std::string& id) { return tiers.enforced(id); };
+    in.steering = {tiers.steering(Family::V4), tiers.steering(Family::V6)};
     in.governed_ifaces = host_->governed();
     return plan_maps(in);
 }
@@ -305,6 +306,7 @@ void Controller::release_holds(uint64_t now_ns) {
 }
 
 void Controller::write_tier(const std::string& id, Tier t) {
+    t = tiers_.enforced_tier(t);  // steered with no proxy to take it: the fail mode's tier
     Status s = ok_status();
     if (const Vm* vm = vms_.vm(id)) {
         if (auto slot = vms_.slot_of(id)) s = enforcer_->set_vm(*slot, vm_policy_entry(vms_.policy(), *vm, t));

@@ -87,6 +87,17 @@ public:
     double last_sweep_ms() const { return last_sweep_ms_; }
     Status persist_reputation();
 
+    // Steering (steering.cpp). The health checker's finding for one proxy family: a
+    // change is decided by Tiers, written (sg_runtime, steered VMs' entries) and
+    // announced as a proxy_down / proxy_up event.
+    void proxy_health(Family f, bool up, const std::string& detail);
+    struct ProxyTargets {
+        std::vector<Endpoint> endpoints;  // what to check (none: no proxy configured)
+        uint32_t interval_s = 5;
+        bool operator==(const ProxyTargets&) const = default;
+    };
+    ProxyTargets proxy_targets() const;
+
 private:
     Controller(const ControllerOptions& opts, const Clock& clock);
     Status load_state();
@@ -99,6 +110,7 @@ private:
     void adopt(Policy p, SlotTable slots, Tiers tiers, const std::set<uint32_t>& reset,
                const std::vector<Transition>& changes);
     void announce(const Transition& t);
+    void announce_proxy(const ProxyTransition& t);  // steering.cpp
     void write_tier(const std::string& id, Tier t);
     void evaluate(int64_t now_ms);
     void evaluate(const std::vector<std::string>& ids, int64_t now_ms);

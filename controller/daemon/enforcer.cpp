@@ -65,6 +65,7 @@ Status write_plan(Transaction& tx, Maps& maps, const MapPlan& plan, const MapPla
         if (auto s = tx.put(MapId::VmPolicy, slot, pol); !s) return s;
     for (uint32_t i = 0; i < SG_DEFAULTS_MAX; ++i)
         if (auto s = tx.put(MapId::Defaults, i, plan.defaults[i]); !s) return s;
+    if (auto s = tx.put(MapId::Runtime, uint32_t{0}, plan.runtime); !s) return s;
     for (const auto& [ifindex, e] : plan.ifaces)
         if (auto s = tx.put(MapId::Ifaces, ifindex, e); !s) return s;
     for (const auto& [k, slot] : plan.v4)
@@ -172,6 +173,14 @@ Status Enforcer::set_iface(uint32_t ifindex, const std::optional<sg_iface>& e) {
         return ok_status();
     if (auto s = maps_.update(MapId::Ifaces, &ifindex, &*e); !s) return s;
     cur_.ifaces[ifindex] = *e;
+    return ok_status();
+}
+
+Status Enforcer::set_runtime(const sg_runtime& r) {
+    if (std::memcmp(&cur_.runtime, &r, sizeof(r)) == 0) return ok_status();
+    const uint32_t key = 0;
+    if (auto s = maps_.update(MapId::Runtime, &key, &r); !s) return s;
+    cur_.runtime = r;
     return ok_status();
 }
 

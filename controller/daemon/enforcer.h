@@ -1,6 +1,6 @@
 // The only writer of the maps that carry enforcement: sg_vm_policy, sg_auto_policy,
-// sg_defaults, sg_ifaces (and sg_ifaces_big), sg_vm_v4/sg_vm_v6, and the reset of a
-// slot given to a new VM. It keeps what it wrote, so the fill counts it reports are
+// sg_defaults, sg_ifaces (and sg_ifaces_big), sg_vm_v4/sg_vm_v6, sg_runtime (conn_per_vm,
+// proxy, fail mode), and the reset of a slot given to a new VM. It keeps what it wrote, so the fill counts it reports are
 // the maps' own and a tier write that changes nothing costs no syscall.
 #pragma once
 
@@ -46,6 +46,8 @@ public:
     Status drop_ifindex(uint32_t ifindex);
     // An interface appeared (entry) or went away (nullopt).
     Status set_iface(uint32_t ifindex, const std::optional<sg_iface>& e);
+    // sg_runtime after a proxy health change (a policy writes it with its plan).
+    Status set_runtime(const sg_runtime& r);
 
     EnforcementFill fill() const;
     // The tier each auto policy in force carries, by auto id.

@@ -1,5 +1,7 @@
 #include "daemon/map_plan.h"
 
+#include <arpa/inet.h>
+
 #include <vector>
 
 namespace smtpgov::daemon {
@@ -25,6 +27,26 @@ sg_vm_policy vm_policy_entry(const Policy& p, const Vm& vm, Tier t) {
 
 sg_vm_policy auto_policy_entry(const Policy& p, Tier t) {
     return policy_entry(p, default_limits_for(p, t), t, SG_VMF_ACTIVE);
+}
+
+sg_runtime runtime_entry(const Policy& p, std::array<bool, 2> steering) {
+    sg_runtime r{};
+    r.conn_per_vm = p.conn_per_vm;
+    r.nofamily_tier = static_cast<__u8>(fail_tier(fail_mode(p)));
+    const Proxy px = p.proxy.value_or(Proxy{});  // none: no family flag, default ports
+    for (uint16_t port : px.ports)
+        if (r.n_proxy_ports < SG_MAX_PORTS) r.proxy_ports[r.n_proxy_ports++] = port;
+    if (px.v4) {
+        std::memcpy(r.proxy_v4, px.v4->addr.addr.data(), 4);
+        r.proxy_v4_port = htons(px.v4->port);
+        if (steering[0]) r.flags |= SG_RT_PROXY_V4;
+    }
+    if (px.v6) {
+        std::memcpy(r.proxy_v6, px.v6->addr.addr.data(), 16);
+        r.proxy_v6_port = htons(px.v6->port);
+        if (steering[1]) r.flags |= SG_RT_PROXY_V6;
+    }
+    return r;
 }
 
 std::optional<sg_iface> iface_entry(const PlanInputs& in, const std::string& ifname) {
@@ -65,6 +87,7 @@ MapPlan plan_maps(const PlanInputs& in) {
             }
         }
     }
+    plan.runtime = runtime_entry(p, in.steering);
     for (const auto& [name, ifindex] : in.governed_ifaces)
         if (!plan.ifaces.count(static_cast<uint32_t>(ifindex)))
             if (auto e = iface_entry(in, name)) plan.ifaces[static_cast<uint32_t>(ifindex)] = *e;

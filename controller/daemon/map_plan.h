@@ -28,6 +28,11 @@ struct KeyBytes {
 
 sg_vm_policy vm_policy_entry(const Policy& p, const Vm& vm, Tier t);
 sg_vm_policy auto_policy_entry(const Policy& p, Tier t);
+// sg_runtime: conn_per_vm, the proxy endpoints and ports, and the fail mode as the
+// tier a steered SYN gets when no proxy of its family takes it. A family's proxy flag
+// is set only while it is configured and up (steering[0] v4, [1] v6: Tiers::steering);
+// while no family is, steered VMs' own entries carry the fail tier (Tiers::enforced).
+sg_runtime runtime_entry(const Policy& p, std::array<bool, 2> steering);
 
 struct MapPlan {
     std::map<uint32_t, sg_vm_policy> vm_policy;      // every slot in use
@@ -37,6 +42,7 @@ struct MapPlan {
     std::map<uint32_t, sg_iface> ifaces;
     std::map<KeyBytes<sg_lpm_v4>, uint32_t> v4;
     std::map<KeyBytes<sg_lpm_v6>, uint32_t> v6;
+    sg_runtime runtime{};                            // sg_runtime[0]
 };
 
 struct PlanInputs {
@@ -46,6 +52,7 @@ struct PlanInputs {
     std::function<int(const std::string& ifname)> ifindex_of;      // 0: no such interface
     std::vector<std::pair<std::string, int>> governed_ifaces;     // attached interfaces
     std::function<bool(const std::string& ifname)> is_gateway;     // declared in gateway_interfaces
+    std::array<bool, 2> steering{};                                // proxy v4, v6 configured and up
 };
 
 // An interface named by a policy VM carries that VM (hypervisor mode); one declared in

@@ -24,7 +24,7 @@ bool all_zero(const Bytes& b) {
 
 bool MemoryMaps::is_array(MapId id) const {
     return id == MapId::VmPolicy || id == MapId::VmBucket || id == MapId::VmStats || id == MapId::Defaults ||
-           id == MapId::Global;
+           id == MapId::Global || id == MapId::Runtime;
 }
 
 Status MemoryMaps::check_index(MapId id, const void* key) const {
