@@ -73,14 +73,16 @@ struct sg_vlan_hdr {
 /* What the classifier learnt about a frame; pointers are valid until the frame is resized. */
 struct sg_pkt {
 	struct ethhdr *eth;
-	struct iphdr *ip4;      /* exactly one of ip4/ip6 is set for IP frames */
+	struct iphdr *ip4;      /* exactly one of ip4/ip6 is set for IP frames (fragments too) */
 	struct ipv6hdr *ip6;
 	struct tcphdr *tcp;
+	void *l4;               /* the L4 header (NON_TCP, NON_SMTP results) */
 	__u32 l3_rem;           /* datagram bytes after the current header (then: TCP payload) */
 	__u16 l2_len;           /* Ethernet + VLAN tags */
 	__u8 family;            /* 4 or 6 */
 	__u8 tcp_flags;
 	__u8 first_frag;        /* a first fragment: every later header must be whole in it */
+	__u8 l4_proto;          /* L4 protocol, also of a non-first fragment */
 };
 
 static __always_inline int sg_parse_eth(struct hdr_cursor *c, struct ethhdr **ethp)
@@ -121,6 +123,7 @@ static __always_inline int sg_parse_ipv4(struct hdr_cursor *c, struct iphdr **ip
 		return SG_PARSE_SHORT;
 	/* only the first fragment carries the TCP header */
 	off = bpf_ntohs(iph->frag_off) & SG_IP_OFFMASK;
+	*iphp = iph;
 	if (off) {
 		/* offset 1 (8 bytes) can rewrite a first fragment's TCP flags (RFC 1858) */
 		if (off == 1 && iph->protocol == IPPROTO_TCP)
@@ -130,7 +133,6 @@ static __always_inline int sg_parse_ipv4(struct hdr_cursor *c, struct iphdr **ip
 	*first_frag = !!(iph->frag_off & bpf_htons(SG_IP_MF));
 	c->pos += hlen;
 	*rem = tot - hlen;
-	*iphp = iph;
 	return iph->protocol;
 }
 
@@ -158,9 +160,10 @@ static __always_inline int sg_is_ipv6_ext(int nh)
 	       nh == IPPROTO_DSTOPTS || nh == IPPROTO_FRAGMENT;
 }
 
-/* One extension header: hop-by-hop, routing, destination options or fragment. */
+/* One extension header: hop-by-hop, routing, destination options or fragment
+ * (whose next header names the fragmented protocol, in every fragment). */
 static __always_inline int sg_parse_ipv6_ext(struct hdr_cursor *c, int nh, __u32 *rem,
-					     __u8 *first_frag)
+					     __u8 *first_frag, __u8 *frag_proto)
 {
 	__u8 *h = c->pos;
 	__u32 len;
@@ -172,6 +175,7 @@ static __always_inline int sg_parse_ipv6_ext(struct hdr_cursor *c, int nh, __u32
 	if (c->pos + len > c->end || len > *rem)
 		return SG_PARSE_SHORT;
 	if (nh == IPPROTO_FRAGMENT) {
+		*frag_proto = h[0];
 		if (*(__be16 *)(h + 2) & bpf_htons(SG_IP6_OFFMASK))
 			return SG_PARSE_FRAG;
 		/* offset 0: the rest of the chain and TCP must be in this fragment (RFC 7112) */
@@ -261,7 +265,7 @@ static __always_inline int sg_parse_frame(void *data, void *data_end, __u32 fram
 		for (i = 0; i < SG_MAX_V6_EXT_HDRS; i++) {
 			if (proto < 0 || !sg_is_ipv6_ext(proto))
 				break;
-			proto = sg_parse_ipv6_ext(&c, proto, &p->l3_rem, &p->first_frag);
+			proto = sg_parse_ipv6_ext(&c, proto, &p->l3_rem, &p->first_frag, &p->l4_proto);
 		}
 		/* a chain longer than we walk may hide TCP behind it */
 		if (proto >= 0 && sg_is_ipv6_ext(proto))
@@ -271,8 +275,13 @@ static __always_inline int sg_parse_frame(void *data, void *data_end, __u32 fram
 	} else {
 		return SG_RES_NON_IP;
 	}
-	if (proto < 0)
+	if (proto < 0) {
+		if (p->ip4)
+			p->l4_proto = p->ip4->protocol;
 		return sg_parse_error(proto, p->first_frag);
+	}
+	p->l4_proto = proto;
+	p->l4 = c.pos;
 	if (proto != IPPROTO_TCP)
 		return SG_RES_NON_TCP;
 	if (sg_parse_tcp(&c, &p->tcp, &p->l3_rem) < 0)

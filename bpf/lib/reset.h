@@ -8,10 +8,12 @@
 #define SG_BPF_RESET_H
 
 #include "parsing.h"
+#include "csum.h"
 
 #define SG_RST_TTL 64
 #define SG_IP_DF   0x4000
 
+/* Everything the RST needs, read before the frame is resized. */
 struct sg_rst_info {
 	__u8 saddr[16];          /* of the SYN; IPv4 in [0..3] */
 	__u8 daddr[16];
@@ -21,41 +23,6 @@ struct sg_rst_info {
 	__u32 l2_len;
 	__u32 family;
 };
-
-static __always_inline __u16 sg_csum_fold(__u64 sum)
-{
-	sum = (sum & 0xffffffff) + (sum >> 32);
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	return (__u16)~sum;
-}
-
-/* One's complement sum of 16-bit words in memory order (result is in memory order too). */
-static __always_inline __u64 sg_csum_words(const void *buf, int words)
-{
-	const __u16 *w = buf;
-	__u64 sum = 0;
-	int i;
-
-#pragma unroll
-	for (i = 0; i < words; i++)
-		sum += w[i];
-	return sum;
-}
-
-/* Everything the RST needs, read before the frame is resized. */
-static __always_inline void sg_rst_save(const struct sg_pkt *p, struct sg_rst_info *ri)
-{
-	ri->family = p->family;
-	ri->l2_len = p->l2_len;
-	sg_copy_addr(p, 0, ri->saddr, 16);
-	sg_copy_addr(p, 1, ri->daddr, 16);
-	ri->sport = p->tcp->source;
-	ri->dport = p->tcp->dest;
-	/* SYN takes one sequence number, any SYN payload (TFO) the rest */
-	ri->ack = bpf_ntohl(p->tcp->seq) + 1 + p->l3_rem;
-}
 
 static __always_inline void sg_rst_tcp(const struct sg_rst_info *ri, struct tcphdr *th, __u64 pseudo)
 {
@@ -123,16 +90,14 @@ static __always_inline int sg_rst_write_v6(void *l3, void *end, const struct sg_
 	return 0;
 }
 
-/* Turn the SYN in ctx into the RST; returns 0 when the frame is ready for XDP_TX. */
-static __always_inline int sg_send_rst(struct xdp_md *ctx, const struct sg_pkt *p)
+/* Turn the SYN in ctx (described by ri) into the RST; returns 0 when the frame is ready for XDP_TX. */
+static __always_inline int sg_send_rst(struct xdp_md *ctx, const struct sg_rst_info *ri)
 {
-	struct sg_rst_info ri = {};
 	__u32 l3_len, new_len, l2;
 	void *data, *end;
 
-	sg_rst_save(p, &ri);
-	l3_len = ri.family == 4 ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
-	new_len = ri.l2_len + l3_len + sizeof(struct tcphdr);
+	l3_len = ri->family == 4 ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
+	new_len = ri->l2_len + l3_len + sizeof(struct tcphdr);
 	/* new_len never exceeds the parsed frame, so this only shrinks */
 	if (bpf_xdp_adjust_tail(ctx, (int)new_len - (int)bpf_xdp_get_buff_len(ctx)) < 0)
 		return -1;
@@ -143,13 +108,13 @@ static __always_inline int sg_send_rst(struct xdp_md *ctx, const struct sg_pkt *
 		return -1;
 	sg_rst_swap_macs(data);
 	/* opaque copy: clang must bound-check the very register it adds to the pointer */
-	l2 = ri.l2_len;
+	l2 = ri->l2_len;
 	asm volatile("" : "+r"(l2));
 	if (l2 < sizeof(struct ethhdr) || l2 > sizeof(struct ethhdr) + SG_MAX_VLANS * 4)
 		return -1;
-	if (ri.family == 4)
-		return sg_rst_write_v4(data + l2, end, &ri);
-	return sg_rst_write_v6(data + l2, end, &ri);
+	if (ri->family == 4)
+		return sg_rst_write_v4(data + l2, end, ri);
+	return sg_rst_write_v6(data + l2, end, ri);
 }
 
 #endif /* SG_BPF_RESET_H */

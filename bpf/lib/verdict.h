@@ -1,5 +1,9 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Attribution of a new SMTP connection to a VM, and its verdict (docs/internals.md). */
+/*
+ * Attribution of a new SMTP connection to a VM, and its verdict (docs/internals.md).
+ * The SYN's source is given as `src` (struct sg_auto_key used as {ifindex, family, whole
+ * source address}): no packet pointers, so the callers can be global functions.
+ */
 #ifndef SG_BPF_VERDICT_H
 #define SG_BPF_VERDICT_H
 
@@ -7,11 +11,19 @@
 #include "parsing.h"
 #include "bucket.h"
 
+/*
+ * Who a SYN belongs to and what was decided. The owner (slot, or SG_SLOT_NONE and the
+ * auto key charged) is what its connection entry records; its verdict is charged by
+ * sg_charge once the connection table had its say (a steered SYN may end up passed).
+ */
 struct sg_judgement {
 	struct sg_vm_stats *stats;   /* per-CPU counters of a registered VM, or */
 	struct sg_auto_vm *autov;    /* the auto entry charged with the SYN */
+	struct sg_bucket *bucket;    /* the owner's bucket (conn_seq, conn_evicted) */
+	__u32 slot;                  /* owner: VM slot, or SG_SLOT_NONE and key */
+	struct sg_auto_key key;      /* auto owner; all zero for a slot */
 	__u8 verdict;                /* enum sg_verdict */
-	__u8 action;                 /* enum sg_action, for throttle/block */
+	__u8 action;                 /* enum sg_action: for throttle/block; for steer, block_action */
 };
 
 static __always_inline int sg_refused(__u8 verdict)
@@ -19,23 +31,37 @@ static __always_inline int sg_refused(__u8 verdict)
 	return verdict == SG_VERDICT_THROTTLE || verdict == SG_VERDICT_BLOCK;
 }
 
-/* LPM lookup of the frame's source (dst == 0) or destination address. */
-static __always_inline __u32 *sg_lpm_lookup(const struct sg_pkt *p, int dst)
+/* LPM lookup of a whole address (src->addr in src->family). */
+static __always_inline __u32 *sg_lpm_lookup(const struct sg_auto_key *src)
 {
 	struct sg_lpm_v4 k = { .prefixlen = 32 };
 	struct sg_lpm_v6 k6 = { .prefixlen = 128 };
 
-	if (sg_copy_addr(p, dst, k6.addr, 16) == 16)
+	if (src->family == 6) {
+		__builtin_memcpy(k6.addr, src->addr, 16);
 		return bpf_map_lookup_elem(&sg_vm_v6, &k6);
-	__builtin_memcpy(k.addr, k6.addr, 4);
+	}
+	__builtin_memcpy(k.addr, src->addr, 4);
 	return bpf_map_lookup_elem(&sg_vm_v4, &k);
+}
+
+/* The auto key of an unregistered source behind a gateway: /32, or /64 for IPv6. */
+static __always_inline void sg_source_key(const struct sg_auto_key *src, struct sg_auto_key *key)
+{
+	key->ifindex = src->ifindex;
+	key->family = src->family;
+	if (src->family == 6)
+		__builtin_memcpy(key->addr, src->addr, 8);
+	else
+		__builtin_memcpy(key->addr, src->addr, 4);
 }
 
 #define SG_JUDGE_ACTION_SHIFT 8
 
 /*
  * Tier first, then the bucket; an over-limit SYN also feeds the burst event.
- * Returns verdict | action << SG_JUDGE_ACTION_SHIFT.
+ * Returns verdict | action << SG_JUDGE_ACTION_SHIFT; a steer carries the block action,
+ * for a family with no proxy when the fail mode blocks (conn.h).
  */
 static __always_inline int sg_decide_inline(const struct sg_vm_policy *pol, struct sg_bucket *b,
 					    __u32 slot, const struct sg_auto_key *key, __u64 now)
@@ -49,7 +75,9 @@ static __always_inline int sg_decide_inline(const struct sg_vm_policy *pol, stru
 		sg_over_event(b, slot, key, now);
 		return SG_VERDICT_THROTTLE | (pol->over_action & 1) << SG_JUDGE_ACTION_SHIFT;
 	}
-	return pol->tier == SG_TIER_STEERED ? SG_VERDICT_STEER : SG_VERDICT_PASS;
+	if (pol->tier == SG_TIER_STEERED)
+		return SG_VERDICT_STEER | (pol->block_action & 1) << SG_JUDGE_ACTION_SHIFT;
+	return SG_VERDICT_PASS;
 }
 
 /*
@@ -70,7 +98,7 @@ static __always_inline void sg_set_judgement(struct sg_judgement *j, int d)
 }
 
 /* Registered VM in `slot`; returns -1 when the slot is not active (caller falls back to auto). */
-static __always_inline int sg_judge_slot(const struct sg_pkt *p, __u32 slot, int check_spoof,
+static __always_inline int sg_judge_slot(const struct sg_auto_key *src, __u32 slot, int check_spoof,
 					 __u64 now, struct sg_judgement *j)
 {
 	struct sg_vm_policy *pol = bpf_map_lookup_elem(&sg_vm_policy, &slot);
@@ -84,7 +112,7 @@ static __always_inline int sg_judge_slot(const struct sg_pkt *p, __u32 slot, int
 	if (!b || !stats)
 		return -1;
 	if (check_spoof && (pol->flags & SG_VMF_HAS_ADDRS)) {
-		__u32 *owner = sg_lpm_lookup(p, 0);
+		__u32 *owner = sg_lpm_lookup(src);
 
 		/* the interface names the VM; a foreign source still counts against it */
 		if (!owner || *owner != slot) {
@@ -93,22 +121,28 @@ static __always_inline int sg_judge_slot(const struct sg_pkt *p, __u32 slot, int
 		}
 	}
 	sg_set_judgement(j, sg_decide_inline(pol, b, slot, 0, now));
-	stats->syn[j->verdict & 3]++;
 	j->stats = stats;
+	j->bucket = b;
+	j->slot = slot;
 	return 0;
 }
+
+/* A new auto entry starts from this (rodata: a 152-byte value would crowd the stack). */
+const volatile struct sg_auto_vm sg_auto_zero = {};
 
 static __always_inline struct sg_auto_vm *sg_auto_get(const struct sg_auto_key *key, __u64 now)
 {
 	struct sg_auto_vm *e = bpf_map_lookup_elem(&sg_auto, key);
-	struct sg_auto_vm init = {};
 
 	if (e)
 		return e;
-	init.first_seen_ns = now;
-	if (bpf_map_update_elem(&sg_auto, key, &init, BPF_NOEXIST) == 0)
-		sg_count(SG_RES_AUTO_NEW);
-	return bpf_map_lookup_elem(&sg_auto, key);
+	if (bpf_map_update_elem(&sg_auto, key, (const void *)&sg_auto_zero, BPF_NOEXIST) != 0)
+		return bpf_map_lookup_elem(&sg_auto, key);   /* another CPU created it */
+	sg_count(SG_RES_AUTO_NEW);
+	e = bpf_map_lookup_elem(&sg_auto, key);
+	if (e)
+		e->first_seen_ns = now;
+	return e;
 }
 
 /* Judge (without charging) an auto entry under its own policy or the defaults `def`. */
@@ -137,63 +171,82 @@ static __always_inline void sg_charge_auto(struct sg_auto_vm *e, __u8 verdict)
 		__sync_fetch_and_add(&e->stats.syn[verdict & 3], 1);
 }
 
+/* The SYN's final verdict, charged to its owner. */
+static __always_inline void sg_charge(const struct sg_judgement *j)
+{
+	if (j->stats)
+		j->stats->syn[j->verdict & 3]++;
+	else
+		sg_charge_auto(j->autov, j->verdict);
+}
+
+/* An auto entry owns the SYN: the connection table records its key. */
+static __always_inline void sg_auto_owner(struct sg_judgement *j, const struct sg_auto_key *key)
+{
+	j->slot = SG_SLOT_NONE;
+	__builtin_memcpy(&j->key, key, sizeof(j->key));
+	j->bucket = j->autov ? &j->autov->bucket : 0;
+}
+
 /* Unclaimed interface: one entry for the whole interface; the source is not trusted. */
 static __always_inline void sg_judge_iface(__u32 ifindex, __u64 now, struct sg_judgement *j)
 {
 	struct sg_auto_key key = { .ifindex = ifindex };
 
 	j->autov = sg_decide_auto(&key, SG_DEFAULTS_SOURCE, now, j);
-	sg_charge_auto(j->autov, j->verdict);
+	sg_auto_owner(j, &key);
 }
 
 /*
  * Unregistered source behind a gateway: its own /32 or /64 bucket, then the
  * interface aggregate, so random sources cannot multiply the burst. The source
- * entry is charged with the final verdict; the aggregate with what it decided.
+ * entry owns the SYN (and is charged with the final verdict); the aggregate is
+ * charged here with what it decided.
  */
-static __always_inline void sg_judge_source(const struct sg_pkt *p, __u32 ifindex, __u64 now,
+static __always_inline void sg_judge_source(const struct sg_auto_key *src, __u64 now,
 					    struct sg_judgement *j)
 {
-	struct sg_auto_key key = { .ifindex = ifindex, .family = p->family };
+	struct sg_auto_key key = {};
 	struct sg_judgement agg = {};
 	struct sg_auto_vm *ae;
 
-	sg_copy_addr(p, 0, key.addr, 8);   /* IPv6 sources are grouped per /64 */
+	sg_source_key(src, &key);   /* IPv6 sources are grouped per /64 */
 	j->autov = sg_decide_auto(&key, SG_DEFAULTS_SOURCE, now, j);
+	sg_auto_owner(j, &key);
 	if (!sg_refused(j->verdict)) {
 		__builtin_memset(&key, 0, sizeof(key));
-		key.ifindex = ifindex;
+		key.ifindex = src->ifindex;
 		ae = sg_decide_auto(&key, SG_DEFAULTS_AGGREGATE, now, &agg);
 		sg_charge_auto(ae, agg.verdict);
 		if (sg_refused(agg.verdict)) {
 			j->verdict = agg.verdict;
 			j->action = agg.action;
-		} else if (agg.verdict == SG_VERDICT_STEER) {
+		} else if (agg.verdict == SG_VERDICT_STEER && j->verdict != SG_VERDICT_STEER) {
 			j->verdict = SG_VERDICT_STEER;
+			j->action = agg.action;
 		}
 	}
-	sg_charge_auto(j->autov, j->verdict);
 }
 
 /* First match wins: VM interface, gateway LPM, then an auto entry (docs/internals.md). */
-static __always_inline void sg_attribute(const struct sg_pkt *p, __u32 ifindex, __u64 now,
+static __always_inline void sg_attribute(const struct sg_auto_key *src, __u64 now,
 					 struct sg_judgement *j)
 {
-	struct sg_iface *ifc = sg_iface_lookup(ifindex);
+	struct sg_iface *ifc = sg_iface_lookup(src->ifindex);
 	__u32 flags = ifc ? ifc->flags : 0;
 	__u32 *slot;
 
 	if (ifc && (flags & SG_IFACE_HAS_VM)) {
-		if (sg_judge_slot(p, ifc->vm_slot, 1, now, j) == 0)
+		if (sg_judge_slot(src, ifc->vm_slot, 1, now, j) == 0)
 			return;
 	} else if (flags & SG_IFACE_GATEWAY) {
-		slot = sg_lpm_lookup(p, 0);
-		if (slot && sg_judge_slot(p, *slot, 0, now, j) == 0)
+		slot = sg_lpm_lookup(src);
+		if (slot && sg_judge_slot(src, *slot, 0, now, j) == 0)
 			return;
-		sg_judge_source(p, ifindex, now, j);
+		sg_judge_source(src, now, j);
 		return;
 	}
-	sg_judge_iface(ifindex, now, j);
+	sg_judge_iface(src->ifindex, now, j);
 }
 
 #endif /* SG_BPF_VERDICT_H */

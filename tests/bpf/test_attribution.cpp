@@ -174,7 +174,9 @@ const TierRow kTierRows[] = {
     {"ok within bucket", policy(SG_TIER_OK, 10, 10), XDP_PASS, SG_VERDICT_PASS, 0},
     {"throttled over bucket, drop", policy(SG_TIER_THROTTLED, 0, 5), XDP_DROP, SG_VERDICT_THROTTLE, 0},
     {"throttled over bucket, reset", policy(SG_TIER_THROTTLED, 0, 5, SG_ACT_RESET), XDP_TX, SG_VERDICT_THROTTLE, 1},
-    {"steered within bucket", policy(SG_TIER_STEERED, 10, 10), XDP_PASS, SG_VERDICT_STEER, 0},
+    // no proxy configured (sg_runtime empty): a steered SYN passes under its bucket;
+    // steering itself is test_steer.cpp's
+    {"steered within bucket, no proxy", policy(SG_TIER_STEERED, 10, 10), XDP_PASS, SG_VERDICT_PASS, 0},
     {"steered over bucket", policy(SG_TIER_STEERED, 0, 10), XDP_DROP, SG_VERDICT_THROTTLE, 0},
     {"blocked, drop", policy(SG_TIER_BLOCKED, 10, 10), XDP_DROP, SG_VERDICT_BLOCK, 0},
     {"blocked, reset", policy(SG_TIER_BLOCKED, 10, 10, SG_ACT_DROP, SG_ACT_RESET), XDP_TX, SG_VERDICT_BLOCK, 1},

@@ -1,5 +1,8 @@
-// The TC return-path program: remote SMTP replies (SYN-ACK, RST, 2xx/4xx/5xx)
-// counted per VM, 4xx/5xx lines sampled into ring-buffer events; never interferes.
+// The TC return-path program: remote SMTP replies (SYN-ACK, RST, 2xx/4xx/5xx) counted
+// for the owner of the connection they answer, 4xx/5xx lines sampled into ring-buffer
+// events; never interferes. Replies need a connection the VM opened (test_evidence.cpp
+// tables the window rules); here: the kinds, sampling, and who gets the evidence.
+#include <bpf/bpf.h>
 #include <gtest/gtest.h>
 #include <linux/pkt_cls.h>
 
@@ -7,6 +10,7 @@
 #include <sstream>
 #include <thread>
 
+#include "flow.h"
 #include "test_datapath.h"
 
 #ifndef SG_REJECTIONS_TSV
@@ -18,17 +22,6 @@ namespace {
 
 constexpr uint32_t kSlot = 1;
 
-// A segment from a remote SMTP server back to a VM.
-Packet from_server(const std::string& vm = "10.1.0.2", uint16_t sport = 25)
-{
-    return Packet().eth(kGwMac, kVmMac).ipv4("198.51.100.7", vm).tcp(sport, 40000);
-}
-
-Bytes text_reply(const std::string& line, const std::string& vm = "10.1.0.2")
-{
-    return from_server(vm).ack().flags(kAck | kPsh).payload(line).build();
-}
-
 class Reply : public ::testing::Test {
 protected:
     void SetUp() override
@@ -38,26 +31,42 @@ protected:
         other_ = test_iface("sgt-x");
         dp_.iface(hv_, SG_IFACE_HAS_VM, kSlot);
         dp_.vm(kSlot, policy(SG_TIER_OK, 100, 100));
+        dp_.defaults(SG_DEFAULTS_SOURCE, policy(SG_TIER_OK, 100, 100));
+        dp_.defaults(SG_DEFAULTS_AGGREGATE, policy(SG_TIER_OK, 100, 100));
     }
     void tc(const Bytes& f, int ifx) const { EXPECT_EQ(dp_.tc(f, ifx), TC_ACT_OK) << "never interferes"; }
+    // The VM dials f through ifx and the server accepts: replies on it are evidence.
+    void open(const Flow& f, int ifx) const
+    {
+        ASSERT_EQ(dp_.xdp(f.syn(), ifx).action, uint32_t(XDP_PASS));
+        tc(f.synack(), ifx);
+    }
+    // A session's replies, one after the other in the server's stream.
+    void replies(const Flow& f, int ifx, const std::vector<std::string>& lines) const
+    {
+        uint32_t off = 0;
+        for (const std::string& l : lines) {
+            tc(f.reply(l, off), ifx);
+            off += uint32_t(l.size());
+        }
+    }
     int hv_ = 0, gw_ = 0, other_ = 0;
     TestDatapath dp_;
 };
 
 TEST_F(Reply, CountsEachKindPerVm)
 {
-    tc(from_server().syn().ack().build(), hv_);
-    tc(Packet().eth().ipv6("2001:db8:ff::7", "2001:db8:1::2").tcp(587, 40000).syn().ack().build(), hv_);
-    tc(from_server().rst().ack().build(), hv_);
-    tc(text_reply("220 mx.example.net ESMTP ready\r\n"), hv_);
-    tc(text_reply("250-mx.example.net\r\n250-PIPELINING\r\n250 8BITMIME\r\n"), hv_);
-    tc(text_reply("451 4.7.1 Greylisted, try again later\r\n"), hv_);
-    tc(text_reply("550 5.7.1 Service unavailable; client [10.1.0.2] blocked using zen.spamhaus.org\r\n"), hv_);
-    tc(text_reply("354 go ahead\r\n"), hv_);                          // neither 2xx, 4xx nor 5xx
-    tc(text_reply("2x0 not a reply code\r\n"), hv_);
-    tc(text_reply("55"), hv_);                                        // too short for a code
-    tc(from_server("10.1.0.2", 80).ack().payload("550 not smtp\r\n").build(), hv_);
-    tc(Packet().eth().ipv4("10.1.0.2", "198.51.100.7").tcp(40000, 25).ack().payload("550 x\r\n").build(), hv_);
+    Flow a, b{.vm = "2001:db8:1::2", .server = "2001:db8:ff::7", .port = 587}, c{.vm_port = 40002};
+    open(a, hv_);
+    open(b, hv_);
+    dp_.xdp(c.syn(), hv_);
+    tc(c.in().flags(kRst | kAck).seq(0).ackno(c.isn + 1).build(), hv_);
+    replies(a, hv_, {"220 mx.example.net ESMTP ready\r\n", "250-mx.example.net\r\n250-PIPELINING\r\n250 8BITMIME\r\n",
+                     "451 4.7.1 Greylisted, try again later\r\n",
+                     "550 5.7.1 Service unavailable; client [10.1.0.2] blocked using zen.spamhaus.org\r\n",
+                     "354 go ahead\r\n",            // neither 2xx, 4xx nor 5xx
+                     "2x0 not a reply code\r\n", "55"});   // "55": too short for a code
+    tc(Flow{.port = 80}.reply("550 not smtp\r\n"), hv_);
     tc(Packet().eth().ethertype(0x0806).build(), hv_);
     sg_vm_stats s = dp_.stats(kSlot);
     EXPECT_EQ(s.replies[SG_REPLY_SYNACK], 2u);
@@ -70,8 +79,9 @@ TEST_F(Reply, CountsEachKindPerVm)
 TEST_F(Reply, RejectionLineSampledAtMostOncePer100ms)
 {
     const std::string line = "550 5.7.1 Service unavailable; client [10.1.0.2] blocked using zen.spamhaus.org";
-    tc(text_reply(line + "\r\n220 trailing\r\n"), hv_);
-    tc(text_reply("554 second reply in the same 100 ms\r\n"), hv_);
+    Flow f;
+    open(f, hv_);
+    replies(f, hv_, {line + "\r\n220 trailing\r\n", "554 second reply in the same 100 ms\r\n"});
     auto events = dp_.drain_events();
     ASSERT_EQ(events.size(), 1u);
     const sg_event& ev = events[0];
@@ -82,7 +92,8 @@ TEST_F(Reply, RejectionLineSampledAtMostOncePer100ms)
     for (size_t i = ev.text_len; i < SG_REPLY_TEXT_MAX; i++)
         EXPECT_EQ(ev.text[i], 0) << "byte " << i;
     std::this_thread::sleep_for(std::chrono::milliseconds(110));
-    tc(text_reply("421 4.7.0 Too many connections\n"), hv_);
+    uint32_t off = uint32_t(line.size() + 16 + 38);
+    tc(f.reply("421 4.7.0 Too many connections\n", off), hv_);
     events = dp_.drain_events();
     ASSERT_EQ(events.size(), 1u);
     EXPECT_EQ(events[0].reply_code, 421);
@@ -94,30 +105,36 @@ TEST_F(Reply, RejectionLineSampledAtMostOncePer100ms)
 TEST_F(Reply, LongLineIsCutAtTheSampleSize)
 {
     std::string line = "554 " + std::string(200, 'z');
-    tc(text_reply(line + "\r\n"), hv_);
+    Flow f;
+    open(f, hv_);
+    tc(f.reply(line + "\r\n"), hv_);
     auto events = dp_.drain_events();
     ASSERT_EQ(events.size(), 1u);
     EXPECT_EQ(events[0].text_len, SG_REPLY_TEXT_MAX);
     EXPECT_EQ(std::string(events[0].text, SG_REPLY_TEXT_MAX), line.substr(0, SG_REPLY_TEXT_MAX));
 }
 
-TEST_F(Reply, GatewayUsesDestinationAndNeverCreatesAutoEntries)
+TEST_F(Reply, GatewayEvidenceGoesToTheOwnerAndNeverCreatesAutoEntries)
 {
     dp_.iface(gw_, SG_IFACE_GATEWAY);
-    dp_.defaults(SG_DEFAULTS_SOURCE, policy(SG_TIER_OK, 100, 100));
-    dp_.defaults(SG_DEFAULTS_AGGREGATE, policy(SG_TIER_OK, 100, 100));
     dp_.vm(2, policy(SG_TIER_OK, 100, 100));
     dp_.route("10.2.0.0", 16, 2);
-    tc(from_server("10.2.3.4").syn().ack().build(), gw_);
+    open(Flow{.vm = "10.2.3.4"}, gw_);
     EXPECT_EQ(dp_.stats(2).replies[SG_REPLY_SYNACK], 1u);
-    tc(text_reply("550 no\r\n", "192.0.2.9"), gw_);
+    Flow unknown{.vm = "192.0.2.9"};
+    tc(unknown.synack(), gw_);
+    tc(unknown.reply("550 no\r\n"), gw_);
     EXPECT_EQ(dp_.auto_count(), 0u) << "replies never create auto entries";
-    // once the source sent a SYN through the gateway, its auto entry gets the replies
-    dp_.xdp(Packet().eth().ipv4("192.0.2.9", "198.51.100.7").tcp(40000, 25).syn().build(), gw_);
-    tc(text_reply("550 5.7.1 blocked\r\n", "192.0.2.9"), gw_);
+    // once the source dialled through the gateway, its auto entry owns the connection
+    open(unknown, gw_);
+    tc(unknown.reply("550 5.7.1 blocked\r\n"), gw_);
     auto e = dp_.auto_vm(auto_key(gw_, 4, "192.0.2.9"));
     ASSERT_TRUE(e);
+    EXPECT_EQ(e->stats.replies[SG_REPLY_SYNACK], 1u);
     EXPECT_EQ(e->stats.replies[SG_REPLY_5XX], 1u);
+    auto agg = dp_.auto_vm(auto_key(gw_));
+    ASSERT_TRUE(agg);
+    EXPECT_EQ(agg->stats.replies[SG_REPLY_5XX], 0u) << "the aggregate owns no connection";
     auto events = dp_.drain_events();
     ASSERT_EQ(events.size(), 1u);
     EXPECT_EQ(events[0].slot, SG_SLOT_NONE);
@@ -126,15 +143,43 @@ TEST_F(Reply, GatewayUsesDestinationAndNeverCreatesAutoEntries)
     EXPECT_EQ(Bytes(events[0].key.addr, events[0].key.addr + 4), addr("192.0.2.9"));
 }
 
-TEST_F(Reply, UnclaimedInterfaceCountsOnItsExistingAutoEntryOnly)
+TEST_F(Reply, UnclaimedInterfaceCountsOnItsAutoEntry)
 {
-    tc(from_server().syn().ack().build(), other_);
+    Flow f;
+    tc(f.synack(), other_);
     EXPECT_EQ(dp_.auto_count(), 0u);
-    dp_.xdp(Packet().eth().ipv4("10.1.0.2", "198.51.100.7").tcp(40000, 25).syn().build(), other_);
-    tc(from_server().syn().ack().build(), other_);
+    open(f, other_);
     auto e = dp_.auto_vm(auto_key(other_));
     ASSERT_TRUE(e);
     EXPECT_EQ(e->stats.replies[SG_REPLY_SYNACK], 1u);
+}
+
+// Evidence follows the connection's owner, not what the interface names now.
+TEST_F(Reply, EvidenceGoesToWhoOpenedTheConnection)
+{
+    Flow f;
+    open(f, hv_);
+    dp_.vm(3, policy(SG_TIER_OK, 100, 100));
+    dp_.iface(hv_, SG_IFACE_HAS_VM, 3);
+    tc(f.reply("554 5.7.1 rejected\r\n"), hv_);
+    EXPECT_EQ(dp_.stats(kSlot).replies[SG_REPLY_5XX], 1u);
+    EXPECT_EQ(dp_.stats(3).replies[SG_REPLY_5XX], 0u);
+    ASSERT_EQ(dp_.drain_events().at(0).slot, kSlot);
+}
+
+// An auto owner gone from the LRU gets nothing, and is not created again by a reply.
+TEST_F(Reply, EvidenceForAVanishedAutoOwnerIsDropped)
+{
+    Flow f;
+    open(f, other_);
+    ASSERT_EQ(dp_.auto_count(), 1u);
+    sg_auto_key k = auto_key(other_);
+    ASSERT_EQ(bpf_map_delete_elem(dp_.kern().map_fd(smtpgov::kern::MapId::Auto), &k), 0);
+    Global before = dp_.global();
+    tc(f.reply("554 5.7.1 rejected\r\n"), other_);
+    EXPECT_EQ(dp_.auto_count(), 0u);
+    EXPECT_TRUE(dp_.drain_events().empty());
+    EXPECT_EQ(delta(dp_.global(), before)[SG_RES_REPLY_OUTSIDE], 0u) << "in window: accepted, owner gone";
 }
 
 // Every rejection of the shared corpus, each to its own VM, is counted and sampled verbatim.
@@ -154,10 +199,11 @@ TEST_F(Reply, RejectionCorpus)
         std::getline(cols, share, '\t');
         std::getline(cols, text, '\t');
         std::string line = (text.find("deferred") != std::string::npos ? "421 " : "554 ") + text;
-        std::string vm = "10.3." + std::to_string(slot / 256) + "." + std::to_string(slot % 256);
+        Flow f{.vm = "10.3." + std::to_string(slot / 256) + "." + std::to_string(slot % 256)};
         dp_.vm(slot, policy(SG_TIER_OK, 10, 10));
-        dp_.route(vm, 32, slot);
-        tc(text_reply(line + "\r\n", vm), gw_);
+        dp_.route(f.vm, 32, slot);
+        open(f, gw_);
+        tc(f.reply(line + "\r\n"), gw_);
         want[slot++] = line.substr(0, SG_REPLY_TEXT_MAX);
     }
     ASSERT_GE(want.size(), 10u);

@@ -26,7 +26,7 @@ void set16(Bytes& b, size_t off, uint16_t v)
     b[off + 1] = uint8_t(v);
 }
 
-constexpr uint8_t kProtoTcp = 6, kProtoUdp = 17, kExtFragment = 44;
+constexpr uint8_t kProtoIcmp = 1, kProtoTcp = 6, kProtoUdp = 17, kExtFragment = 44, kProtoIcmp6 = 58;
 
 }  // namespace
 
@@ -68,6 +68,7 @@ Packet& Packet::ip_version(uint8_t v) { version_ = v; return *this; }
 Packet& Packet::l4(uint8_t proto) { l4_ = L4::raw; proto_ = proto; return *this; }
 Packet& Packet::flags(uint8_t f) { flags_ = f; return *this; }
 Packet& Packet::seq(uint32_t s) { seq_ = s; return *this; }
+Packet& Packet::ackno(uint32_t a) { ack_ = a; ack_set_ = true; return *this; }
 Packet& Packet::tcp_options(size_t bytes) { tcp_opts_ = bytes; return *this; }
 Packet& Packet::payload(const Bytes& p) { payload_ = p; return *this; }
 Packet& Packet::payload(const std::string& p) { payload_.assign(p.begin(), p.end()); return *this; }
@@ -118,15 +119,25 @@ Packet& Packet::udp(uint16_t sport, uint16_t dport)
     return *this;
 }
 
-Bytes Packet::build() const
+Packet& Packet::icmp(uint8_t type, uint8_t code, uint32_t rest)
 {
-    // L4 first: its checksum needs the final length, the IP header needs the L4 length.
+    l4_ = L4::icmp;
+    proto_ = l3_ == L3::v6 ? kProtoIcmp6 : kProtoIcmp;
+    icmp_type_ = type;
+    icmp_code_ = code;
+    icmp_rest_ = rest;
+    return *this;
+}
+
+// The L4 header and payload, checksum still zero.
+Bytes Packet::l4_bytes() const
+{
     Bytes l4;
     if (l4_ == L4::tcp) {
         put16(l4, sport_);
         put16(l4, dport_);
         put32(l4, seq_);
-        put32(l4, (flags_ & kAck) ? 0x1000 : 0);
+        put32(l4, ack_set_ ? ack_ : (flags_ & kAck) ? 0x1000 : 0);
         l4.push_back(uint8_t((20 + tcp_opts_) / 4) << 4);
         l4.push_back(flags_);
         put16(l4, 64240);
@@ -139,10 +150,21 @@ Bytes Packet::build() const
         put16(l4, dport_);
         put16(l4, uint16_t(8 + payload_.size()));
         put16(l4, 0);
+    } else if (l4_ == L4::icmp) {
+        l4.push_back(icmp_type_);
+        l4.push_back(icmp_code_);
+        put16(l4, 0);
+        put32(l4, icmp_rest_);
     }
     l4.insert(l4.end(), payload_.begin(), payload_.end());
+    return l4;
+}
 
-    if (l4_ == L4::tcp || l4_ == L4::udp) {
+// TCP, UDP and ICMPv6 sum a pseudo-header; ICMPv4 only its message.
+void Packet::l4_checksum(Bytes& l4) const
+{
+    uint32_t seed = 0;
+    if (l4_ != L4::icmp || l3_ == L3::v6) {
         Bytes pseudo(src_);
         pseudo.insert(pseudo.end(), dst_.begin(), dst_.end());
         if (l3_ == L3::v4) {
@@ -153,21 +175,21 @@ Bytes Packet::build() const
             put32(pseudo, uint32_t(l4.size()));
             put32(pseudo, proto_);
         }
-        size_t csum_off = l4_ == L4::tcp ? 16 : 6;
-        uint16_t c = inet_checksum(l4.data(), l4.size(), inet_sum(pseudo.data(), pseudo.size()));
-        set16(l4, csum_off, c);
+        seed = inet_sum(pseudo.data(), pseudo.size());
     }
-    if (slice_from_ || slice_len_ < l4.size()) {
-        size_t from = std::min(slice_from_, l4.size());
-        l4 = Bytes(l4.begin() + long(from), l4.begin() + long(from + std::min(slice_len_, l4.size() - from)));
-    }
+    size_t csum_off = l4_ == L4::tcp ? 16 : l4_ == L4::udp ? 6 : 2;
+    set16(l4, csum_off, inet_checksum(l4.data(), l4.size(), seed));
+}
 
+// The IP header(s) in front of l4 (which may be one fragment's share).
+Bytes Packet::l3_header(size_t l4_len) const
+{
     Bytes l3;
     if (l3_ == L3::v4) {
         size_t hlen = 20 + ip_opts_;
         l3.push_back(uint8_t((version_ >= 0 ? version_ : 4) << 4 | (hlen / 4)));
         l3.push_back(0);
-        put16(l3, uint16_t(hlen + l4.size()));
+        put16(l3, uint16_t(hlen + l4_len));
         put16(l3, 0x1c46);
         put16(l3, uint16_t((frag_more_ ? 0x2000 : 0) | (frag_ ? frag_off_ & 0x1fff : 0x4000)));
         l3.push_back(64);
@@ -183,7 +205,7 @@ Bytes Packet::build() const
         for (auto& e : exts_)
             ext_len += e.second;
         put32(l3, uint32_t(version_ >= 0 ? version_ : 6) << 28);
-        put16(l3, uint16_t(ext_len + l4.size()));
+        put16(l3, uint16_t(ext_len + l4_len));
         l3.push_back(exts_.empty() ? proto_ : exts_[0].first);
         l3.push_back(64);
         l3.insert(l3.end(), src_.begin(), src_.end());
@@ -203,8 +225,26 @@ Bytes Packet::build() const
             }
         }
     }
-    l3.insert(l3.end(), l4.begin(), l4.end());
+    return l3;
+}
 
+Bytes Packet::datagram() const
+{
+    // L4 first: its checksum needs the final length, the IP header needs the L4 length.
+    Bytes l4 = l4_bytes();
+    if (l4_ != L4::none && l4_ != L4::raw)
+        l4_checksum(l4);
+    if (slice_from_ || slice_len_ < l4.size()) {
+        size_t from = std::min(slice_from_, l4.size());
+        l4 = Bytes(l4.begin() + long(from), l4.begin() + long(from + std::min(slice_len_, l4.size() - from)));
+    }
+    Bytes l3 = l3_header(l4.size());
+    l3.insert(l3.end(), l4.begin(), l4.end());
+    return l3;
+}
+
+Bytes Packet::build() const
+{
     Bytes f(dst_mac_.begin(), dst_mac_.end());
     f.insert(f.end(), src_mac_.begin(), src_mac_.end());
     for (auto& [tpid, vid] : vlans_) {
@@ -212,6 +252,7 @@ Bytes Packet::build() const
         put16(f, vid);
     }
     put16(f, l3_ == L3::v4 ? 0x0800 : l3_ == L3::v6 ? 0x86dd : ethertype_);
+    Bytes l3 = datagram();
     f.insert(f.end(), l3.begin(), l3.end());
     f.resize(f.size() + padding_, 0);
     return f;

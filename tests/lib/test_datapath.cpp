@@ -1,5 +1,7 @@
 #include "test_datapath.h"
 
+#include <bpf/bpf.h>
+
 #include <cstring>
 #include <stdexcept>
 #include <utility>
@@ -65,6 +67,13 @@ Global delta(const Global& after, const Global& before)
     return d;
 }
 
+Global classes_only(Global g)
+{
+    for (size_t i = SG_RES_CONN_NEW; i < g.size(); i++)
+        g[i] = 0;
+    return g;
+}
+
 std::string describe(const Global& g)
 {
     std::string s;
@@ -85,6 +94,11 @@ XdpRun TestDatapath::xdp(const Bytes& frame, int ifindex, uint32_t repeat) const
 }
 
 int TestDatapath::tc(const Bytes& frame, int ifindex) const { return run_tc(dp_.tc_prog_fd(), frame, ifindex); }
+
+TcRun TestDatapath::tc_run(const Bytes& frame, int ifindex, uint32_t repeat) const
+{
+    return run_tc_frame(dp_.tc_prog_fd(), frame, ifindex, repeat);
+}
 
 void TestDatapath::update(MapId id, const void* key, const void* value) const
 {
@@ -127,6 +141,12 @@ void TestDatapath::route(const std::string& prefix, uint32_t len, uint32_t slot)
 
 void TestDatapath::reset_slot(uint32_t slot) const { must(kern::reset_slot(dp_, slot)); }
 
+void TestDatapath::runtime(const sg_runtime& rt) const
+{
+    uint32_t zero = 0;
+    update(MapId::Runtime, &zero, &rt);
+}
+
 Global TestDatapath::global() const { return must(kern::MapReader().global(dp_)); }
 
 sg_vm_stats TestDatapath::stats(uint32_t slot) const { return must(kern::MapReader().vm_stats_one(dp_, slot)); }
@@ -163,5 +183,51 @@ std::optional<sg_auto_vm> TestDatapath::auto_vm(const sg_auto_key& key) const
 }
 
 size_t TestDatapath::auto_count() const { return must(kern::map_keys<sg_auto_key>(dp_, MapId::Auto)).size(); }
+
+namespace {
+
+template <typename K>
+std::vector<K> all_keys(int fd)
+{
+    std::vector<K> keys;
+    K key{}, next{};
+    const void* prev = nullptr;
+    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+        keys.push_back(next);
+        key = next;
+        prev = &key;
+    }
+    return keys;
+}
+
+}  // namespace
+
+std::optional<sg_conn> TestDatapath::conn(const sg_conn_key& key) const
+{
+    sg_conn c{};
+    if (!lookup(MapId::Conn, &key, &c))
+        return std::nullopt;
+    return c;
+}
+
+std::vector<std::pair<sg_conn_key, sg_conn>> TestDatapath::conns() const
+{
+    std::vector<std::pair<sg_conn_key, sg_conn>> out;
+    for (const sg_conn_key& k : all_keys<sg_conn_key>(dp_.map_fd(MapId::Conn)))
+        if (auto c = conn(k))
+            out.emplace_back(k, *c);
+    return out;
+}
+
+std::optional<sg_conn_key> TestDatapath::nat(const sg_conn_nat_key& key) const
+{
+    sg_conn_key k{};
+    if (!lookup(MapId::ConnNat, &key, &k))
+        return std::nullopt;
+    return k;
+}
+
+size_t TestDatapath::nat_count() const { return all_keys<sg_conn_nat_key>(dp_.map_fd(MapId::ConnNat)).size(); }
+size_t TestDatapath::ring_count() const { return all_keys<sg_conn_ring_key>(dp_.map_fd(MapId::ConnRing)).size(); }
 
 }  // namespace sgt

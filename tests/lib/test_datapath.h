@@ -26,6 +26,9 @@ sg_vm_policy policy(uint8_t tier, uint32_t rate, uint32_t burst, uint8_t over = 
 // An auto entry key: the interface's aggregate (family 0) or one source (IPv6: its /64).
 sg_auto_key auto_key(int ifindex, uint8_t family = 0, const std::string& addr = "");
 Global delta(const Global& after, const Global& before);
+// Only the per-frame classes and the results before the connection table's
+// (SG_RES_CONN_NEW and later zeroed): classification tests leave those to test_conn.
+Global classes_only(Global g);
 std::string describe(const Global& g);  // "smtp_syn=1 rst_sent=1", names from kResultNames
 
 class TestDatapath {
@@ -36,6 +39,7 @@ public:
 
     XdpRun xdp(const Bytes& frame, int ifindex, uint32_t repeat = 1) const;
     int tc(const Bytes& frame, int ifindex) const;
+    TcRun tc_run(const Bytes& frame, int ifindex, uint32_t repeat = 1) const;  // with the frame out
 
     // Policy seeding (sg_ifaces or sg_ifaces_big by ifindex, as the daemon writes them).
     void iface(int ifindex, uint32_t flags, uint32_t slot = 0) const;
@@ -44,6 +48,7 @@ public:
     void auto_policy(const sg_auto_key& key, const sg_vm_policy& pol) const;
     void route(const std::string& prefix, uint32_t len, uint32_t slot) const;  // v4 or v6
     void reset_slot(uint32_t slot) const;  // bucket and counters zeroed
+    void runtime(const sg_runtime& rt) const;   // sg_runtime[0]
 
     Global global() const;
     sg_vm_stats stats(uint32_t slot) const;  // summed over CPUs
@@ -52,6 +57,14 @@ public:
     sg_bucket bucket(uint32_t slot) const;
     std::optional<sg_auto_vm> auto_vm(const sg_auto_key& key) const;
     size_t auto_count() const;
+
+    // The connection table (keys walked with libbpf: the controller's map_io has no
+    // iterator for these key types, and needs none).
+    std::optional<sg_conn> conn(const sg_conn_key& key) const;
+    std::vector<std::pair<sg_conn_key, sg_conn>> conns() const;
+    std::optional<sg_conn_key> nat(const sg_conn_nat_key& key) const;
+    size_t nat_count() const;
+    size_t ring_count() const;
 
 private:
     void update(smtpgov::kern::MapId id, const void* key, const void* value) const;
