@@ -22,6 +22,7 @@ int smtpgov_xdp(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
+	struct sg_vm_seg s = {};
 	struct sg_pkt p = {};
 	int res, smtp;
 
@@ -39,7 +40,10 @@ int smtpgov_xdp(struct xdp_md *ctx)
 		return XDP_DROP;
 	if (!smtp)
 		return XDP_PASS;
-	return sg_smtp(ctx, p.l2_len, (__u32)((void *)p.tcp - data), p.l3_rem, res == SG_RES_SMTP_SYN);
+	sg_vm_seg_init(&p, ctx->ingress_ifindex, data, &s);
+	if (res == SG_RES_SMTP_SYN)
+		return sg_new_smtp(ctx, &s);
+	return sg_vm_segment(ctx, &s);
 }
 
 SEC("tc")

@@ -102,120 +102,60 @@ static __always_inline void sg_index_drop(void *map, const void *ikey, const str
 }
 
 /*
- * Forget connection k (value c): the entry, its ring slot and, if steered, its NAT
- * index entry. c is read before the delete: a freed element may be reused at once.
- * Global functions (here and below) are verified once, not at every call site.
+ * Forget connection k (value c, ring key rk): the entry, its ring slot and, if steered,
+ * its NAT index entry. c is read before the delete: a freed element may be reused at once.
  */
-__noinline int sg_conn_forget(const struct sg_conn_key *k, const struct sg_conn *c)
+static __always_inline void sg_conn_drop(const struct sg_conn_key *k, const struct sg_conn *c,
+					 const struct sg_conn_ring_key *rk)
 {
-	struct sg_conn_ring_key rk = {};
 	struct sg_conn_nat_key nk = {};
-	int steered;
+	int steered = c->flags & SG_CONNF_STEERED;
 
-	if (!k || !c)
-		return 0;
-	steered = c->flags & SG_CONNF_STEERED;
-	sg_ring_key(c->slot, &c->owner_key, c->ring_idx, &rk);
 	bpf_map_delete_elem(&sg_conn, k);
-	sg_index_drop(&sg_conn_ring, &rk, k);
+	sg_index_drop(&sg_conn_ring, rk, k);
 	if (steered) {
 		sg_nat_key(k, &nk);
 		sg_index_drop(&sg_conn_nat, &nk, k);
 	}
+}
+
+/* sg_conn_drop as a global function (here and below: verified once, not at every call site). */
+__noinline int sg_conn_forget(const struct sg_conn_key *k, const struct sg_conn *c)
+{
+	struct sg_conn_ring_key rk = {};
+
+	if (!k || !c)
+		return 0;
+	sg_ring_key(c->slot, &c->owner_key, c->ring_idx, &rk);
+	sg_conn_drop(k, c, &rk);
 	return 0;
 }
 
 /*
- * Ring slot rk of its owner is being taken: evict the entry that held it (the owner's
- * oldest) if it still does. The owner is checked: only ever one of its own. Returns 1
- * when an entry was evicted.
+ * Ring slot idx of an owner (slot, or SG_SLOT_NONE and owner) is being taken: evict the
+ * entry that held it (the owner's oldest) if it still does. The owner is checked: only
+ * ever one of its own. Returns 1 when an entry was evicted.
  */
-__noinline int sg_ring_evict(const struct sg_conn_ring_key *rk)
+__noinline int sg_ring_evict(__u32 slot, const struct sg_auto_key *owner, __u32 idx)
 {
+	struct sg_conn_ring_key rk = {};
 	struct sg_conn_key old, *v;
 	struct sg_conn *c;
 
-	if (!rk)
+	if (!owner)
 		return 0;
-	v = bpf_map_lookup_elem(&sg_conn_ring, rk);
+	sg_ring_key(slot, owner, idx, &rk);
+	v = bpf_map_lookup_elem(&sg_conn_ring, &rk);
 	if (!v)
 		return 0;
 	__builtin_memcpy(&old, v, sizeof(old));
 	c = bpf_map_lookup_elem(&sg_conn, &old);
-	if (!c || c->ring_idx != rk->idx || c->slot != rk->slot ||
-	    !sg_words_eq(&c->owner_key, &rk->owner_key, SG_AUTO_KEY_WORDS))
+	if (!c || c->ring_idx != idx || c->slot != slot ||
+	    !sg_words_eq(&c->owner_key, owner, SG_AUTO_KEY_WORDS))
 		return 0;
-	sg_conn_forget(&old, c);
+	sg_conn_drop(&old, c, &rk);   /* inline: a call here would nest one frame too deep */
 	sg_count(SG_RES_CONN_EVICTED);
 	return 1;
-}
-
-/*
- * Insert entry c under k and give it its ring slot. Returns 0, 1 when k exists already
- * (the same SYN on another CPU), -1 when the table is full.
- */
-__noinline int sg_conn_insert(const struct sg_conn_key *k, const struct sg_conn *c)
-{
-	struct sg_conn_ring_key rk = {};
-	int err;
-
-	if (!k || !c)
-		return -1;
-	err = bpf_map_update_elem(&sg_conn, k, c, BPF_NOEXIST);
-	if (err == -17)   /* EEXIST */
-		return 1;
-	if (err)
-		return -1;
-	sg_ring_key(c->slot, &c->owner_key, c->ring_idx, &rk);
-	if (bpf_map_update_elem(&sg_conn_ring, &rk, k, BPF_ANY)) {
-		/* an entry without a ring slot could never be evicted: no entry at all */
-		bpf_map_delete_elem(&sg_conn, k);
-		return -1;
-	}
-	return 0;
-}
-
-/*
- * Create the entry of a passed or steered SYN of the owner (slot, or SG_SLOT_NONE and
- * owner), in the owner's next ring slot (conn_seq % conn_per_vm, on bucket b); a
- * steered one goes to proxy:proxy_port. Returns 0, or -1 when the table is full
- * (SG_RES_CONN_FULL).
- */
-static __always_inline int sg_conn_new(const struct sg_conn_key *k, __u32 slot,
-				       const struct sg_auto_key *owner, struct sg_bucket *b,
-				       __u32 per_vm, __u32 seq, __u32 len, const __u8 *proxy,
-				       __be16 proxy_port, __u64 now)
-{
-	struct sg_conn_ring_key rk = {};
-	struct sg_conn c = {};
-	int err;
-
-	if (!b) {
-		sg_count(SG_RES_CONN_FULL);
-		return -1;
-	}
-	c.created_ns = now;
-	c.last_ns = now;
-	c.slot = slot;
-	__builtin_memcpy(&c.owner_key, owner, sizeof(c.owner_key));
-	c.vm_isn = seq;
-	c.vm_nxt = seq + 1 + len;   /* SYN payload (TFO) is sent too */
-	c.state = SG_CONN_SYN_SENT;
-	if (proxy) {
-		c.flags = SG_CONNF_STEERED;
-		c.proxy_port = proxy_port;
-		__builtin_memcpy(c.proxy_addr, proxy, 16);
-	}
-	c.ring_idx = __sync_fetch_and_add(&b->conn_seq, 1) % per_vm;
-	sg_ring_key(slot, owner, c.ring_idx, &rk);
-	if (sg_ring_evict(&rk))
-		__sync_fetch_and_add(&b->conn_evicted, 1);
-	err = sg_conn_insert(k, &c);
-	if (err < 0)
-		sg_count(SG_RES_CONN_FULL);
-	else if (err == 0)
-		sg_count(SG_RES_CONN_NEW);
-	return err < 0 ? -1 : 0;
 }
 
 /* Serial-number max: has the sender's end moved past `nxt`? */

@@ -75,23 +75,22 @@ static __always_inline int sg_nat_index(const struct sg_conn_key *k)
 	return bpf_map_update_elem(&sg_conn_nat, &nk, k, BPF_ANY);
 }
 
-/* XDP: send a VM's segment to addr:port (addr in the frame's family, 16 bytes). */
-static __always_inline void sg_nat_dst(const struct sg_pkt *p, const __u8 *addr, __be16 port)
+/* XDP: send a VM's segment to addr:port (addr in the frame's family, 16 bytes); ip4 or ip6 is set. */
+static __always_inline void sg_nat_dst(struct iphdr *ip4, struct ipv6hdr *ip6, struct tcphdr *th,
+				       const __u8 *addr, __be16 port)
 {
-	struct tcphdr *th = p->tcp;
 	__u64 diff;
 
-	if (p->ip4) {
-		struct iphdr *iph = p->ip4;
+	if (ip4) {
 		__be32 to;
 
 		__builtin_memcpy(&to, addr, 4);
-		diff = sg_csum_diff(&iph->daddr, &to, 2);
-		iph->check = sg_csum_replace(iph->check, diff);
-		iph->daddr = to;
-	} else if (p->ip6) {
-		diff = sg_csum_diff(&p->ip6->daddr, addr, 8);
-		__builtin_memcpy(&p->ip6->daddr, addr, 16);
+		diff = sg_csum_diff(&ip4->daddr, &to, 2);
+		ip4->check = sg_csum_replace(ip4->check, diff);
+		ip4->daddr = to;
+	} else if (ip6) {
+		diff = sg_csum_diff(&ip6->daddr, addr, 8);
+		__builtin_memcpy(&ip6->daddr, addr, 16);
 	} else {
 		return;
 	}

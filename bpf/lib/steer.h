@@ -5,8 +5,8 @@
  * VM's later segments to an SMTP port update their entry and follow a steered flow to
  * the proxy, whatever the VM's tier is now. What cannot be steered is refused:
  * fragments of a steered VM's TCP, and segments of a steered VM to a proxy port whose
- * entry is gone (never sent to the server the VM dialled). The rewrite itself is the
- * caller's (xdp.h).
+ * entry is gone (never sent to the server the VM dialled). The rewrite itself, and the
+ * global functions that run these, are xdp.h's.
  */
 #ifndef SG_BPF_STEER_H
 #define SG_BPF_STEER_H
@@ -112,6 +112,73 @@ static __always_inline int sg_steer_target(const struct sg_runtime *rt, struct s
 	return rt->nofamily_tier == SG_TIER_BLOCKED ? -1 : 0;
 }
 
+/*
+ * The entry of SYN s in ring slot ring_idx of its owner (steered: to s->to_addr:to_port),
+ * inserted with its ring slot. Returns 0, 1 when the key exists already (the same SYN on
+ * another CPU), -1 when the table is full. The entry is built here, in this function's
+ * own stack frame.
+ */
+__noinline int sg_conn_insert(const struct sg_vm_seg *s, __u32 ring_idx, __u32 steer)
+{
+	struct sg_conn_ring_key rk = {};
+	struct sg_conn c = {};
+	int err;
+
+	if (!s)
+		return -1;
+	c.created_ns = bpf_ktime_get_ns();
+	c.last_ns = c.created_ns;
+	c.slot = s->owner_slot;
+	c.ring_idx = ring_idx;
+	__builtin_memcpy(&c.owner_key, &s->owner, sizeof(c.owner_key));
+	c.vm_isn = s->seq;
+	c.vm_nxt = s->seq + 1 + s->len;   /* SYN payload (TFO) is sent too */
+	c.state = SG_CONN_SYN_SENT;
+	if (steer) {
+		c.flags = SG_CONNF_STEERED;
+		c.proxy_port = s->to_port;
+		__builtin_memcpy(c.proxy_addr, s->to_addr, 16);
+	}
+	err = bpf_map_update_elem(&sg_conn, &s->key, &c, BPF_NOEXIST);
+	if (err == -17)   /* EEXIST */
+		return 1;
+	if (err)
+		return -1;
+	sg_ring_key(c.slot, &c.owner_key, ring_idx, &rk);
+	if (bpf_map_update_elem(&sg_conn_ring, &rk, &s->key, BPF_ANY)) {
+		/* an entry without a ring slot could never be evicted: no entry at all */
+		bpf_map_delete_elem(&sg_conn, &s->key);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Create the entry of SYN s in its owner's next ring slot (conn_seq % conn_per_vm on
+ * bucket b): the entry that held the slot, the owner's oldest, is evicted. Returns 0,
+ * or -1 when the table is full (SG_RES_CONN_FULL).
+ */
+static __always_inline int sg_conn_new(const struct sg_vm_seg *s, struct sg_bucket *b, __u32 per_vm,
+				       int steer)
+{
+	__u32 idx;
+	int err;
+
+	if (!b) {
+		sg_count(SG_RES_CONN_FULL);
+		return -1;
+	}
+	idx = __sync_fetch_and_add(&b->conn_seq, 1) % per_vm;
+	if (sg_ring_evict(s->owner_slot, &s->owner, idx))
+		__sync_fetch_and_add(&b->conn_evicted, 1);
+	err = sg_conn_insert(s, idx, steer);
+	if (err < 0)
+		sg_count(SG_RES_CONN_FULL);
+	else if (err == 0)
+		sg_count(SG_RES_CONN_NEW);
+	return err < 0 ? -1 : 0;
+}
+
 /* The bucket of a SYN's owner: conn_seq and conn_evicted live there. */
 static __always_inline struct sg_bucket *sg_owner_bucket(const struct sg_vm_seg *s)
 {
@@ -124,22 +191,46 @@ static __always_inline struct sg_bucket *sg_owner_bucket(const struct sg_vm_seg 
 	return e ? &e->bucket : 0;
 }
 
-/*
- * A SYN judged pass or steer: track it, and steer it when it goes to the proxy. Returns
- * the XDP action; s->verdict becomes what was done (pass, steer, or block when a family
- * without a proxy fails closed: the caller then refuses it like any blocked SYN).
- * A SYN again with the same ISN reuses its entry (no second ring slot; a steered one
- * stays steered, an unsteered one stays unsteered); another ISN is a new connection.
- */
-__noinline int sg_conn_syn(struct sg_vm_seg *s)
+/* Charge a SYN's final verdict (and a RST sent for it) to its owner. */
+static __always_inline void sg_charge_owner(const struct sg_vm_seg *s, int rst)
 {
-	struct sg_runtime *rt = sg_rt();
+	struct sg_vm_stats *stats;
+	struct sg_auto_vm *e;
+	__u32 slot = s->owner_slot;
+
+	if (slot != SG_SLOT_NONE) {
+		stats = bpf_map_lookup_elem(&sg_vm_stats, &slot);
+		if (!stats)
+			return;
+		if (rst)
+			stats->rst_sent++;
+		else
+			stats->syn[s->verdict & 3]++;
+		return;
+	}
+	e = bpf_map_lookup_elem(&sg_auto, &s->owner);
+	if (!e)
+		return;
+	if (rst)
+		__sync_fetch_and_add(&e->stats.rst_sent, 1);
+	else
+		__sync_fetch_and_add(&e->stats.syn[s->verdict & 3], 1);
+}
+
+/*
+ * A SYN judged pass or steer: track it, and steer it (s->rewrite) when it goes to the
+ * proxy. Returns the XDP action; s->verdict becomes what was done (pass, steer, or block
+ * when a family without a proxy fails closed: the caller then refuses it like any
+ * blocked SYN). A SYN again with the same ISN reuses its entry (no second ring slot; a
+ * steered one stays steered, an unsteered one stays unsteered); another ISN is a new
+ * connection.
+ */
+static __always_inline int sg_conn_syn(struct sg_vm_seg *s, const struct sg_runtime *rt)
+{
 	__u64 now = bpf_ktime_get_ns();
 	struct sg_conn *c;
 	int steer = 0;
 
-	if (!s || !rt)
-		return XDP_PASS;
 	if (s->verdict == SG_VERDICT_STEER) {
 		steer = sg_steer_target(rt, s);
 		if (steer < 0) {
@@ -163,8 +254,7 @@ __noinline int sg_conn_syn(struct sg_vm_seg *s)
 		sg_count(SG_RES_NAT_CONFLICT);
 		return XDP_DROP;
 	}
-	if (sg_conn_new(&s->key, s->owner_slot, &s->owner, sg_owner_bucket(s), sg_conn_per_vm(rt),
-			s->seq, s->len, steer ? s->to_addr : 0, s->to_port, now) < 0)
+	if (sg_conn_new(s, sg_owner_bucket(s), sg_conn_per_vm(rt), steer) < 0)
 		return steer ? XDP_DROP : XDP_PASS;   /* a passed SYN still passes, untracked */
 	if (!steer)
 		return XDP_PASS;
@@ -197,13 +287,11 @@ static __always_inline int sg_untracked_segment(const struct sg_vm_seg *s)
 	return XDP_DROP;
 }
 
-/* A VM's segment (not a new connection) to an SMTP port: its entry follows it. */
-__noinline int sg_conn_segment(struct sg_vm_seg *s)
+/* A VM's segment (not a new connection) to an SMTP port: its entry follows it (s->rewrite). */
+static __always_inline int sg_conn_segment(struct sg_vm_seg *s)
 {
 	struct sg_conn *c;
 
-	if (!s)
-		return XDP_PASS;
 	c = bpf_map_lookup_elem(&sg_conn, &s->key);
 	if (!c)
 		return sg_untracked_segment(s);

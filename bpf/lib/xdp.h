@@ -1,11 +1,9 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * The XDP program past the parser, as global functions that take the context and
- * header offsets: each is verified once with unknown offsets instead of once per
- * parser state (VLAN tags, options and extension headers multiply those), and each
- * has its own stack frame. The main program calls sg_smtp, which calls the steps of a
- * new connection one after the other (never nested deeper than one of them): the
- * stack of a call chain is limited to 512 bytes.
+ * The XDP program past the parser, as global functions that take the context and a
+ * description of the segment with header offsets (no packet pointers): each is verified
+ * once with unknown offsets instead of once per parser state (VLAN tags, options and
+ * extension headers multiply those), and each has its own stack frame.
  */
 #ifndef SG_BPF_XDP_H
 #define SG_BPF_XDP_H
@@ -21,86 +19,63 @@
 #define SG_XDP_MAX_L3_OFF (sizeof(struct ethhdr) + SG_MAX_VLANS * 4)
 #define SG_XDP_MAX_L4_OFF 0x1fff
 
-/* The headers at l3_off/l4_off, checked again (each pointer itself: the verifier widens
- * the range of the checked one). ip6 is set for IPv6, else ip4. */
-struct sg_xdp_hdrs {
-	struct iphdr *ip4;
-	struct ipv6hdr *ip6;
-	struct tcphdr *tcp;
-};
+/* Describe a VM's TCP segment for the connection table. */
+static __always_inline void sg_vm_seg_init(const struct sg_pkt *p, __u32 ifindex, void *data,
+					   struct sg_vm_seg *s)
+{
+	sg_conn_key_vm(p, ifindex, &s->key);
+	s->seq = bpf_ntohl(p->tcp->seq);
+	s->len = p->l3_rem;
+	s->flags = p->tcp_flags;
+	s->l2_len = p->l2_len;
+	s->l4_off = (__u32)((void *)p->tcp - data);
+}
 
-static __always_inline int sg_xdp_hdrs(struct xdp_md *ctx, __u32 l3_off, __u32 l4_off,
-				       struct sg_xdp_hdrs *h)
+/*
+ * Send the VM's segment to s->to_addr:to_port (the proxy), checksums updated
+ * incrementally. Its headers are found again at s->l2_len/l4_off, each pointer checked
+ * itself (the verifier widens the range of the checked one).
+ */
+static __always_inline int sg_xdp_rewrite(struct xdp_md *ctx, const struct sg_vm_seg *s)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
+	__u32 l3 = s->l2_len, l4 = s->l4_off;
 	struct ipv6hdr *ip6;
 	struct tcphdr *th;
 	struct iphdr *ip4;
 
-	if (l3_off > SG_XDP_MAX_L3_OFF || l4_off > SG_XDP_MAX_L4_OFF)
+	if (l3 > SG_XDP_MAX_L3_OFF || l4 > SG_XDP_MAX_L4_OFF)
 		return -1;
-	th = data + l4_off;
+	th = data + l4;
 	if ((void *)(th + 1) > end)
 		return -1;
-	ip4 = data + l3_off;
-	if ((void *)(ip4 + 1) > end)
-		return -1;
-	h->tcp = th;
-	if (ip4->version == 4) {
-		h->ip4 = ip4;
-		return 4;
+	if (s->key.family == 4) {
+		ip4 = data + l3;
+		if ((void *)(ip4 + 1) > end)
+			return -1;
+		sg_nat_dst(ip4, 0, th, s->to_addr, s->to_port);
+		return 0;
 	}
-	ip6 = data + l3_off;
+	ip6 = data + l3;
 	if ((void *)(ip6 + 1) > end)
 		return -1;
-	h->ip6 = ip6;
-	return 6;
-}
-
-/* Describe the VM's TCP segment at l3_off/l4_off for the connection table. */
-static __always_inline int sg_vm_seg_read(struct xdp_md *ctx, __u32 l3_off, __u32 l4_off,
-					  struct sg_vm_seg *s)
-{
-	struct sg_xdp_hdrs h = {};
-	int family = sg_xdp_hdrs(ctx, l3_off, l4_off, &h);
-
-	if (family < 0)
-		return -1;
-	s->key.ifindex = ctx->ingress_ifindex;
-	s->key.family = family;
-	if (h.ip4) {
-		__builtin_memcpy(s->key.vm_addr, &h.ip4->saddr, 4);
-		__builtin_memcpy(s->key.dst_addr, &h.ip4->daddr, 4);
-	} else if (h.ip6) {
-		__builtin_memcpy(s->key.vm_addr, &h.ip6->saddr, 16);
-		__builtin_memcpy(s->key.dst_addr, &h.ip6->daddr, 16);
-	}
-	s->key.vm_port = h.tcp->source;
-	s->key.dst_port = h.tcp->dest;
-	s->seq = bpf_ntohl(h.tcp->seq);
-	s->flags = ((__u8 *)h.tcp)[13];
-	s->l2_len = l3_off;
-	s->l4_off = l4_off;
+	sg_nat_dst(0, ip6, th, s->to_addr, s->to_port);
 	return 0;
 }
 
-/* Send the VM's segment to s->to_addr:to_port (the proxy), checksums updated incrementally. */
-__noinline int sg_xdp_rewrite(struct xdp_md *ctx, const struct sg_vm_seg *s)
+/* The rewrite a segment asked for; a steered segment never goes to the server it was sent to. */
+static __always_inline int sg_xdp_follow(struct xdp_md *ctx, const struct sg_vm_seg *s, int act)
 {
-	struct sg_xdp_hdrs h = {};
-	struct sg_pkt p = {};
-
-	if (!s || sg_xdp_hdrs(ctx, s->l2_len, s->l4_off, &h) != s->key.family)
-		return -1;
-	p.ip4 = h.ip4;
-	p.ip6 = h.ip6;
-	p.tcp = h.tcp;
-	sg_nat_dst(&p, s->to_addr, s->to_port);
-	return 0;
+	if (act == XDP_PASS && s->rewrite && sg_xdp_rewrite(ctx, s) < 0)
+		return XDP_DROP;
+	return act;
 }
 
-/* Attribute and judge a new SMTP connection (tier, bucket): owner, verdict and action into s. */
+/*
+ * Attribute and judge a new SMTP connection (tier, bucket): owner, verdict and action
+ * into s. A refusal is final and charged here; a pass or steer by sg_syn_track.
+ */
 __noinline int sg_syn_judge(struct sg_vm_seg *s)
 {
 	struct sg_auto_key src = {};
@@ -112,6 +87,8 @@ __noinline int sg_syn_judge(struct sg_vm_seg *s)
 	src.family = s->key.family;
 	__builtin_memcpy(src.addr, s->key.vm_addr, 16);
 	sg_attribute(&src, bpf_ktime_get_ns(), &j);
+	if (sg_refused(j.verdict))
+		sg_charge(&j);
 	s->owner_slot = j.slot;
 	__builtin_memcpy(&s->owner, &j.key, sizeof(s->owner));
 	s->verdict = j.verdict;
@@ -119,40 +96,25 @@ __noinline int sg_syn_judge(struct sg_vm_seg *s)
 	return j.verdict;
 }
 
-/* Charge the SYN's final verdict (and a RST sent) to its owner. */
-__noinline int sg_syn_charge(const struct sg_vm_seg *s, int rst)
+/* A SYN judged pass or steer: tracked, steered, its final verdict charged (steer.h). */
+__noinline int sg_syn_track(struct xdp_md *ctx, struct sg_vm_seg *s)
 {
-	struct sg_vm_stats *stats;
-	struct sg_auto_vm *e;
-	__u32 slot;
+	struct sg_runtime *rt = sg_rt();
+	int act;
 
-	if (!s)
-		return 0;
-	slot = s->owner_slot;
-	if (slot != SG_SLOT_NONE) {
-		stats = bpf_map_lookup_elem(&sg_vm_stats, &slot);
-		if (!stats)
-			return 0;
-		stats->syn[s->verdict & 3]++;
-		if (rst)
-			stats->rst_sent++;
-		return 0;
-	}
-	e = bpf_map_lookup_elem(&sg_auto, &s->owner);
-	if (!e)
-		return 0;
-	__sync_fetch_and_add(&e->stats.syn[s->verdict & 3], 1);
-	if (rst)
-		__sync_fetch_and_add(&e->stats.rst_sent, 1);
-	return 0;
+	if (!s || !rt)
+		return XDP_PASS;
+	act = sg_conn_syn(s, rt);
+	sg_charge_owner(s, 0);
+	return sg_xdp_follow(ctx, s, act);
 }
 
-/* Refuse a SYN: a RST built in place (XDP_TX) or a drop. */
-__noinline int sg_syn_refuse(struct xdp_md *ctx, const struct sg_vm_seg *s)
+/* Refuse a SYN with a RST built in place (XDP_TX), or drop it when that fails. */
+__noinline int sg_syn_reset(struct xdp_md *ctx, const struct sg_vm_seg *s)
 {
 	struct sg_rst_info ri = {};
 
-	if (!s || s->action != SG_ACT_RESET)
+	if (!s)
 		return XDP_DROP;
 	ri.family = s->key.family;
 	ri.l2_len = s->l2_len;
@@ -164,36 +126,33 @@ __noinline int sg_syn_refuse(struct xdp_md *ctx, const struct sg_vm_seg *s)
 	if (sg_send_rst(ctx, &ri) < 0)
 		return XDP_DROP;
 	sg_count(SG_RES_RST_SENT);
+	sg_charge_owner(s, 1);
 	return XDP_TX;
 }
 
 /*
- * A VM's TCP segment to an SMTP port (l3_off/l4_off: its headers, len: its payload). A new
- * connection is attributed and judged, tracked and steered when passed or steered, its
- * final verdict charged to its owner, refused otherwise; any other segment follows its
- * entry (steer.h).
+ * A new SMTP connection: attributed and judged, tracked and steered when passed or
+ * steered, refused otherwise. The steps are calls one after the other, never nested
+ * (the stack of a call chain is limited to 512 bytes): a flood over the limit pays for
+ * one call.
  */
-__noinline int sg_smtp(struct xdp_md *ctx, __u32 l3_off, __u32 l4_off, __u32 len, __u32 syn)
+static __always_inline int sg_new_smtp(struct xdp_md *ctx, struct sg_vm_seg *s)
 {
-	struct sg_vm_seg s = {};
-	int act = XDP_PASS;
+	int act = XDP_DROP;
 
-	if (sg_vm_seg_read(ctx, l3_off, l4_off, &s) < 0)
-		return XDP_PASS;
-	s.len = len;
-	if (!syn) {
-		act = sg_conn_segment(&s);
-	} else if (!sg_refused(sg_syn_judge(&s))) {
-		act = sg_conn_syn(&s);
-	}
-	if (act == XDP_PASS && s.rewrite && sg_xdp_rewrite(ctx, &s) < 0)
-		act = XDP_DROP;   /* a steered segment never goes to the server it was sent to */
-	if (!syn)
-		return act;
-	if (sg_refused(s.verdict))
-		act = sg_syn_refuse(ctx, &s);
-	sg_syn_charge(&s, act == XDP_TX);
+	if (!sg_refused(sg_syn_judge(s)))
+		act = sg_syn_track(ctx, s);
+	if (sg_refused(s->verdict) && s->action == SG_ACT_RESET)
+		return sg_syn_reset(ctx, s);
 	return act;
+}
+
+/* Any other segment of a VM to an SMTP port: its entry follows it (steer.h). */
+__noinline int sg_vm_segment(struct xdp_md *ctx, struct sg_vm_seg *s)
+{
+	if (!s)
+		return XDP_PASS;
+	return sg_xdp_follow(ctx, s, sg_conn_segment(s));
 }
 
 /* A TCP fragment (first or later, l3_off: its IP header): refused when its VM is steered. */
