@@ -232,5 +232,43 @@ TEST_F(Conn, ConnPerVmZeroReadsAsTheDefault)
     EXPECT_EQ(owned_by(kSlot), size_t(SG_CONN_PER_VM_DEFAULT));
 }
 
+// sg_conn full (SG_CONN_MAX entries: 8 owners x 65,536): a passed SYN still passes,
+// untracked; a steered one is refused, so that no steered flow goes untracked.
+TEST_F(Conn, FullTablePassesUntrackedAndRefusesSteering)
+{
+    constexpr uint32_t kOwners = SG_CONN_MAX / SG_CONN_PER_VM_MAX;
+    sg_runtime rt{};
+    rt.conn_per_vm = SG_CONN_PER_VM_MAX;
+    rt.flags = SG_RT_PROXY_V4;
+    std::memcpy(rt.proxy_v4, addr("192.0.2.10").data(), 4);
+    rt.proxy_v4_port = htobe16(25);
+    dp_.runtime(rt);
+    for (uint32_t o = 0; o <= kOwners; o++) {
+        dp_.vm(10 + o, policy(SG_TIER_OK, 4000000000u, 4000000000u));
+        dp_.route("10.20." + std::to_string(o) + ".0", 24, 10 + o);
+    }
+    for (uint32_t o = 0; o < kOwners; o++)
+        for (uint32_t i = 0; i < SG_CONN_PER_VM_MAX; i++) {
+            Flow f{.vm = "10.20." + std::to_string(o) + "." + std::to_string(1 + i / 65536),
+                   .vm_port = uint16_t(i % 65536)};
+            ASSERT_EQ(xdp(f.syn(), gw_), uint32_t(XDP_PASS));
+        }
+    Global before = dp_.global();
+    Flow late{.vm = "10.20." + std::to_string(kOwners) + ".1"};
+    EXPECT_EQ(xdp(late.syn(), gw_), uint32_t(XDP_PASS)) << "passed, untracked";
+    EXPECT_FALSE(dp_.conn(late.key(gw_)));
+    dp_.vm(10 + kOwners, policy(SG_TIER_STEERED, 4000000000u, 4000000000u));
+    late.vm_port++;
+    EXPECT_EQ(xdp(late.syn(), gw_), uint32_t(XDP_DROP)) << "a steered SYN that cannot be followed";
+    Global d = delta(dp_.global(), before);
+    EXPECT_EQ(d[SG_RES_CONN_FULL], 2u);
+    EXPECT_EQ(d[SG_RES_CONN_NEW], 0u);
+    EXPECT_EQ(dp_.ring_count(), size_t(SG_CONN_MAX)) << "no ring slot without its entry";
+    // an owner at its cap still replaces its own oldest: the table stays usable
+    dp_.vm(10, policy(SG_TIER_STEERED, 4000000000u, 4000000000u));
+    XdpRun r = dp_.xdp(Flow{.vm = "10.20.0.1", .vm_port = 1, .isn = 5}.syn(), gw_);
+    EXPECT_EQ(r.action, uint32_t(XDP_PASS)) << "a new ISN on a tracked tuple: its own entry goes first";
+}
+
 }  // namespace
 }  // namespace sgt

@@ -42,6 +42,7 @@ int parse_v4(Cursor& c, Classification& out, uint32_t& rem, bool& first)
         return kUnparsed;
     uint16_t frag = be16(c.f, c.off + 6), offset = frag & 0x1fff;
     int proto = c.f[c.off + 9];
+    out.l4_proto = uint8_t(proto);
     if (offset == 1 && proto == 6)
         return kRefused;   // RFC 1858: can rewrite the first fragment's TCP flags
     if (offset)
@@ -75,6 +76,7 @@ int parse_v6(Cursor& c, Classification& out, uint32_t& rem, bool& first)
         if (!c.fits(len) || len > rem)
             return kUnparsed;
         if (nh == kFragHdr) {
+            out.l4_proto = c.f[c.off];
             if (be16(c.f, c.off + 2) & 0xfff8)
                 return kFragment;
             first = true;
@@ -117,6 +119,9 @@ Classification classify(const sgt::Bytes& f, const std::vector<uint16_t>& ports)
         return out;
     }
     // what a first fragment cuts short, fragments nobody classifies complete
+    out.first_frag = first;
+    if (proto >= 0)
+        out.l4_proto = uint8_t(proto);
     sg_result cut = first ? SG_RES_REFUSED : SG_RES_UNPARSED;
     if (proto < 0) {
         out.result = proto == kFragment ? SG_RES_FRAGMENT : proto == kRefused ? SG_RES_REFUSED : cut;
@@ -132,6 +137,7 @@ Classification classify(const sgt::Bytes& f, const std::vector<uint16_t>& ports)
     uint32_t doff = (f[c.off + 12] >> 4) * 4u;
     if (doff < 20 || !c.fits(doff) || doff > rem)
         return out;
+    out.l4_off = c.off;
     out.sport = be16(f, c.off);
     out.dport = be16(f, c.off + 2);
     out.seq = be32(f, c.off + 4);

@@ -20,6 +20,9 @@ struct Classification {
     uint32_t seq = 0;
     uint32_t payload_len = 0;             // TCP payload inside the IP datagram
     uint8_t flags = 0;
+    size_t l4_off = 0;                    // where the TCP header starts (a parsed segment)
+    uint8_t l4_proto = 0;                 // L4 protocol, also of a non-first fragment
+    bool first_frag = false;              // IPv4 MF at offset 0, or an IPv6 fragment header at 0
 };
 
 Classification classify(const sgt::Bytes& frame, const std::vector<uint16_t>& ports);
