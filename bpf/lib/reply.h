@@ -143,8 +143,7 @@ struct sg_reply_seg {
 	__u32 len;                   /* payload bytes */
 	__u32 payload_off;
 	__u8 flags;                  /* TCP flags */
-	__u8 from_proxy;             /* the source is the proxy of its family */
-	__u16 pad;
+	__u8 pad[3];
 };
 
 /*
@@ -221,8 +220,9 @@ __noinline int sg_tc_tracked(struct __sk_buff *skb, struct sg_reply_seg *s)
 
 	if (!s)
 		return TC_ACT_OK;
+	/* not found as seen: a steered flow's, if the source is its proxy (checked below) */
 	c = bpf_map_lookup_elem(&sg_conn, &s->key);
-	if (!c && s->from_proxy)
+	if (!c)
 		c = sg_nat_lookup(&s->key);
 	if (!c) {
 		sg_count(SG_RES_REPLY_UNTRACKED);
@@ -241,16 +241,21 @@ __noinline int sg_tc_tracked(struct __sk_buff *skb, struct sg_reply_seg *s)
 	return TC_ACT_OK;
 }
 
-/* Is the segment's source the proxy of its family? */
+/*
+ * Is the segment's source the configured proxy of its family? Whether or not it is up
+ * (SG_RT_PROXY_*): flows steered before it went down still come back from it. A proxy
+ * on an SMTP port needs no such test.
+ */
 static __always_inline int sg_from_proxy(const struct sg_pkt *p, const __u8 *saddr)
 {
 	struct sg_runtime *rt = sg_rt();
-	__u8 addr[16] SG_ALIGNED = {};
-	__be16 port;
 
-	if (!rt || !sg_proxy_of(rt, p->family, addr, &port) || port != p->tcp->source)
+	if (!rt)
 		return 0;
-	return sg_words_eq(addr, saddr, 4);
+	if (p->family == 4)
+		return rt->proxy_v4_port && rt->proxy_v4_port == p->tcp->source &&
+		       sg_words_eq(rt->proxy_v4, saddr, 1);
+	return rt->proxy_v6_port && rt->proxy_v6_port == p->tcp->source && sg_words_eq(rt->proxy_v6, saddr, 4);
 }
 
 static __always_inline int sg_tc_reply(struct __sk_buff *skb)
@@ -267,8 +272,7 @@ static __always_inline int sg_tc_reply(struct __sk_buff *skb)
 	if (res != SG_RES_NON_SMTP)
 		return TC_ACT_OK;
 	sg_nat_seg_save(&p, data, &s.nat);
-	s.from_proxy = sg_from_proxy(&p, s.nat.saddr);
-	if (!s.from_proxy && !sg_is_smtp_port(bpf_ntohs(p.tcp->source)))
+	if (!sg_is_smtp_port(bpf_ntohs(p.tcp->source)) && !sg_from_proxy(&p, s.nat.saddr))
 		return TC_ACT_OK;
 	sg_conn_key_reply(&p, skb->ifindex, &s.key);
 	s.seq = bpf_ntohl(p.tcp->seq);

@@ -340,5 +340,28 @@ TEST_F(Steer, ReverseNatOnlyForTheSteeredFlow)
     EXPECT_EQ(dp_.stats(kSteered).replies[SG_REPLY_RST], 0u) << "the proxy's RST is no evidence";
 }
 
+// The controller clears a family's flag while its proxy is down: new steered SYNs get the
+// fail mode, flows steered before keep going both ways (the proxy on port 2525, and on 25).
+TEST_F(Steer, SteeredFlowKeepsItsReverseNatWhileTheProxyIsDown)
+{
+    for (uint16_t proxy_port : {kProxyPort, uint16_t(25)}) {
+        SCOPED_TRACE("proxy port " + std::to_string(proxy_port));
+        sg_runtime rt = proxy_runtime();
+        rt.proxy_v4_port = htobe16(proxy_port);
+        dp_.runtime(rt);
+        Flow f{.vm_port = uint16_t(41000 + proxy_port)}, proxy = f;
+        proxy.server = kProxy4;
+        proxy.port = proxy_port;
+        ASSERT_EQ(dst_of(dp_.xdp(f.syn(), hv_).out), std::make_pair(addr(kProxy4), proxy_port));
+        rt.flags &= ~uint32_t(SG_RT_PROXY_V4);   // down
+        dp_.runtime(rt);
+        EXPECT_EQ(dp_.tc_run(proxy.synack(), hv_).out, f.synack()) << "still the server the VM dialled";
+        EXPECT_EQ(dst_of(dp_.xdp(f.vm_data("EHLO x"), hv_).out), std::make_pair(addr(kProxy4), proxy_port));
+        Flow next = f;
+        next.vm_port++;
+        EXPECT_EQ(dp_.xdp(next.syn(), hv_).out, next.syn()) << "a new SYN gets the fail mode (throttled: passed)";
+    }
+}
+
 }  // namespace
 }  // namespace sgt
