@@ -128,10 +128,15 @@ TEST_F(Reply, GatewayEvidenceGoesToTheOwnerAndNeverCreatesAutoEntries)
     // once the source dialled through the gateway, its auto entry owns the connection
     open(unknown, gw_);
     tc(unknown.reply("550 5.7.1 blocked\r\n"), gw_);
+    // forged: a bare RST and a rejection from another port, a RST far out of window
+    tc(unknown.in().flags(kRst).seq(1).build(), gw_);
+    tc(Flow{.vm = "192.0.2.9", .port = 587}.reply("554 5.7.1 forged\r\n"), gw_);
+    tc(unknown.in().flags(kRst).seq(unknown.server_isn + 1 + 3 * SG_CONN_WINDOW).build(), gw_);
     auto e = dp_.auto_vm(auto_key(gw_, 4, "192.0.2.9"));
     ASSERT_TRUE(e);
     EXPECT_EQ(e->stats.replies[SG_REPLY_SYNACK], 1u);
     EXPECT_EQ(e->stats.replies[SG_REPLY_5XX], 1u);
+    EXPECT_EQ(e->stats.replies[SG_REPLY_RST], 0u) << "forged RSTs change nothing";
     auto agg = dp_.auto_vm(auto_key(gw_));
     ASSERT_TRUE(agg);
     EXPECT_EQ(agg->stats.replies[SG_REPLY_5XX], 0u) << "the aggregate owns no connection";
