@@ -89,12 +89,6 @@ const ConfigKey kKeys[] = {
 };
 
 // The commands: the first one given wins, in this order.
-struct CommandFlag {
-    const char* option;  // boost spelling: "help,h"
-    const char* help;
-    Command command;
-};
-
 const CommandFlag kCommands[] = {
     {"help,h", "show this help", Command::Help},
     {"version", "print the version", Command::Version},
@@ -240,6 +234,7 @@ Config::Config() {
 }
 
 std::span<const ConfigKey> config_keys() { return kKeys; }
+std::span<const CommandFlag> command_flags() { return kCommands; }
 
 std::string flag_of(std::string_view key) {
     std::string flag(key);

@@ -69,6 +69,15 @@ std::string default_text(const ConfigKey& key);          // as --help shows it; 
 
 enum class Command { Run, CheckConfig, Remove, Help, Version };
 
+// A command flag of smtpgovd (--help, --check-config, ...): --help and the man page list
+// them from this table; the first one given wins, in its order.
+struct CommandFlag {
+    const char* option;  // boost spelling: "help,h"
+    const char* help;
+    Command command;
+};
+std::span<const CommandFlag> command_flags();
+
 struct Invocation {
     Command command = Command::Run;
     std::string config_file;
