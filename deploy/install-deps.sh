@@ -27,6 +27,9 @@ packages=(
     rspamd
     # testbed: GRO on veths (XDP_TX/live frames need the peer in NAPI mode), SYN counters
     ethtool nftables
+    # the Debian package and its unit (tests/integration/ops/deb.sh, unit.sh): lintian,
+    # man pages checked, systemd-analyze verify/security, the daemon's system calls
+    lintian man-db systemd strace
 )
 
 export DEBIAN_FRONTEND=noninteractive

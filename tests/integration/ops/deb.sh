@@ -1,24 +1,52 @@
 #!/usr/bin/env bash
 # The Debian package: `cpack -G DEB` in the build directory writes
-# smtpgov_<version>_amd64.deb; it installs on this machine, smtpgovd --check-config
-# accepts the shipped config, and dpkg -r / --purge take everything away again.
+# smtpgov_<version>-<revision>_amd64.deb and smtpgov-dbgsym_..._amd64.ddeb. Both are
+# lintian-clean (no error, no warning that deploy/debian/lintian-overrides does not
+# explain); the man pages are generated from the --help tables and compressed; the
+# binaries are stripped and their debug info is found by build id; copyright (DEP-5) and
+# changelog are there; maintainer scripts go through deb-systemd-helper/-invoke; it
+# installs on this machine with /etc/smtpgov root-only, does not enable the unit,
+# `systemd-analyze verify` finds nothing to say about the unit and `systemd-analyze
+# security` rates it no worse than 2.2; dpkg -r masks the unit and keeps the conffiles,
+# --purge takes everything away.
 set -euo pipefail
 build=$(cd "${1:?usage: deb.sh BUILD_DIR}" && pwd)
+src=$(cd "$(dirname "$(readlink -f "$0")")/../../.." && pwd)
 log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 fail() { log "FAIL: $*"; exit 1; }
+max_exposure=2.2
 
 [[ $EUID -eq 0 ]] || fail "needs root (dpkg -i)"
 if dpkg-query -W -f='${Status}' smtpgov 2>/dev/null | grep -q 'install ok installed'; then
     fail "a smtpgov package is already installed on this machine; this test does not touch it"
 fi
+for tool in lintian deb-systemd-helper readelf man gzip; do
+    command -v "$tool" >/dev/null || fail "$tool is missing (deploy/install-deps.sh installs it)"
+done
 
 cd "$build"
-rm -f smtpgov_*.deb
+rm -f smtpgov_*.deb smtpgov-dbgsym_*.ddeb
 cpack -G DEB >cpack.log 2>&1 || { cat cpack.log >&2; fail "cpack -G DEB failed"; }
-version=$(sed -n 's/^CMAKE_PROJECT_VERSION:STATIC=//p' CMakeCache.txt)
+version=$(dpkg-parsechangelog -l "$src/deploy/debian/changelog" -S Version)
 deb=$build/smtpgov_${version}_amd64.deb
-[[ -f $deb ]] || fail "$deb not written ($(ls ./*.deb 2>/dev/null))"
-log "ok: built $(basename "$deb")"
+ddeb=$build/smtpgov-dbgsym_${version}_amd64.ddeb
+[[ -f $deb && -f $ddeb ]] || fail "$deb and $ddeb not both written ($(ls ./*.deb ./*.ddeb 2>/dev/null))"
+log "ok: built $(basename "$deb") and $(basename "$ddeb")"
+
+# ---- lintian: no error; no warning but those overridden with their reason ----------
+lint=$(mktemp -d)
+ctrl=$(mktemp -d)
+trap 'rm -rf "$lint" "$ctrl"' EXIT
+cp "$deb" "$lint/"
+cp "$ddeb" "$lint/$(basename "$ddeb" .ddeb).deb"  # lintian reads .deb files
+lintian --display-info --show-overrides "$lint"/*.deb >"$build/lintian.log" 2>&1 || true
+sed 's/^/    lintian: /' "$build/lintian.log" >&2
+if grep -E '^[EW]: ' "$build/lintian.log"; then
+    fail "lintian reports errors or warnings (override a warning only with its reason in deploy/debian/lintian-overrides)"
+fi
+grep -q '^O: smtpgov: non-standard-file-perm 0640 != 0644 \[etc/smtpgov/smtpgovd.json\]' "$build/lintian.log" ||
+    fail "the override of the config file mode is not in use"
+log "ok: lintian: no error, no warning left unexplained"
 
 depends=$(dpkg-deb -f "$deb" Depends)
 for d in libbpf1 libxdp1 libprometheus-cpp-core1.0 libboost-program-options1.74.0; do
@@ -26,34 +54,93 @@ for d in libbpf1 libxdp1 libprometheus-cpp-core1.0 libboost-program-options1.74.
 done
 # the exporter serves /metrics itself: no civetweb (prometheus-cpp's pull library)
 [[ $depends != *libprometheus-cpp-pull* ]] || fail "Depends still names libprometheus-cpp-pull: $depends"
+[[ $(dpkg-deb -f "$ddeb" Depends) == "smtpgov (= $version)" ]] || fail "dbgsym Depends: $(dpkg-deb -f "$ddeb" Depends)"
 log "ok: Depends: $depends"
 
 files=$(dpkg-deb -c "$deb" | awk '{print $6}' | sed 's|^\.||')
 for f in /usr/sbin/smtpgovd /usr/bin/smtpgovctl /usr/bin/smtpgov-flood /lib/systemd/system/smtpgovd.service \
          /usr/lib/tmpfiles.d/smtpgov.conf /etc/smtpgov/smtpgovd.json /etc/smtpgov/policy.json \
-         /usr/share/doc/smtpgov/policy.example.json /usr/share/man/man8/smtpgovctl.8 \
-         /usr/share/bash-completion/completions/smtpgovctl; do
+         /usr/share/doc/smtpgov/policy.example.json /usr/share/doc/smtpgov/copyright \
+         /usr/share/doc/smtpgov/changelog.Debian.gz /usr/share/lintian/overrides/smtpgov \
+         /usr/share/man/man8/smtpgovd.8.gz /usr/share/man/man8/smtpgovctl.8.gz /usr/share/man/man8/smtpgov-flood.8.gz \
+         /usr/lib/systemd/catalog/smtpgov.catalog /usr/share/bash-completion/completions/smtpgovctl; do
     grep -qx "$f" <<<"$files" || fail "package lacks $f"
 done
-ctrl=$(mktemp -d)
-trap 'rm -rf "$ctrl"' EXIT
+! grep -E '\.[1-9]$' <<<"$files" || fail "an uncompressed man page"
 dpkg-deb -e "$deb" "$ctrl"
 grep -qx /etc/smtpgov/smtpgovd.json "$ctrl/conffiles" || fail "smtpgovd.json is not a conffile"
-log "ok: contents and conffiles"
+grep -qx /etc/smtpgov/policy.json "$ctrl/conffiles" || fail "policy.json is not a conffile"
+# systemctl only for daemon-reload (as debhelper's snippets); the rest through d-s-h/-invoke
+if grep -nE '(^|[;&|[:space:]])systemctl ' "$ctrl"/postinst "$ctrl"/prerm "$ctrl"/postrm | grep -v 'daemon-reload'; then
+    fail "a maintainer script calls systemctl for more than daemon-reload"
+fi
+grep -q 'deb-systemd-invoke stop smtpgovd.service' "$ctrl/prerm" || fail "prerm does not stop through deb-systemd-invoke"
+log "ok: contents, conffiles, maintainer scripts"
 
 cleanup() {
-    rm -rf "$ctrl"
-    dpkg --purge smtpgov >/dev/null 2>&1 || true
+    rm -rf "$ctrl" "$lint"
+    dpkg --purge smtpgov-dbgsym smtpgov >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
-dpkg -i "$deb" || fail "dpkg -i failed"
+pins_before=$([[ -e /sys/fs/bpf/smtpgov ]] && echo yes || echo no)
+dpkg -i "$deb" "$ddeb" || fail "dpkg -i failed"
 log "ok: installed"
 
+# ---- installed files --------------------------------------------------------------
+for f in /etc/smtpgov/smtpgovd.json /etc/smtpgov/policy.json; do
+    [[ $(stat -c '%a %U:%G' "$f") == "640 root:root" ]] || fail "$f is $(stat -c '%a %U:%G' "$f"), expected 640 root:root"
+done
+head -1 /usr/share/doc/smtpgov/copyright | grep -qx 'Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/' ||
+    fail "copyright is not machine-readable (DEP-5)"
+[[ $(zcat /usr/share/doc/smtpgov/changelog.Debian.gz | dpkg-parsechangelog -l- -S Version) == "$version" ]] ||
+    fail "changelog.Debian.gz's newest entry is not $version"
+for page in smtpgovd smtpgovctl smtpgov-flood; do
+    warnings=$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -E UTF-8 -l -Tutf8 -Z "/usr/share/man/man8/$page.8.gz" 2>&1 >/dev/null)
+    [[ -z $warnings ]] || fail "man $page: $warnings"
+done
+# generated from the tables behind --help: every smtpgovd flag, every event's MESSAGE_ID
+smtpgovd_page=$(MANWIDTH=200 man -l /usr/share/man/man8/smtpgovd.8.gz 2>/dev/null)
+for flag in $(/usr/sbin/smtpgovd --help | grep -oE '^ +--[a-z-]+' | tr -d ' '); do
+    grep -qF -- "$flag" <<<"$smtpgovd_page" || fail "man smtpgovd lacks $flag, which smtpgovd --help lists"
+done
+grep -q 'e09964c0351a4dd3923448f014bf1177' <<<"$smtpgovd_page" || fail "man smtpgovd lacks the tier_change MESSAGE_ID"
+flood_page=$(MANWIDTH=200 man -l /usr/share/man/man8/smtpgov-flood.8.gz 2>/dev/null)
+for flag in $(/usr/bin/smtpgov-flood --help | grep -oE '^ +--[a-z-]+' | tr -d ' '); do
+    grep -qF -- "$flag" <<<"$flood_page" || fail "man smtpgov-flood lacks $flag, which smtpgov-flood --help lists"
+done
+MANWIDTH=200 man -l /usr/share/man/man8/smtpgovctl.8.gz 2>/dev/null | grep -q 'vm set-tier' || fail "man smtpgovctl lacks vm set-tier"
+log "ok: copyright, changelog, three man pages without warnings, their flags as --help lists them"
+
+# stripped binaries; their DWARF in smtpgov-dbgsym under their build id
+debug_files=()
+for bin in /usr/sbin/smtpgovd /usr/bin/smtpgovctl /usr/bin/smtpgov-flood; do
+    ! readelf -S "$bin" | grep -q '\.debug_info' || fail "$bin is not stripped"
+    readelf -S "$bin" | grep -q '\.gnu_debuglink' || fail "$bin has no .gnu_debuglink"
+    id=$(readelf -n "$bin" | sed -n 's/^ *Build ID: //p')
+    dbg=/usr/lib/debug/.build-id/${id:0:2}/${id:2}.debug
+    [[ -f $dbg ]] || fail "$bin: no $dbg"
+    readelf -S "$dbg" 2>/dev/null | grep -A1 '\.debug_info' | grep -q PROGBITS || fail "$dbg has no DWARF"
+    debug_files+=("$dbg")
+done
+log "ok: binaries stripped, debug info by build id in smtpgov-dbgsym"
+
+# ---- the unit ---------------------------------------------------------------------
 if command -v systemd-tmpfiles >/dev/null; then
     [[ $(stat -c %a /run/smtpgov 2>/dev/null) == 700 ]] || fail "postinst did not create /run/smtpgov 0700"
+    [[ $(stat -c %a /sys/fs/bpf/smtpgov 2>/dev/null) == 700 ]] || fail "postinst did not create /sys/fs/bpf/smtpgov 0700"
 fi
+[[ ! -e /etc/systemd/system/multi-user.target.wants/smtpgovd.service ]] || fail "installing enabled smtpgovd.service"
+systemd-analyze verify /lib/systemd/system/smtpgovd.service >"$build/unit-verify.log" 2>&1 ||
+    { cat "$build/unit-verify.log" >&2; fail "systemd-analyze verify failed"; }
+[[ ! -s $build/unit-verify.log ]] || { cat "$build/unit-verify.log" >&2; fail "systemd-analyze verify has something to say"; }
+exposure=$(systemd-analyze security --offline=true /lib/systemd/system/smtpgovd.service 2>&1 |
+    sed -n 's/.*Overall exposure level for smtpgovd.service: \([0-9.]*\).*/\1/p')
+[[ -n $exposure ]] || fail "systemd-analyze security gave no exposure level"
+awk -v e="$exposure" -v m="$max_exposure" 'BEGIN { exit !(e <= m) }' ||
+    fail "systemd-analyze security: exposure $exposure, more than $max_exposure"
+log "ok: systemd-analyze verify clean, security exposure $exposure (at most $max_exposure), unit not enabled"
+
 /usr/sbin/smtpgovd --check-config --config /etc/smtpgov/smtpgovd.json || fail "smtpgovd --check-config rejected the shipped config"
-log "ok: smtpgovd --check-config"
 /usr/bin/smtpgovctl policy validate /usr/share/doc/smtpgov/policy.example.json
 /usr/bin/smtpgovctl --help >/dev/null
 set +e
@@ -62,21 +149,18 @@ rc=$?
 set -e
 ((rc == 1)) || fail "smtpgovctl status without a daemon: exit $rc, expected 1"
 bash -n /usr/share/bash-completion/completions/smtpgovctl || fail "completion script is not valid bash"
-if command -v systemd-analyze >/dev/null; then
-    # the man page named in Documentation= may be absent when man-db is not installed
-    systemd-analyze verify /lib/systemd/system/smtpgovd.service >"$build/unit-verify.log" 2>&1 || true
-    if grep -v "man smtpgovctl" "$build/unit-verify.log" | grep -qi 'error\|invalid\|unknown\|fail'; then
-        cat "$build/unit-verify.log" >&2
-        fail "systemd-analyze verify complained about smtpgovd.service"
-    fi
-fi
 log "ok: installed binaries work"
 
-dpkg -r smtpgov
-for f in /usr/sbin/smtpgovd /usr/bin/smtpgovctl /lib/systemd/system/smtpgovd.service; do
+# ---- removal ----------------------------------------------------------------------
+dpkg -r smtpgov-dbgsym smtpgov
+for f in /usr/sbin/smtpgovd /usr/bin/smtpgovctl /lib/systemd/system/smtpgovd.service "${debug_files[@]}"; do
     [[ ! -e $f ]] || fail "$f left after dpkg -r"
 done
 [[ -f /etc/smtpgov/smtpgovd.json ]] || fail "dpkg -r removed the conffile (only --purge may)"
+[[ $(readlink /etc/systemd/system/smtpgovd.service) == /dev/null ]] || fail "dpkg -r did not mask smtpgovd.service"
 dpkg --purge smtpgov
 [[ ! -e /etc/smtpgov/smtpgovd.json ]] || fail "conffile left after --purge"
-log "ok: removed and purged"
+[[ ! -e /etc/systemd/system/smtpgovd.service ]] || fail "the mask is left after --purge"
+[[ ! -e /var/lib/smtpgov ]] || fail "/var/lib/smtpgov left after --purge"
+[[ $pins_before == yes || ! -e /sys/fs/bpf/smtpgov ]] || fail "the empty pin directory is left after --purge"
+log "ok: removed (unit masked, conffiles kept) and purged"
