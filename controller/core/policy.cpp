@@ -44,6 +44,7 @@ json vm_json(const Vm& vm) {
     json j{{"id", vm.id}};
     if (!vm.tenant.empty()) j["tenant"] = vm.tenant;
     if (!vm.interface.empty()) j["interface"] = vm.interface;
+    if (!vm.libvirt.empty()) j["libvirt"] = vm.libvirt;
     if (!vm.addresses.empty()) {
         json a = json::array();
         for (const auto& p : vm.addresses) a.push_back(p.to_string());
@@ -109,6 +110,7 @@ std::vector<std::string> changed_fields(const Policy& po, const Vm& a, const Pol
     std::vector<std::string> f;
     if (a.tenant != b.tenant) f.push_back("tenant");
     if (a.interface != b.interface) f.push_back("interface");
+    if (a.libvirt != b.libvirt) f.push_back("libvirt");
     if (a.addresses != b.addresses) f.push_back("addresses");
     LimitPair la = limits_for(po, a, Tier::Ok), lb = limits_for(pn, b, Tier::Ok);
     if (la.rate != lb.rate) f.push_back("rate");

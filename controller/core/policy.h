@@ -69,6 +69,7 @@ struct Vm {
     std::string id;                    // [A-Za-z0-9._-]{1,64}, not "if:"/"ip:" (auto entries)
     std::string tenant;                // "" = none
     std::string interface;             // "" = attributed by address only
+    std::string libvirt;               // libvirt domain name or UUID: its interfaces carry the VM
     std::vector<IpPrefix> addresses;   // host bits zero
     std::optional<uint32_t> rate, burst;  // nullopt = defaults
     std::optional<Tier> tier;          // operator pin from the policy

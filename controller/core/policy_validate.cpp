@@ -71,7 +71,7 @@ Vm parse_vm(Walker& w, const json& v, const std::string& path, uint32_t vm_index
             std::vector<AddrRef>& addrs) {
     Vm vm;
     if (!w.object(v, path)) return vm;
-    w.known_keys(v, path, {"id", "tenant", "interface", "addresses", "rate", "burst", "tier"});
+    w.known_keys(v, path, {"id", "tenant", "interface", "libvirt", "addresses", "rate", "burst", "tier"});
     parse_vm_id(w, v, path, vm);
     if (auto* m = member(v, "tenant")) vm.tenant = w.string(*m, path + "/tenant").value_or("");
     if (auto* m = member(v, "interface")) {
@@ -80,10 +80,19 @@ Vm parse_vm(Walker& w, const json& v, const std::string& path, uint32_t vm_index
             w.bad(path + "/interface", "not a valid interface name (1-15 bytes, no '/', ':' or whitespace)");
         vm.interface = name.value_or("");
     }
+    if (auto* m = member(v, "libvirt")) {
+        auto dom = w.string(*m, path + "/libvirt");
+        if (dom && (dom->empty() || dom->size() > 256))
+            w.bad(path + "/libvirt", "a libvirt domain name or UUID of 1..256 characters");
+        if (dom && member(v, "interface"))
+            w.bad(path + "/libvirt", "give either interface or libvirt: the domain's interfaces are its own");
+        vm.libvirt = dom.value_or("");
+    }
     const json* addr_list = member(v, "addresses");
     if (addr_list) parse_addresses(w, *addr_list, path + "/addresses", vm, vm_index, addrs);
-    if (!member(v, "interface") && (!addr_list || (addr_list->is_array() && addr_list->empty())))
-        w.bad(path, "a VM needs an interface or at least one address");
+    const bool named = member(v, "interface") || member(v, "libvirt");
+    if (!named && (!addr_list || (addr_list->is_array() && addr_list->empty())))
+        w.bad(path, "a VM needs an interface, a libvirt domain or at least one address");
     if (auto* m = member(v, "rate")) vm.rate = w.count(*m, path + "/rate", kMaxRate);
     if (auto* m = member(v, "burst")) vm.burst = w.count(*m, path + "/burst", kMaxBurst);
     if (auto* m = member(v, "tier")) vm.tier = w.tier(*m, path + "/tier");
@@ -95,7 +104,7 @@ Vm parse_vm(Walker& w, const json& v, const std::string& path, uint32_t vm_index
 }
 
 void check_unique(Walker& w, const std::vector<Vm>& vms) {
-    std::unordered_map<std::string_view, size_t> ids, ifaces;
+    std::unordered_map<std::string_view, size_t> ids, ifaces, domains;
     ids.reserve(vms.size());
     for (size_t i = 0; i < vms.size(); ++i) {
         const Vm& vm = vms[i];
@@ -109,6 +118,12 @@ void check_unique(Walker& w, const std::vector<Vm>& vms) {
             if (!fresh)
                 w.bad(path + "/interface", "interface \"" + vm.interface + "\" is already claimed by /vms/" +
                                                std::to_string(it->second));
+        }
+        if (!vm.libvirt.empty()) {
+            auto [it, fresh] = domains.emplace(vm.libvirt, i);
+            if (!fresh)
+                w.bad(path + "/libvirt", "domain \"" + vm.libvirt + "\" is already claimed by /vms/" +
+                                             std::to_string(it->second));
         }
     }
 }

@@ -24,6 +24,9 @@ struct VmView {
     bool auto_entry = false;
     uint32_t slot = SG_SLOT_NONE;       // SG_SLOT_NONE for auto entries
     std::string interface;              // "" when attributed by address only
+    std::string named_by = "policy";    // policy | libvirt | rule (interface_rules) | auto
+    std::string libvirt_domain, libvirt_uuid;  // named_by libvirt: the domain, "" when not running
+    std::vector<std::string> interfaces;       // vm show: the devices that carry it now
     std::vector<std::string> addresses;
     Tier tier = Tier::Ok;               // tier in force
     std::optional<Pin> pin;

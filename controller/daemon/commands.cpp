@@ -40,9 +40,10 @@ json vm_json(const VmView& v) {
     json syn = json::object(), replies = json::object();
     for (int i = 0; i < SG_VERDICT_MAX; ++i) syn[std::string(kVerdictNames[i])] = v.syn[i];
     for (int i = 0; i < SG_REPLY_MAX; ++i) replies[std::string(kReplyNames[i])] = v.replies[i];
-    return {{"id", v.id},
+    json out{{"id", v.id},
             {"tenant", v.tenant},
             {"auto", v.auto_entry},
+            {"named_by", v.named_by},
             {"slot", v.slot == SG_SLOT_NONE ? json(nullptr) : json(v.slot)},
             {"interface", v.interface},
             {"addresses", v.addresses},
@@ -55,6 +56,9 @@ json vm_json(const VmView& v) {
             {"rst_sent", v.rst_sent},
             {"syn", syn},
             {"replies", replies}};
+    if (!v.interfaces.empty()) out["interfaces"] = v.interfaces;
+    if (v.named_by == "libvirt") out["libvirt"] = {{"domain", v.libvirt_domain}, {"uuid", v.libvirt_uuid}};
+    return out;
 }
 
 // The policy argument parsed, or the reply that refuses it.
@@ -83,6 +87,7 @@ const std::vector<Controller::Command>& Controller::commands() {
         {svc::cmd::kEvents, "follow?, limit?", &Controller::cmd_events},
         {svc::cmd::kReport, "kind, id, count?", &Controller::cmd_report},
         {svc::cmd::kFlowOriginalDst, "addr", &Controller::cmd_flow_original_dst},
+        {svc::cmd::kHypervisorUpdate, "source, full, domains, gone", &Controller::cmd_hypervisor_update},
     };
     return table;
 }
@@ -116,7 +121,9 @@ svc::Reply Controller::vm_reply(const std::string& id) const {
 
 svc::Reply Controller::cmd_status(const json&) { return svc::ok_reply(status_json()); }
 
-svc::Reply Controller::cmd_policy_get(const json&) { return svc::ok_reply(to_json(vms_.policy())); }
+svc::Reply Controller::cmd_policy_get(const json&) {
+    return svc::ok_reply(to_json(rule_ids_.empty() ? vms_.policy() : operator_policy()));
+}
 
 svc::Reply Controller::cmd_policy_validate(const json& req) {
     auto p = policy_arg(req, svc::cmd::kPolicyValidate);

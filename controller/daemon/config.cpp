@@ -9,6 +9,7 @@
 #include <limits>
 #include <sstream>
 
+#include "core/hypervisor.h"
 #include "daemon/log.h"
 #include "kern/xdp_hook.h"
 
@@ -55,6 +56,14 @@ std::string interface_name_or_glob(const std::string& v) {
     return "\"" + v + "\" is not an interface name or glob (at most 15 characters)";
 }
 
+std::string interface_rules(const json& v) {
+    auto r = hv::parse_interface_rules(v);
+    if (r) return "";
+    // "interface_rules/1/match: why" -> "/1/match: why" (check_config puts the key first)
+    std::string m = r.error().message.substr(std::string_view("interface_rules").size());
+    return m.starts_with(": ") ? m.substr(2) : m;
+}
+
 constexpr uint32_t kU32Max = std::numeric_limits<uint32_t>::max();
 
 // ---- the keys: one entry each, in the order --help, check_config and docs show them ----
@@ -62,6 +71,7 @@ constexpr uint32_t kU32Max = std::numeric_limits<uint32_t>::max();
 using Text = ConfigKey::Text;
 using Count = ConfigKey::Count;
 using List = ConfigKey::List;
+using Doc = ConfigKey::Doc;
 
 const ConfigKey kKeys[] = {
     {"interfaces", "VM-facing interface names or globs (repeat or comma-separate)",
@@ -86,6 +96,9 @@ const ConfigKey kKeys[] = {
      List{&Config::gateway_interfaces, interface_name_or_glob}},
     {"auto_hold_s", "seconds an escalated if:<name> entry keeps its tier after its interface is gone",
      Count{&Config::auto_hold_s, 300, 0, 30 * 86400}},
+    {"interface_rules",
+     "stable VM ids for unregistered interfaces: [{\"match\": REGEX, \"id\": \"pve-$1\", \"tenant\": T}], first match wins",
+     Doc{&Config::interface_rules, "[]", interface_rules}},
 };
 
 // The commands: the first one given wins, in this order.
@@ -102,6 +115,7 @@ const CommandFlag kCommands[] = {
 void set_default(const Text& k, Config& c) { c.*k.field = k.fallback; }
 void set_default(const Count& k, Config& c) { c.*k.field = k.fallback; }
 void set_default(const List& k, Config& c) { (c.*k.field).clear(); }
+void set_default(const Doc& k, Config& c) { c.*k.field = json::parse(k.fallback); }
 
 Status from_file(const char* name, const Text& k, const json& v, Config& c) {
     if (!v.is_string()) return Error::msg(std::string("config: ") + name + " has the wrong type");
@@ -124,12 +138,22 @@ Status from_file(const char* name, const List& k, const json& v, Config& c) {
     return ok_status();
 }
 
+Status from_file(const char*, const Doc& k, const json& v, Config& c) {
+    c.*k.field = v;  // its shape is judged by check_config, with the path of what is wrong
+    return ok_status();
+}
+
 po::value_semantic* flag_value(const Text&) { return po::value<std::string>(); }
+po::value_semantic* flag_value(const Doc&) { return po::value<std::string>(); }
 po::value_semantic* flag_value(const Count&) { return po::value<uint32_t>(); }
 po::value_semantic* flag_value(const List&) { return po::value<std::vector<std::string>>()->multitoken(); }
 
 void from_flag(const Text& k, const po::variable_value& v, Config& c) { c.*k.field = v.as<std::string>(); }
 void from_flag(const Count& k, const po::variable_value& v, Config& c) { c.*k.field = v.as<uint32_t>(); }
+void from_flag(const Doc& k, const po::variable_value& v, Config& c) {
+    auto doc = parse_json_strict(v.as<std::string>());
+    c.*k.field = doc ? *doc : json(v.as<std::string>());  // not JSON: check_config says the shape is wrong
+}
 void from_flag(const List& k, const po::variable_value& v, Config& c) {
     c.*k.field = v.as<std::vector<std::string>>();
 }
@@ -137,6 +161,7 @@ void from_flag(const List& k, const po::variable_value& v, Config& c) {
 // "a,b" "c" -> "a" "b" "c", in the file as on the command line
 void normalize(const Text&, Config&) {}
 void normalize(const Count&, Config&) {}
+void normalize(const Doc&, Config&) {}
 void normalize(const List& k, Config& c) {
     std::vector<std::string> out;
     for (const auto& item : c.*k.field) {
@@ -156,6 +181,9 @@ void check(const char* name, const Count& k, const Config& c, std::vector<std::s
     if (v < k.min || v > k.max)
         problems.push_back(std::string(name) + ": must be " + std::to_string(k.min) + ".." + std::to_string(k.max));
 }
+void check(const char* name, const Doc& k, const Config& c, std::vector<std::string>& problems) {
+    if (auto why = k.check(c.*k.field); !why.empty()) problems.push_back(std::string(name) + ": " + why);
+}
 void check(const char* name, const List& k, const Config& c, std::vector<std::string>& problems) {
     for (const auto& item : c.*k.field)
         if (auto why = k.check_item(item); !why.empty()) problems.push_back(std::string(name) + ": " + why);
@@ -164,10 +192,12 @@ void check(const char* name, const List& k, const Config& c, std::vector<std::st
 json value_json(const Text& k, const Config& c) { return c.*k.field; }
 json value_json(const Count& k, const Config& c) { return c.*k.field; }
 json value_json(const List& k, const Config& c) { return c.*k.field; }
+json value_json(const Doc& k, const Config& c) { return c.*k.field; }
 
 std::string shown_default(const Text& k) { return k.fallback; }
 std::string shown_default(const Count& k) { return std::to_string(k.fallback); }
 std::string shown_default(const List&) { return ""; }
+std::string shown_default(const Doc& k) { return k.fallback; }
 
 // ---- the table applied ----
 

@@ -36,6 +36,7 @@ struct Config {
     uint32_t metrics_max_vm_series;
     std::vector<std::string> gateway_interfaces;
     uint32_t auto_hold_s;
+    nlohmann::json interface_rules;
 
     bool operator==(const Config&) const = default;
 };
@@ -58,9 +59,15 @@ struct ConfigKey {
         Check check_item;  // default: empty list
     };
 
+    struct Doc {  // a JSON value of any shape (a list of objects); the flag takes JSON text
+        nlohmann::json Config::*field;
+        const char* fallback;  // JSON text
+        std::string (*check)(const nlohmann::json&);
+    };
+
     const char* name;  // file key; the flag is --name with '-' for '_'
     const char* help;  // --help text; " (default X)" is appended when there is one
-    std::variant<Text, Count, List> value;
+    std::variant<Text, Count, List, Doc> value;
 };
 
 std::span<const ConfigKey> config_keys();

@@ -151,7 +151,7 @@ Status Controller::load_state() {
         else log::error("reputation.json: " + r.error().message + ": ignored; tiers come from the pinned maps");
     }
     pending_ = std::move(*policy);
-    return ok_status();
+    return load_hypervisor_map();
 }
 
 Status Controller::start(Maps& maps, Host& host) {
@@ -169,8 +169,11 @@ Status Controller::start(Maps& maps, Host& host) {
     for (const std::string& id : tiers_.reputation().vms())
         if (id.starts_with("if:") && tiers_.tier(id) != Tier::Ok && !host_->ifindex(id.substr(3)))
             vms_.hold(id, mono_ns());
-    Policy p = std::move(*pending_);
+    Policy op = std::move(*pending_);
     pending_.reset();
+    hold_rule_vms_of_last_run(op);
+    std::set<std::string> rule_ids;
+    Policy p = effective(op, rule_ids);
     recover_from_maps(p);
     auto slots = vms_.slots_for(p);
     if (!slots) return slots.error();
@@ -181,7 +184,8 @@ Status Controller::start(Maps& maps, Host& host) {
     mp.deactivate = vms_.freed(*slots);
     if (auto s = enforcer_->apply(mp); !s) return Error{s.error().errnum, "write policy to maps: " + s.error().message};
     adopt(std::move(p), std::move(*slots), std::move(next), mp.reset, changes);
-    return persist_policy(vms_.policy(), vms_.slots());
+    rule_ids_ = std::move(rule_ids);
+    return persist_policy(op, vms_.slots());
 }
 
 PlanInputs Controller::plan_inputs(const Policy& p, const SlotTable& slots) const {
@@ -190,6 +194,10 @@ PlanInputs Controller::plan_inputs(const Policy& p, const SlotTable& slots) cons
     in.slots = &slots;
     in.ifindex_of = [this](const std::string& name) { return host_->ifindex(name); };
     in.is_gateway = [this](const std::string& name) { return name_matches(opts_.gateway_interfaces, name); };
+    in.vm_of_iface = [owners = iface_owners(p)](const std::string& name) {
+        auto it = owners->find(name);
+        return it == owners->end() ? std::string() : it->second;
+    };
     return in;
 }
 
@@ -207,7 +215,14 @@ bool Controller::scored(const sg_auto_key& k) const {
     return it == enforcer_->current().ifaces.end() || !(it->second.flags & SG_IFACE_GATEWAY);
 }
 
-Result<nlohmann::json> Controller::apply_policy(const Policy& neu) {
+Result<nlohmann::json> Controller::apply_policy(const Policy& neu) { return apply_effective(neu, true); }
+
+// The operator's policy `op` with the VMs interfaces name now (identity.cpp) goes in
+// force, all or nothing. operator_change: policy apply (policy.json is rewritten and the
+// result tells what changed); else only which interface carries which VM changed.
+Result<nlohmann::json> Controller::apply_effective(const Policy& op, bool operator_change) {
+    std::set<std::string> rule_ids;
+    const Policy neu = effective(op, rule_ids);
     PolicyDiff d = diff(vms_.policy(), neu);
     auto slots = vms_.slots_for(neu);
     if (!slots) return slots.error();
@@ -216,25 +231,31 @@ Result<nlohmann::json> Controller::apply_policy(const Policy& neu) {
     MapPlan mp = plan(neu, *slots, next);
     mp.reset = vms_.given_to_new(*slots);
     mp.deactivate = vms_.freed(*slots);
+    // what the operator changed, rule VMs aside
+    const PolicyDiff shown = rule_ids_.empty() && rule_ids.empty() ? d : diff(operator_policy(), op);
     // On disk before the maps change: an apply that answers ok survives a crash, and a
     // failed write changes nothing.
-    if (auto s = persist_policy(neu, *slots); !s)
+    if (auto s = persist_policy(op, *slots, operator_change); !s)
         return Error{s.error().errnum, "nothing changed, the old policy stays in force: " + s.error().message};
     if (auto s = commit_maps(mp, d.ports_changed ? &neu.smtp_ports : nullptr); !s) {
         std::string msg = s.error().message;
-        if (auto u = persist_policy(vms_.policy(), vms_.slots()); !u) msg += "; restoring policy.json failed too: " + u.error().message;
+        if (auto u = persist_policy(operator_policy(), vms_.slots(), operator_change); !u)
+            msg += "; restoring policy.json failed too: " + u.error().message;
         return Error{s.error().errnum, msg};
     }
     // Committed in the kernel: now the controller's own view follows.
     sweeper_->forget_slots(mp.deactivate);
     adopt(neu, std::move(*slots), std::move(next), mp.reset, changes);
+    rule_ids_ = std::move(rule_ids);
     (void)persist_reputation();  // logged; retried when due
     ::malloc_trim(0);
+    if (!operator_change) return nlohmann::json::object();
     log::write(log::Entry(log::Level::Notice, log::Event::PolicyApplied,
-                          "policy applied: " + std::to_string(d.added.size()) + " added, " +
-                              std::to_string(d.removed.size()) + " removed, " + std::to_string(d.changed.size()) +
-                              " changed" + (d.ports_changed ? ", smtp_ports changed" : "")));
-    return to_json(d);
+                          "policy applied: " + std::to_string(shown.added.size()) + " added, " +
+                              std::to_string(shown.removed.size()) + " removed, " +
+                              std::to_string(shown.changed.size()) + " changed" +
+                              (shown.ports_changed ? ", smtp_ports changed" : "")));
+    return to_json(shown);
 }
 
 // Everything that can fail before the maps change comes first (loading programs for
@@ -264,45 +285,6 @@ void Controller::adopt(Policy p, SlotTable slots, Tiers tiers, const std::set<ui
     vms_.adopt(std::move(p), std::move(slots), reset);
     tiers_ = std::move(tiers);
     for (const Transition& t : changes) announce(t);
-}
-
-void Controller::iface_up(const std::string& name, int ifindex) {
-    auto e = iface_entry(plan_inputs(vms_.policy(), vms_.slots()), name);
-    if (auto s = enforcer_->set_iface(static_cast<uint32_t>(ifindex), e); !s)
-        log::error("interface " + name + ": " + s.error().message);
-    if (e) return;
-    // An unclaimed interface is the auto entry if:<name>: a tier it earned under an
-    // earlier ifindex (a recreated tap) applies from its first SYN.
-    const std::string id = "if:" + name;
-    vms_.release(id);
-    if (Tier t = tiers_.tier(id); t != Tier::Ok) {
-        sg_auto_key key{};
-        key.ifindex = static_cast<uint32_t>(ifindex);
-        vms_.note_auto(key);
-        write_tier(id, t);
-        log::info(id + " is back (ifindex " + std::to_string(ifindex) + "): " + std::string(to_string(t)));
-    }
-}
-
-void Controller::iface_down(int ifindex) {
-    const uint64_t now = mono_ns();
-    for (const auto& [id, a] : vms_.autos())
-        if (a.key.ifindex == static_cast<uint32_t>(ifindex) && a.key.family == 0 && tiers_.tier(id) != Tier::Ok)
-            vms_.hold(id, now);
-    if (auto s = enforcer_->drop_ifindex(static_cast<uint32_t>(ifindex)); !s) log::error(s.error().message);
-    if (auto s = enforcer_->set_iface(static_cast<uint32_t>(ifindex), std::nullopt); !s) log::error(s.error().message);
-}
-
-// Held if:<name> entries whose interface stayed away for auto_hold_s start clean: the
-// next customer who gets the name does not inherit the tier.
-void Controller::release_holds(uint64_t now_ns) {
-    for (const std::string& id : vms_.held_longer_than(uint64_t{opts_.auto_hold_s} * 1'000'000'000, now_ns)) {
-        Transition t{id, tiers_.tier(id), Tier::Ok, tiers_.reputation().score(id), "hold_expired"};
-        tiers_.forget(id);
-        vms_.forget_auto(id);
-        announce(t);
-        rep_dirty_ = true;
-    }
 }
 
 void Controller::write_tier(const std::string& id, Tier t) {
@@ -369,6 +351,7 @@ void Controller::sweep() {
     }
     const uint64_t t_read = mono_ns();
     release_holds(t0);
+    release_rule_holds(t0);
     evaluate(now_ms);
     if (sweeper_->take_dirty()) score_dirty_ = true;
     if (score_dirty_ && now_ms - rep_saved_ms_ >= kReputationSaveMs) (void)persist_reputation();
@@ -406,8 +389,9 @@ std::array<size_t, 4> Controller::tier_counts() const {
     return out;
 }
 
-Status Controller::persist_policy(const Policy& p, const SlotTable& slots) {
+Status Controller::persist_policy(const Policy& p, const SlotTable& slots, bool policy_file) {
     if (auto s = write_file_atomic(opts_.state_dir + "/slots.json", slots.to_json().dump() + "\n"); !s) return s;
+    if (!policy_file) return ok_status();
     return write_file_atomic(opts_.state_dir + "/policy.json", to_json(p).dump(2) + "\n");
 }
 

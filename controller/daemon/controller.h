@@ -15,11 +15,13 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "core/clock.h"
+#include "core/hypervisor.h"
 #include "core/tiers.h"
 #include "core/unique_fd.h"
 #include "core/view.h"
@@ -40,7 +42,11 @@ struct ControllerOptions {
     std::string xdp_mode = "auto";
     std::vector<std::string> gateway_interfaces;  // names or globs
     uint32_t auto_hold_s = 300;
+    std::vector<hv::InterfaceRule> interface_rules;  // config interface_rules (core/hypervisor.h)
 };
+
+// Interface name -> the VM id it carries (daemon/identity.cpp).
+using IfaceOwners = std::shared_ptr<const std::unordered_map<std::string, std::string>>;
 
 // One announced tier change: the event as logged, and whether it is a ticket.
 struct TierChange {
@@ -59,8 +65,9 @@ public:
     static Result<std::unique_ptr<Controller>> load(const ControllerOptions& opts, const Clock& clock);
     ~Controller();
 
-    // The policy in force (before start(): the one start() will write).
-    const Policy& policy() const { return pending_ ? *pending_ : vms_.policy(); }
+    // The operator's policy in force (before start(): the one start() will write); the
+    // VMs in force also hold the interface_rules VMs (daemon/identity.cpp).
+    Policy policy() const { return pending_ ? *pending_ : operator_policy(); }
     // Writes the policy in force to the maps (before any program is attached).
     Status start(Maps& maps, Host& host);
 
@@ -115,7 +122,22 @@ private:
     void evaluate(int64_t now_ms);
     void evaluate(const std::vector<std::string>& ids, int64_t now_ms);
     void persist_if_due(int64_t now_ms);
-    Status persist_policy(const Policy& p, const SlotTable& slots);
+    Status persist_policy(const Policy& p, const SlotTable& slots, bool policy_file = true);
+    Result<nlohmann::json> apply_effective(const Policy& op, bool operator_change);
+
+    // identity.cpp: libvirt domains and interface_rules
+    IfaceOwners iface_owners(const Policy& eff) const;
+    Policy effective(const Policy& op, std::set<std::string>& rule_ids) const;
+    Policy operator_policy() const;
+    std::vector<std::string> interfaces_of(const Vm& vm) const;
+    void refresh_identity(const std::string& why);
+    void rule_iface_down(uint32_t ifindex);
+    bool rule_iface_up(const std::string& name);
+    void rule_iface_renamed(const std::string& name, uint32_t ifindex);
+    void release_rule_holds(uint64_t now_ns);
+    void hold_rule_vms_of_last_run(const Policy& op);
+    Status load_hypervisor_map();
+    void name_view(const Vm& vm, VmView& v) const;
     Result<Policy> load_policy() const;
 
     // views.cpp: what reads show
@@ -138,6 +160,7 @@ private:
     svc::Reply cmd_events(const nlohmann::json& req);
     svc::Reply cmd_report(const nlohmann::json& req);
     svc::Reply cmd_flow_original_dst(const nlohmann::json& req);
+    svc::Reply cmd_hypervisor_update(const nlohmann::json& req);
     svc::Reply vm_reply(const std::string& id) const;
     svc::Reply changed_vm_reply(const std::string& id);
 
@@ -155,6 +178,14 @@ private:
     std::vector<Subscriber> subscribers_;
     std::optional<Policy> pending_;  // loaded, not yet written to the maps
     UniqueFd state_lock_;            // flock on <state_dir>/.lock
+
+    hv::HypervisorMap hv_;              // running libvirt domains (hypervisor.json)
+    std::set<std::string> rule_ids_;    // interface_rules VMs in force (the tail of vms_.policy())
+    struct RuleGone {
+        std::string tenant;
+        uint64_t since_ns = 0;          // CLOCK_MONOTONIC
+    };
+    std::map<std::string, RuleGone> rule_gone_;  // rule VMs without an interface, held
 
     bool rep_dirty_ = false;    // a tier changed since reputation.json was written
     bool score_dirty_ = false;  // only scores did

@@ -78,7 +78,10 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const Config& cfg) {
     if (ec) return Error{ec.value(), "state_dir " + cfg.state_dir + ": " + ec.message()};
     ::chmod(cfg.state_dir.c_str(), 0700);
     ControllerOptions co{cfg.state_dir, cfg.policy, cfg.max_vms, cfg.sweep_interval_ms, cfg.xdp_mode,
-                         cfg.gateway_interfaces, cfg.auto_hold_s};
+                         cfg.gateway_interfaces, cfg.auto_hold_s, {}};
+    auto rules = hv::parse_interface_rules(cfg.interface_rules);
+    if (!rules) return Error{EINVAL, "config: " + rules.error().message};
+    co.interface_rules = std::move(*rules);
     auto ctl = Controller::load(co, d->clock_);
     if (!ctl) return ctl.error();
     d->ctl_ = std::move(*ctl);

@@ -50,9 +50,14 @@ sg_runtime runtime_entry(const Policy& p, std::array<bool, 2> steering) {
 }
 
 std::optional<sg_iface> iface_entry(const PlanInputs& in, const std::string& ifname) {
-    for (const Vm& vm : in.policy->vms)
-        if (vm.interface == ifname)
-            if (auto slot = in.slots->find(vm.id)) return sg_iface{*slot, SG_IFACE_HAS_VM};
+    if (in.vm_of_iface) {
+        if (std::string id = in.vm_of_iface(ifname); !id.empty())
+            if (auto slot = in.slots->find(id)) return sg_iface{*slot, SG_IFACE_HAS_VM};
+    } else {
+        for (const Vm& vm : in.policy->vms)
+            if (vm.interface == ifname)
+                if (auto slot = in.slots->find(vm.id)) return sg_iface{*slot, SG_IFACE_HAS_VM};
+    }
     if (in.is_gateway && in.is_gateway(ifname)) return sg_iface{SG_SLOT_NONE, SG_IFACE_GATEWAY};
     return std::nullopt;
 }

@@ -52,10 +52,13 @@ struct PlanInputs {
     std::function<int(const std::string& ifname)> ifindex_of;      // 0: no such interface
     std::vector<std::pair<std::string, int>> governed_ifaces;     // attached interfaces
     std::function<bool(const std::string& ifname)> is_gateway;     // declared in gateway_interfaces
+    // The VM id an interface carries (policy interface, libvirt domain, interface_rules;
+    // daemon/identity.cpp), "" for none. Unset: only the policy's `interface` names.
+    std::function<std::string(const std::string& ifname)> vm_of_iface;
     std::array<bool, 2> steering{};                                // proxy v4, v6 configured and up
 };
 
-// An interface named by a policy VM carries that VM (hypervisor mode); one declared in
+// An interface that names a VM (vm_of_iface) carries that VM (hypervisor mode); one declared in
 // gateway_interfaces and named by no VM is a gateway (the source address names the VM);
 // any other is unclaimed (one auto entry "if:<name>"): gateways are declared, never
 // inferred, so nobody on an ordinary VM-facing interface can pick whom a SYN counts for.

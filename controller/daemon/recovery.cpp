@@ -8,11 +8,12 @@
 namespace smtpgov::daemon {
 namespace {
 
-// The slot the kernel's maps name for a policy VM: its interface's sg_ifaces entry, or
+// The slot the kernel's maps name for a policy VM: its interfaces' sg_ifaces entry, or
 // its first address in the LPM tries.
-std::optional<uint32_t> kernel_slot(Maps& maps, const Host& host, const Vm& vm) {
-    if (!vm.interface.empty())
-        if (uint32_t ifindex = static_cast<uint32_t>(host.ifindex(vm.interface))) {
+std::optional<uint32_t> kernel_slot(Maps& maps, const Host& host, const Vm& vm,
+                                    const std::vector<std::string>& ifaces) {
+    for (const std::string& name : ifaces)
+        if (uint32_t ifindex = static_cast<uint32_t>(host.ifindex(name))) {
             sg_iface e{};
             auto had = maps.lookup(MapId::Ifaces, &ifindex, &e);
             if (had && *had && (e.flags & SG_IFACE_HAS_VM)) return e.vm_slot;
@@ -43,7 +44,7 @@ void Controller::recover_from_maps(const Policy& p) {
     SlotTable slots = vms_.slots();
     for (const Vm& vm : p.vms)
         if (!slots.find(vm.id))
-            if (auto s = kernel_slot(*maps_, *host_, vm); s && slots.claim(vm.id, *s))
+            if (auto s = kernel_slot(*maps_, *host_, vm, interfaces_of(vm)); s && slots.claim(vm.id, *s))
                 log::notice("vm " + vm.id + ": slot " + std::to_string(*s) + " recovered from the pinned maps");
     for (const Vm& vm : p.vms) {
         auto slot = slots.find(vm.id);

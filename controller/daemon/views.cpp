@@ -46,6 +46,7 @@ VmView auto_view(const Policy& p, const std::string& id, const AutoVm& a, const 
     VmView v;
     v.id = id;
     v.auto_entry = true;
+    v.named_by = "auto";
     v.interface = a.interface;
     if (!a.address.empty()) v.addresses.push_back(a.address);
     fill_reputation(v, rep, tracked);
@@ -60,9 +61,12 @@ VmView auto_view(const Policy& p, const std::string& id, const AutoVm& a, const 
 
 std::optional<VmView> Controller::view(const std::string& id, bool detail) const {
     const Reputation& rep = tiers_.reputation();
-    if (const Vm* vm = vms_.vm(id))
-        return registered_view(vms_.policy(), *vm, vms_.slot_of(id).value_or(SG_SLOT_NONE), rep, true,
-                               vms_.runtime(id), detail);
+    if (const Vm* vm = vms_.vm(id)) {
+        VmView v = registered_view(vms_.policy(), *vm, vms_.slot_of(id).value_or(SG_SLOT_NONE), rep, true,
+                                   vms_.runtime(id), detail);
+        if (detail) name_view(*vm, v);
+        return v;
+    }
     if (const AutoVm* a = vms_.find_auto(id)) return auto_view(vms_.policy(), id, *a, rep, true);
     return std::nullopt;
 }

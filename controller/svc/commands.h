@@ -18,11 +18,13 @@ inline constexpr std::string_view kVmClear = "vm.clear";
 inline constexpr std::string_view kEvents = "events";
 inline constexpr std::string_view kReport = "report";
 inline constexpr std::string_view kFlowOriginalDst = "flow.original_dst";
+// From smtpgov-libvirt: running domains and their interfaces (core/hypervisor.h)
+inline constexpr std::string_view kHypervisorUpdate = "hypervisor.update";
 
 // The commands that change the daemon's state. smtpgovctl waits for their answer for as
 // long as the daemon works on them (a fleet-size policy.apply), because giving up would
 // not undo them. smtpgovd's command table marks the same ones.
-inline constexpr std::array kChangesState{kPolicyApply, kVmSetTier, kVmClear, kReport};
+inline constexpr std::array kChangesState{kPolicyApply, kVmSetTier, kVmClear, kReport, kHypervisorUpdate};
 constexpr bool changes_state(std::string_view name) {
     for (auto c : kChangesState)
         if (c == name) return true;
