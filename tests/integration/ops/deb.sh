@@ -109,7 +109,10 @@ for flag in $(/usr/bin/smtpgov-flood --help | grep -oE '^ +--[a-z-]+' | tr -d ' 
     grep -qF -- "$flag" <<<"$flood_page" || fail "man smtpgov-flood lacks $flag, which smtpgov-flood --help lists"
 done
 MANWIDTH=200 man -l /usr/share/man/man8/smtpgovctl.8.gz 2>/dev/null | grep -q 'vm set-tier' || fail "man smtpgovctl lacks vm set-tier"
-log "ok: copyright, changelog, three man pages without warnings, their flags as --help lists them"
+# the journal catalog (systemd's dpkg trigger ran journalctl --update-catalog)
+journalctl --list-catalog 2>/dev/null | grep -q '^e09964c0351a4dd3923448f014bf1177 smtpgov: ' ||
+    fail "journalctl --list-catalog lacks smtpgovd's tier_change"
+log "ok: copyright, changelog, three man pages without warnings, their flags as --help lists them, journal catalog"
 
 # stripped binaries; their DWARF in smtpgov-dbgsym under their build id
 debug_files=()
