@@ -29,6 +29,9 @@ struct VmView {
     std::vector<std::string> interfaces;       // vm show: the devices that carry it now
     std::vector<std::string> addresses;
     Tier tier = Tier::Ok;               // tier in force
+    Tier enforced = Tier::Ok;           // what the datapath applies: tier, but steered gets fail_mode while no proxy takes it
+    uint32_t conn_tracked = 0;          // live connection entries (the connection GC's last full pass)
+    uint64_t conn_evicted = 0;          // own connections evicted past conn_per_vm (kernel counter)
     std::optional<Pin> pin;
     double score = 0;                   // reputation score (decayed to "now")
     double rate = 0;                    // smoothed new SMTP connections per second
@@ -37,6 +40,20 @@ struct VmView {
     uint64_t spoofed = 0;
     uint64_t rst_sent = 0;
     std::array<uint64_t, SG_REPLY_MAX> replies{}; // by sg_reply_kind
+};
+
+// The scanning proxy of one address family, as the health checks found it.
+struct ProxyView {
+    std::string family;   // "ipv4" | "ipv6"
+    std::string address;  // ADDR:PORT
+    bool up = false;
+};
+
+// The connection table as the GC's last full pass found it.
+struct ConnSummary {
+    uint64_t tracked = 0, steered = 0;  // live entries, of which steered
+    uint64_t deleted = 0;               // idle entries this daemon deleted
+    uint64_t passes = 0;                // full passes done (0: counts not known yet)
 };
 
 struct MapFill {
@@ -52,6 +69,9 @@ struct Snapshot {
     std::array<uint64_t, SG_RES_MAX> results{};   // datapath totals by sg_result
     std::vector<MapFill> maps;
     uint64_t events_received = 0;                  // ring-buffer events consumed
+    ConnSummary conns;
+    std::vector<ProxyView> proxies;                // configured families only
+    std::string fail_mode = "throttle";            // what steered VMs get while no proxy takes them
     double sweep_seconds = 0;                      // duration of the sweep that built this
     int64_t taken_unix_ms = 0;
 };

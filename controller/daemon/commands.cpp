@@ -55,7 +55,9 @@ json vm_json(const VmView& v) {
             {"spoofed", v.spoofed},
             {"rst_sent", v.rst_sent},
             {"syn", syn},
-            {"replies", replies}};
+            {"replies", replies},
+            {"enforced", to_string(v.enforced)},
+            {"connections", {{"tracked", v.conn_tracked}, {"evicted", v.conn_evicted}}}};
     if (!v.interfaces.empty()) out["interfaces"] = v.interfaces;
     if (v.named_by == "libvirt") out["libvirt"] = {{"domain", v.libvirt_domain}, {"uuid", v.libvirt_uuid}};
     return out;
@@ -226,12 +228,6 @@ svc::Reply Controller::cmd_events(const json& req) {
         return svc::error_reply("usage", "follow must be true or false");
     if (req.contains("follow") && req["follow"].is_boolean() && req["follow"].get<bool>()) return svc::follow_events_reply(*events_);
     return svc::ok_reply(events_->recent(limit->value_or(100)));
-}
-
-svc::Reply Controller::cmd_flow_original_dst(const json& req) {
-    const std::string addr = str_arg(req, "addr");
-    if (!Endpoint::parse(addr)) return svc::error_reply("usage", "addr must be ADDR:PORT or [V6]:PORT");
-    return svc::error_reply("not_found", "no steered flow for " + addr);
 }
 
 }  // namespace smtpgov::daemon

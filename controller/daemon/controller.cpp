@@ -245,6 +245,7 @@ Result<nlohmann::json> Controller::apply_effective(const Policy& op, bool operat
     }
     // Committed in the kernel: now the controller's own view follows.
     sweeper_->forget_slots(mp.deactivate);
+    conns().purge_slots(mp.reset, mono_ns());  // the old owners' connections are not the new VMs'
     adopt(neu, std::move(*slots), std::move(next), mp.reset, changes);
     rule_ids_ = std::move(rule_ids);
     (void)persist_reputation();  // logged; retried when due
@@ -355,6 +356,7 @@ void Controller::sweep() {
     evaluate(now_ms);
     if (sweeper_->take_dirty()) score_dirty_ = true;
     if (score_dirty_ && now_ms - rep_saved_ms_ >= kReputationSaveMs) (void)persist_reputation();
+    sweep_connections(t0);
     ++sweeps_;
     const uint64_t t_eval = mono_ns();
     if (on_snapshot) {

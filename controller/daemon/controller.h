@@ -25,12 +25,14 @@
 #include "core/tiers.h"
 #include "core/unique_fd.h"
 #include "core/view.h"
+#include "daemon/conn_table.h"
 #include "daemon/enforcer.h"
 #include "daemon/host.h"
 #include "daemon/sweeper.h"
 #include "daemon/vm_table.h"
 #include "svc/control_server.h"
 #include "svc/event_log.h"
+#include "svc/policy_proto.h"
 
 namespace smtpgov::daemon {
 
@@ -97,13 +99,16 @@ public:
     // Steering (steering.cpp). The health checker's finding for one proxy family: a
     // change is decided by Tiers, written (sg_runtime, steered VMs' entries) and
     // announced as a proxy_down / proxy_up event.
-    void proxy_health(Family f, bool up, const std::string& detail);
+    // A finding about an endpoint that is no longer the policy's proxy is ignored.
+    void proxy_health(const Endpoint& proxy, bool up, const std::string& detail);
     struct ProxyTargets {
         std::vector<Endpoint> endpoints;  // what to check (none: no proxy configured)
         uint32_t interval_s = 5;
         bool operator==(const ProxyTargets&) const = default;
     };
     ProxyTargets proxy_targets() const;
+    // The policy service (flows.cpp): the action answering one request, on the loop thread.
+    std::string policy_answer(const svc::policy::Request& r);
 
 private:
     Controller(const ControllerOptions& opts, const Clock& clock);
@@ -118,6 +123,11 @@ private:
                const std::vector<Transition>& changes);
     void announce(const Transition& t);
     void announce_proxy(const ProxyTransition& t);  // steering.cpp
+    // flows.cpp: the connection table and steered flows
+    ConnTable& conns();
+    void sweep_connections(uint64_t now_ns);
+    std::string owner_of(const sg_conn& c) const;
+    std::string spam_verdict(const Endpoint& client, const ConnTable::Flow& f);
     void write_tier(const std::string& id, Tier t);
     void evaluate(int64_t now_ms);
     void evaluate(const std::vector<std::string>& ids, int64_t now_ms);
@@ -142,6 +152,12 @@ private:
 
     // views.cpp: what reads show
     std::optional<VmView> view(const std::string& id, bool detail = true) const;
+    std::optional<VmView> base_view(const std::string& id, bool detail) const;
+    // flows.cpp: what steering adds to reads
+    void steer_view(VmView& v) const;
+    ConnSummary conn_summary() const;
+    std::vector<ProxyView> proxy_views() const;
+    nlohmann::json steering_status() const;
     Snapshot snapshot(bool detail) const;
     std::vector<MapFill> map_fill() const;
     nlohmann::json status_json() const;
@@ -192,6 +208,8 @@ private:
     int64_t rep_saved_ms_ = 0;
     double last_sweep_ms_ = 0;
     uint64_t sweeps_ = 0;
+    std::optional<ConnTable> conns_;  // created with the maps (conns())
+    ReportLedger reports_;            // spam verdicts taken per steered connection
 };
 
 }  // namespace smtpgov::daemon

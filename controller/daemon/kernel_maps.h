@@ -23,6 +23,8 @@ public:
     Result<sg_vm_stats> vm_stats_one(uint32_t slot) override { return reader_.vm_stats_one(*dp_, slot); }
     Status auto_entries(AutoEntries& out) override { return reader_.auto_entries(*dp_, out); }
     Result<GlobalCounters> global() override { return reader_.global(*dp_); }
+    Status vm_buckets(uint32_t n, std::vector<sg_bucket>& out) override { return reader_.vm_buckets(*dp_, n, out); }
+    Status conn_entries(BatchCursor& c, uint32_t max, ConnEntries& out) override;
 
 private:
     const kern::Datapath* dp_;

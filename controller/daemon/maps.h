@@ -18,6 +18,15 @@ namespace smtpgov::daemon {
 using kern::MapId;
 using AutoEntries = std::vector<std::pair<sg_auto_key, sg_auto_vm>>;
 using GlobalCounters = std::array<uint64_t, SG_RES_MAX>;
+using ConnEntries = std::vector<std::pair<sg_conn_key, sg_conn>>;
+
+// Where a walk over a hash map stopped: the kernel's batch position (a bucket index) in
+// `token`, or the last key read (in-memory maps) in `after`. `done`: the walk is over.
+struct BatchCursor {
+    bool started = false, done = false;
+    uint32_t token = 0;
+    std::vector<uint8_t> after;
+};
 
 class Maps {
 public:
@@ -37,6 +46,11 @@ public:
     virtual Status vm_stats(uint32_t n, std::vector<sg_vm_stats>& out) = 0;  // slots [0, n)
     virtual Result<sg_vm_stats> vm_stats_one(uint32_t slot) = 0;
     virtual Status auto_entries(AutoEntries& out) = 0;
+    // Slots [0, n) of sg_vm_bucket (the owners' connection counters).
+    virtual Status vm_buckets(uint32_t n, std::vector<sg_bucket>& out) = 0;
+    // Up to `max` sg_conn entries from where `cursor` stopped (entries deleted or added
+    // meanwhile may be missed or seen once more); sets cursor.done at the end.
+    virtual Status conn_entries(BatchCursor& cursor, uint32_t max, ConnEntries& out) = 0;
     virtual Result<GlobalCounters> global() = 0;
 };
 

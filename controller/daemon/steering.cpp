@@ -17,7 +17,9 @@ Controller::ProxyTargets Controller::proxy_targets() const {
     return {p.proxy->addresses(), p.proxy->check_interval_s};
 }
 
-void Controller::proxy_health(Family f, bool up, const std::string& detail) {
+void Controller::proxy_health(const Endpoint& proxy, bool up, const std::string& detail) {
+    const Family f = proxy.addr.family;
+    if (tiers_.proxy(f) != proxy) return;  // checked before a policy moved it
     if (auto t = tiers_.proxy_health(f, up, detail)) announce_proxy(*t);
 }
 

@@ -39,12 +39,17 @@ Status Sweeper::sweep(uint64_t now_ns, int64_t now_ms) {
     if (auto s = maps_.vm_stats(hw, stats_buf_); !s) return s;
     for (uint32_t slot = 0; slot < hw && slot < stats_buf_.size(); ++slot)
         if (const Vm* vm = vms_.at_slot(slot)) feed_one(vm->id, *vms_.slot_runtime(slot), stats_buf_[slot], now_ns, now_ms);
+    // connection evictions are per owner, in its bucket
+    if (auto s = maps_.vm_buckets(hw, bucket_buf_); !s) log::error(s.error().message);
+    for (uint32_t slot = 0; slot < hw && slot < bucket_buf_.size(); ++slot)
+        if (VmRuntime* rt = vms_.slot_runtime(slot)) rt->conn_evicted = bucket_buf_[slot].conn_evicted;
     if (auto s = maps_.auto_entries(auto_buf_); !s) log::error(s.error().message);
     std::set<std::string> seen;
     for (const auto& [key, v] : auto_buf_) {
         AutoVm* a = nullptr;
         std::string id = vms_.note_auto(key, &a);
         feed_one(id, a->rt, v.stats, now_ns, now_ms, scored_(key));
+        a->rt.conn_evicted = v.bucket.conn_evicted;
         seen.insert(id);
     }
     vms_.prune_autos(seen, [this](const std::string& id) { return tiers_.tier(id) != Tier::Ok || hot_autos_.count(id); });

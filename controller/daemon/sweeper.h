@@ -70,6 +70,7 @@ private:
     Tiers& tiers_;
     Scored scored_;
     std::vector<sg_vm_stats> stats_buf_;
+    std::vector<sg_bucket> bucket_buf_;
     AutoEntries auto_buf_;
     GlobalCounters results_{};
     std::map<uint32_t, uint64_t> hot_slots_;          // slot -> hot until (mono ns)

@@ -14,6 +14,7 @@ void fill_counters(VmView& v, const VmRuntime* rt) {
     v.spoofed = rt->last.spoofed;
     v.rst_sent = rt->last.rst_sent;
     for (int i = 0; i < SG_REPLY_MAX; ++i) v.replies[i] = rt->last.replies[i];
+    v.conn_evicted = rt->conn_evicted;
 }
 
 // `tracked`: the reputation knows the VM (others are at ok with score 0), which spares
@@ -60,6 +61,12 @@ VmView auto_view(const Policy& p, const std::string& id, const AutoVm& a, const 
 }  // namespace
 
 std::optional<VmView> Controller::view(const std::string& id, bool detail) const {
+    auto v = base_view(id, detail);
+    if (v) steer_view(*v);
+    return v;
+}
+
+std::optional<VmView> Controller::base_view(const std::string& id, bool detail) const {
     const Reputation& rep = tiers_.reputation();
     if (const Vm* vm = vms_.vm(id)) {
         VmView v = registered_view(vms_.policy(), *vm, vms_.slot_of(id).value_or(SG_SLOT_NONE), rep, true,
@@ -81,11 +88,15 @@ Snapshot Controller::snapshot(bool detail) const {
         s.vms.push_back(registered_view(vms_.policy(), vm, vms_.slot_of(vm.id).value_or(SG_SLOT_NONE), rep,
                                         known.count(vm.id) > 0, vms_.runtime(vm.id), detail));
     for (const auto& [id, a] : vms_.autos()) s.vms.push_back(auto_view(vms_.policy(), id, a, rep, known.count(id) > 0));
+    for (VmView& v : s.vms) steer_view(v);
     s.tiers = tier_counts();
     s.results = sweeper_->results();
     s.maps = map_fill();
     s.events_received = sweeper_->events_received();
     s.taken_unix_ms = clock_->wall_ms();
+    s.conns = conn_summary();
+    s.proxies = proxy_views();
+    s.fail_mode = to_string(tiers_.fail_mode());
     return s;
 }
 
@@ -97,7 +108,8 @@ std::vector<MapFill> Controller::map_fill() const {
             {std::string(kern::map_name(MapId::AutoPolicy)), f.auto_policy, cap(MapId::AutoPolicy)},
             {std::string(kern::map_name(MapId::Ifaces)), f.ifaces, cap(MapId::Ifaces) + cap(MapId::IfacesBig)},
             {std::string(kern::map_name(MapId::VmV4)), f.v4, cap(MapId::VmV4)},
-            {std::string(kern::map_name(MapId::VmV6)), f.v6, cap(MapId::VmV6)}};
+            {std::string(kern::map_name(MapId::VmV6)), f.v6, cap(MapId::VmV6)},
+            {std::string(kern::map_name(MapId::Conn)), conn_summary().tracked, cap(MapId::Conn)}};
 }
 
 nlohmann::json Controller::status_json() const {
@@ -124,6 +136,7 @@ nlohmann::json Controller::status_json() const {
                         {"events_lost", results[SG_RES_EVENT_LOST]},
                         {"events_received", sweeper_->events_received()},
                         {"smtp_ports", vms_.policy().smtp_ports}};
+    j.update(steering_status());
     j.update(host_->status());
     return j;
 }

@@ -26,6 +26,7 @@ struct VmRuntime {
     double rate = 0;             // smoothed SYN/s
     uint64_t trigger_ns = 0;     // ts_ns of the over-limit event not yet answered by an escalation
     std::vector<std::string> samples;  // recent remote reply lines
+    uint64_t conn_evicted = 0;   // own connection entries the datapath evicted (sg_bucket)
 };
 
 // What one reading added since the previous one (the reputation signals).

@@ -151,6 +151,52 @@ Result<std::array<uint64_t, SG_RES_MAX>> MapReader::global(const Datapath& dp) {
     return out;
 }
 
+Status MapReader::vm_buckets(const Datapath& dp, uint32_t n, std::vector<sg_bucket>& out) {
+    const int fd = dp.map_fd(MapId::VmBucket);
+    n = std::min(n, dp.max_vms());
+    out.assign(n, sg_bucket{});
+    keys_.resize(kChunk);
+    std::vector<sg_bucket> values(kChunk);
+    __u32 token = 0;
+    for (uint32_t done = 0; done < n;) {
+        __u32 count = std::min(kChunk, n - done);
+        LIBBPF_OPTS(bpf_map_batch_opts, bo);
+        int err = bpf_map_lookup_batch(fd, done ? &token : nullptr, &token, keys_.data(), values.data(), &count, &bo);
+        if (err && errno != ENOENT) return Error::from_errno(what(MapId::VmBucket, "batch read"), errno);
+        for (__u32 i = 0; i < count; ++i)
+            if (keys_[i] < n) out[keys_[i]] = values[i];
+        done += count;
+        if (err || count == 0) break;
+    }
+    return ok_status();
+}
+
+Status MapReader::conn_entries(const Datapath& dp, bool first, uint32_t& token, uint32_t max,
+                               std::vector<std::pair<sg_conn_key, sg_conn>>& out, bool& done) {
+    const int fd = dp.map_fd(MapId::Conn);
+    out.clear();
+    done = false;
+    uint32_t chunk = std::max<uint32_t>(max, 1);
+    for (;;) {
+        conn_keys_.resize(chunk);
+        conn_values_.resize(chunk);
+        __u32 count = chunk, next = 0;
+        LIBBPF_OPTS(bpf_map_batch_opts, bo);
+        __u32 in = token;
+        int err = bpf_map_lookup_batch(fd, first ? nullptr : &in, &next, conn_keys_.data(), conn_values_.data(),
+                                       &count, &bo);
+        if (err && errno == ENOSPC && chunk < (1u << 20)) {  // one hash bucket larger than the chunk
+            chunk *= 2;
+            continue;
+        }
+        if (err && errno != ENOENT) return Error::from_errno(what(MapId::Conn, "batch read"), errno);
+        for (__u32 i = 0; i < count; ++i) out.emplace_back(conn_keys_[i], conn_values_[i]);
+        done = err != 0;  // ENOENT: every bucket visited
+        token = next;
+        return ok_status();
+    }
+}
+
 Status map_update(const Datapath& dp, MapId id, const void* key, const void* value) {
     id = route(id, key).id;
     if (bpf_map_update_elem(dp.map_fd(id), key, value, BPF_ANY) != 0) return Error::from_errno(what(id, "write"), errno);

@@ -28,12 +28,20 @@ public:
     Status auto_entries(const Datapath& dp, std::vector<std::pair<sg_auto_key, sg_auto_vm>>& out);
     // sg_global, summed.
     Result<std::array<uint64_t, SG_RES_MAX>> global(const Datapath& dp);
+    // Slots [0, n) of sg_vm_bucket; out is resized to n.
+    Status vm_buckets(const Datapath& dp, uint32_t n, std::vector<sg_bucket>& out);
+    // Up to max sg_conn entries from the batch position `token` (first: from the start);
+    // token becomes the next position; `done` is set once the table is walked.
+    Status conn_entries(const Datapath& dp, bool first, uint32_t& token, uint32_t max,
+                        std::vector<std::pair<sg_conn_key, sg_conn>>& out, bool& done);
 
 private:
     std::vector<uint32_t> keys_, keys2_;
     std::vector<unsigned char> values_, values2_;
     std::vector<sg_auto_key> auto_keys_;
     std::vector<sg_auto_vm> auto_values_;
+    std::vector<sg_conn_key> conn_keys_;
+    std::vector<sg_conn> conn_values_;
 };
 
 // Typed element access; errors carry the map name.

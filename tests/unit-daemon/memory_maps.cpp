@@ -121,6 +121,35 @@ Status MemoryMaps::auto_entries(AutoEntries& out) {
     return ok_status();
 }
 
+Status MemoryMaps::vm_buckets(uint32_t n, std::vector<sg_bucket>& out) {
+    out.assign(std::min(n, max_vms_), sg_bucket{});
+    for (const auto& [k, v] : data_[MapId::VmBucket]) {
+        uint32_t slot;
+        std::memcpy(&slot, k.data(), sizeof slot);
+        if (slot < out.size()) std::memcpy(&out[slot], v.data(), sizeof(sg_bucket));
+    }
+    return ok_status();
+}
+
+// Key order stands in for the kernel's bucket order; the cursor remembers the last key.
+Status MemoryMaps::conn_entries(smtpgov::daemon::BatchCursor& c, uint32_t max, smtpgov::daemon::ConnEntries& out) {
+    ++conn_batches;
+    out.clear();
+    auto& m = data_[MapId::Conn];
+    auto it = c.started ? m.upper_bound(c.after) : m.begin();
+    c.started = true;
+    for (; it != m.end() && out.size() < max; ++it) {
+        sg_conn_key k;
+        sg_conn v;
+        std::memcpy(&k, it->first.data(), sizeof k);
+        std::memcpy(&v, it->second.data(), sizeof v);
+        out.emplace_back(k, v);
+        c.after = it->first;
+    }
+    c.done = it == m.end();
+    return ok_status();
+}
+
 void MemoryMaps::set_auto(const sg_auto_key& k, const sg_auto_vm& v) { autos_[bytes(&k, sizeof(k))] = v; }
 void MemoryMaps::evict_auto(const sg_auto_key& k) { autos_.erase(bytes(&k, sizeof(k))); }
 

@@ -59,9 +59,12 @@ public:
     Status vm_stats(uint32_t n, std::vector<sg_vm_stats>& out) override;
     Result<sg_vm_stats> vm_stats_one(uint32_t slot) override;
     Status auto_entries(AutoEntries& out) override;
+    Status vm_buckets(uint32_t n, std::vector<sg_bucket>& out) override;
+    Status conn_entries(smtpgov::daemon::BatchCursor& c, uint32_t max, smtpgov::daemon::ConnEntries& out) override;
     Result<GlobalCounters> global() override { return global_; }
 
-    uint64_t resets = 0;  // reset_slot calls that succeeded
+    uint64_t resets = 0;       // reset_slot calls that succeeded
+    uint64_t conn_batches = 0;  // conn_entries calls
 
 private:
     static Bytes bytes(const void* p, size_t n) {

@@ -8,6 +8,8 @@
 namespace sgt {
 namespace {
 
+Endpoint ep(const char* s) { return Endpoint::parse(s).value(); }
+
 json proxied(std::vector<json> vms, json proxy) { return policy(std::move(vms), {{"proxy", std::move(proxy)}}); }
 
 class SteeringTest : public ControllerTest {
@@ -60,7 +62,7 @@ TEST_F(SteeringTest, ProxyDownAndBack) {
                   {{"address", "192.0.2.10:25"}}));
     ASSERT_EQ(vm_entry("a").tier, SG_TIER_STEERED);
     heard.clear();
-    ctl->proxy_health(Family::V4, false, "connect 192.0.2.10:25: Connection refused");
+    ctl->proxy_health(ep("192.0.2.10:25"), false, "connect 192.0.2.10:25: Connection refused");
     EXPECT_EQ(runtime().flags, 0u);
     EXPECT_EQ(vm_entry("a").tier, SG_TIER_THROTTLED);
     EXPECT_EQ(vm_entry("a").rate, 2u);
@@ -77,7 +79,7 @@ TEST_F(SteeringTest, ProxyDownAndBack) {
     EXPECT_EQ(down.evidence["fail_mode"], "throttle");
     EXPECT_EQ(down.evidence["steered_vms"], 1);
     // the same finding again changes nothing and says nothing
-    ctl->proxy_health(Family::V4, false, "still refused");
+    ctl->proxy_health(ep("192.0.2.10:25"), false, "still refused");
     EXPECT_EQ(heard.size(), 1u);
     // a VM that reaches steered meanwhile is enforced with the fail mode too
     call({{"cmd", "vm.set_tier"}, {"id", "b"}, {"tier", "steered"}});
@@ -85,7 +87,7 @@ TEST_F(SteeringTest, ProxyDownAndBack) {
     EXPECT_EQ(call({{"cmd", "vm.show"}, {"id", "b"}})["tier"], "steered");
 
     heard.clear();
-    ctl->proxy_health(Family::V4, true, "220 greeting");
+    ctl->proxy_health(ep("192.0.2.10:25"), true, "220 greeting");
     EXPECT_EQ(runtime().flags, SG_RT_PROXY_V4);
     EXPECT_EQ(vm_entry("a").tier, SG_TIER_STEERED);
     EXPECT_EQ(vm_entry("b").tier, SG_TIER_STEERED);
@@ -103,7 +105,7 @@ TEST_F(SteeringTest, ProxyDownAndBack) {
 
 TEST_F(SteeringTest, FailModeBlock) {
     start(proxied({vm("a", {{"tier", "steered"}})}, {{"address", "192.0.2.10:25"}, {"fail_mode", "block"}}));
-    ctl->proxy_health(Family::V4, false, "timeout");
+    ctl->proxy_health(ep("192.0.2.10:25"), false, "timeout");
     EXPECT_EQ(vm_entry("a").tier, SG_TIER_BLOCKED);
     EXPECT_EQ(vm_entry("a").rate, 0u);
     ASSERT_EQ(proxy_events().size(), 1u);
@@ -114,19 +116,19 @@ TEST_F(SteeringTest, FailModeBlock) {
 // VM stays steered for the other family.
 TEST_F(SteeringTest, OneFamilyDown) {
     start(proxied({vm("a", {{"tier", "steered"}})}, {{"address", {"192.0.2.10:25", "[2001:db8::10]:25"}}}));
-    ctl->proxy_health(Family::V6, false, "no greeting within 2000 ms");
+    ctl->proxy_health(ep("[2001:db8::10]:25"), false, "no greeting within 2000 ms");
     EXPECT_EQ(runtime().flags, SG_RT_PROXY_V4);
     EXPECT_EQ(vm_entry("a").tier, SG_TIER_STEERED);
     ASSERT_EQ(proxy_events().size(), 1u);
     EXPECT_EQ(proxy_events()[0].event.evidence["family"], "ipv6");
     EXPECT_EQ(proxy_events()[0].event.evidence["steering"], true);
-    ctl->proxy_health(Family::V4, false, "refused");
+    ctl->proxy_health(ep("192.0.2.10:25"), false, "refused");
     EXPECT_EQ(runtime().flags, 0u);
     EXPECT_EQ(vm_entry("a").tier, SG_TIER_THROTTLED);
     // a family without a proxy has no health to report
     apply(proxied({vm("a", {{"tier", "steered"}})}, {{"address", "192.0.2.10:25"}}));
     heard.clear();
-    ctl->proxy_health(Family::V6, false, "x");
+    ctl->proxy_health(ep("[2001:db8::10]:25"), false, "x");
     EXPECT_TRUE(proxy_events().empty());
 }
 
@@ -136,13 +138,15 @@ TEST_F(SteeringTest, NewProxyAddressStartsUp) {
     start(proxied({vm("a", {{"tier", "steered"}})}, {{"address", "192.0.2.10:25"}, {"check_interval_s", 2}}));
     EXPECT_EQ(ctl->proxy_targets().interval_s, 2u);
     ASSERT_EQ(ctl->proxy_targets().endpoints.size(), 1u);
-    ctl->proxy_health(Family::V4, false, "refused");
+    ctl->proxy_health(ep("192.0.2.10:25"), false, "refused");
     ASSERT_EQ(vm_entry("a").tier, SG_TIER_THROTTLED);
     apply(proxied({vm("a", {{"tier", "steered"}})}, {{"address", "192.0.2.10:25"}, {"fail_mode", "throttle"}}));
     EXPECT_EQ(vm_entry("a").tier, SG_TIER_THROTTLED) << "same proxy: still down";
     apply(proxied({vm("a", {{"tier", "steered"}})}, {{"address", "192.0.2.11:25"}}));
     EXPECT_EQ(vm_entry("a").tier, SG_TIER_STEERED);
     EXPECT_EQ(runtime().flags, SG_RT_PROXY_V4);
+    ctl->proxy_health(ep("192.0.2.10:25"), false, "a check of the old proxy, late");
+    EXPECT_EQ(runtime().flags, SG_RT_PROXY_V4) << "a finding about the old address changes nothing";
     EXPECT_EQ(ctl->proxy_targets().endpoints[0].to_string(), "192.0.2.11:25");
     apply(policy({vm("a", {{"tier", "steered"}})}));
     EXPECT_TRUE(ctl->proxy_targets().endpoints.empty());
@@ -150,14 +154,13 @@ TEST_F(SteeringTest, NewProxyAddressStartsUp) {
 }
 
 // The proxy's state is the controller's, not the maps': a failed sg_runtime write is
-// logged and the next change writes the whole entry again.
-TEST_F(SteeringTest, RuntimeWriteFailureDoesNotStick) {
+// logged and retried by the next sweep.
+TEST_F(SteeringTest, RuntimeWriteFailureIsRetried) {
     start(proxied({vm("a", {{"tier", "steered"}})}, {{"address", "192.0.2.10:25"}}));
     maps.fail_write(1);
-    ctl->proxy_health(Family::V4, false, "refused");
+    ctl->proxy_health(ep("192.0.2.10:25"), false, "refused");
     EXPECT_EQ(runtime().flags, SG_RT_PROXY_V4) << "the failed write";
-    ctl->proxy_health(Family::V4, true, "ok");
-    ctl->proxy_health(Family::V4, false, "refused");
+    sweep();
     EXPECT_EQ(runtime().flags, 0u);
 }
 
