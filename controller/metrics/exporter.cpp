@@ -33,6 +33,11 @@ MetricsExporter::MetricsExporter(const std::string& listen, MetricsOptions opts)
                               .Help("Sampled remote SMTP rejections (at most 10/s per VM) naming a blocklist, "
                                     "by blocklist: the host's addresses are being listed")
                               .Register(*registry_);
+    proxy_transitions_ = &prometheus::BuildCounter()
+                              .Name("smtpgov_proxy_fail_mode_transitions_total")
+                              .Help("Scanning proxy health transitions (per address family): into the fail "
+                                    "mode (to=throttle|block) or back to steering (to=steer)")
+                              .Register(*registry_);
     // A sweep is a batched map read: expected in the 100 us .. 100 ms range.
     sweep_ = &prometheus::BuildHistogram()
                   .Name("smtpgov_sweep_duration_seconds")
@@ -92,6 +97,11 @@ void MetricsExporter::count_ticket(std::string_view reason) {
 
 void MetricsExporter::count_blocklist_sample(std::string_view blocklist) {
     blocklist_samples_->Add({{"blocklist", std::string(blocklist)}}).Increment();
+    ++version_;
+}
+
+void MetricsExporter::count_proxy_transition(std::string_view to) {
+    proxy_transitions_->Add({{"to", std::string(to)}}).Increment();
     ++version_;
 }
 

@@ -59,6 +59,9 @@ public:
     // Counts one sampled remote rejection line that names a blocklist:
     // smtpgov_remote_blocklist_samples_total{blocklist} (names from core/blocklists).
     void count_blocklist_sample(std::string_view blocklist);
+    // Counts one proxy health transition: smtpgov_proxy_fail_mode_transitions_total{to},
+    // to = the fail mode entered (throttle, block) or steer (a proxy is back).
+    void count_proxy_transition(std::string_view to);
 
     // The port actually bound (useful with port 0).
     int port() const;
@@ -68,6 +71,7 @@ private:
     std::shared_ptr<SnapshotCollector> collector_;
     prometheus::Family<prometheus::Counter>* tickets_ = nullptr;
     prometheus::Family<prometheus::Counter>* blocklist_samples_ = nullptr;
+    prometheus::Family<prometheus::Counter>* proxy_transitions_ = nullptr;
     prometheus::Histogram* sweep_ = nullptr;
     // Every change goes through this class and bumps version_; a scrape renders again only
     // when it moved, so concurrent scrapers share one body (memory stays bounded).

@@ -70,6 +70,31 @@ std::vector<MetricFamily> vm_families() {
 
 }  // namespace
 
+// The connection table and the scanning proxy.
+void SnapshotCollector::render_steering(const State& st, std::vector<MetricFamily>& out) {
+    const Snapshot& s = st.snap;
+    if (s.conns.passes) {  // counted over a whole pass of the table: known
+        auto tracked = family("smtpgov_connections_tracked", "SMTP connections in the datapath's connection table",
+                              MetricType::Gauge);
+        add(tracked, {}, double(s.conns.tracked));
+        out.push_back(std::move(tracked));
+        auto steered = family("smtpgov_connections_steered", "Tracked connections steered to the scanning proxy",
+                              MetricType::Gauge);
+        add(steered, {}, double(s.conns.steered));
+        out.push_back(std::move(steered));
+    }
+    auto ev = family("smtpgov_connection_evictions_total",
+                     "Connection entries a VM lost to its own newer connections past conn_per_vm (VMs with "
+                     "evictions only, most first, capped like the per-VM series)",
+                     MetricType::Counter);
+    for (const auto& [vm, n] : st.evictions) add(ev, {{"vm", vm}}, double(n));
+    out.push_back(std::move(ev));
+    auto up = family("smtpgov_proxy_up", "1 while the scanning proxy of the family answers its health check (TCP + 220)",
+                     MetricType::Gauge);
+    for (const ProxyView& p : s.proxies) add(up, {{"family", p.family}}, p.up ? 1 : 0);
+    out.push_back(std::move(up));
+}
+
 std::vector<const VmView*> select_vm_series(const std::vector<VmView>& vms, const SeriesLimits& limits) {
     std::vector<const VmView*> out;
     out.reserve(vms.size());
@@ -85,6 +110,18 @@ std::vector<const VmView*> select_vm_series(const std::vector<VmView>& vms, cons
     return out;
 }
 
+std::vector<std::pair<std::string, uint64_t>> select_evictions(const std::vector<VmView>& vms,
+                                                               const SeriesLimits& limits) {
+    std::vector<std::pair<std::string, uint64_t>> out;
+    for (const VmView& vm : vms)
+        if (vm.conn_evicted) out.emplace_back(vm.id, vm.conn_evicted);
+    std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+        return a.second != b.second ? a.second > b.second : a.first < b.first;
+    });
+    if (limits.max_vm_series != 0 && out.size() > limits.max_vm_series) out.resize(limits.max_vm_series);
+    return out;
+}
+
 void SnapshotCollector::update(const Snapshot& snap) {
     auto st = std::make_shared<State>();
     std::vector<const VmView*> exported = select_vm_series(snap.vms, limits_);
@@ -94,6 +131,9 @@ void SnapshotCollector::update(const Snapshot& snap) {
     st->snap.events_received = snap.events_received;
     st->snap.sweep_seconds = snap.sweep_seconds;
     st->snap.taken_unix_ms = snap.taken_unix_ms;
+    st->snap.conns = snap.conns;
+    st->snap.proxies = snap.proxies;
+    st->evictions = select_evictions(snap.vms, limits_);
     st->snap.vms.reserve(exported.size());
     for (const VmView* vm : exported) st->snap.vms.push_back(*vm);
     st->total_vms = snap.vms.size();
@@ -150,6 +190,8 @@ std::vector<MetricFamily> SnapshotCollector::Collect() const {
     }
     out.push_back(std::move(entries));
     out.push_back(std::move(capacity));
+
+    render_steering(*st, out);
 
     auto last = family("smtpgov_last_sweep_timestamp_seconds", "Unix time of the sweep behind these metrics",
                        MetricType::Gauge);

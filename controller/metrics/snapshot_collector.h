@@ -27,6 +27,10 @@ struct SeriesLimits {
 // The VMs that get per-VM series, in export order: VMs above tier ok first (highest
 // rate first), then the rest by rate, cut at max_vm_series. Pure; exposed for tests.
 std::vector<const VmView*> select_vm_series(const std::vector<VmView>& vms, const SeriesLimits& limits);
+// The VMs that get a smtpgov_connection_evictions_total series: only those with
+// evictions, most first, at most max_vm_series (0 = all). Pure.
+std::vector<std::pair<std::string, uint64_t>> select_evictions(const std::vector<VmView>& vms,
+                                                               const SeriesLimits& limits);
 
 class SnapshotCollector : public prometheus::Collectable {
 public:
@@ -43,7 +47,10 @@ private:
     struct State {
         Snapshot snap;                                  // vms: the exported VMs, in export order
         std::size_t total_vms = 0;
+        std::vector<std::pair<std::string, uint64_t>> evictions;  // VMs with evictions, most first, capped
     };
+
+    static void render_steering(const State& st, std::vector<prometheus::MetricFamily>& out);
 
     SeriesLimits limits_;
     mutable std::mutex mu_;

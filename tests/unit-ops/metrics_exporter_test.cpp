@@ -217,6 +217,42 @@ TEST(MetricsExporter, ObserveSweepAndConcurrentUpdates) {
     EXPECT_EQ(e.at(R"(smtpgov_sweep_duration_seconds_bucket{le="0.5"})"), 201);
 }
 
+// Steering: the connection table, evictions per VM (only VMs with evictions, most first,
+// capped like the per-VM series), the proxy's health and its fail-mode transitions.
+TEST(MetricsExporter, ConnectionsAndProxy) {
+    MetricsOptions o;
+    o.max_vm_series = 2;
+    auto ex = start(o);
+    Exposition e = scrape(*ex);
+    std::vector<VmView> vms{vm("quiet", Tier::Ok, 1), vm("hog", Tier::Ok, 2), vm("mild", Tier::Ok, 3),
+                            vm("least", Tier::Ok, 4)};
+    vms[1].conn_evicted = 450;
+    vms[2].conn_evicted = 3;
+    vms[3].conn_evicted = 1;
+    Snapshot s = snapshot(vms);
+    s.proxies = {{"ipv4", "192.0.2.10:25", true}, {"ipv6", "[2001:db8::10]:25", false}};
+    ex->update(s);
+    e = scrape(*ex);
+    EXPECT_FALSE(e.has("smtpgov_connections_tracked")) << "not known before a whole pass of the table";
+    EXPECT_EQ(e.at(R"(smtpgov_connection_evictions_total{vm="hog"})"), 450);
+    EXPECT_EQ(e.at(R"(smtpgov_connection_evictions_total{vm="mild"})"), 3);
+    EXPECT_EQ(e.count("smtpgov_connection_evictions_total"), 2u) << "capped at max_vm_series, quiet has none";
+    EXPECT_EQ(e.types.at("smtpgov_connection_evictions_total"), "counter");
+    EXPECT_EQ(e.at(R"(smtpgov_proxy_up{family="ipv4"})"), 1);
+    EXPECT_EQ(e.at(R"(smtpgov_proxy_up{family="ipv6"})"), 0);
+    s.conns = {1200, 30, 5, 1};
+    ex->update(s);
+    ex->count_proxy_transition("block");
+    ex->count_proxy_transition("block");
+    ex->count_proxy_transition("steer");
+    e = scrape(*ex);
+    EXPECT_EQ(e.at("smtpgov_connections_tracked"), 1200);
+    EXPECT_EQ(e.at("smtpgov_connections_steered"), 30);
+    EXPECT_EQ(e.types.at("smtpgov_connections_tracked"), "gauge");
+    EXPECT_EQ(e.at(R"(smtpgov_proxy_fail_mode_transitions_total{to="block"})"), 2);
+    EXPECT_EQ(e.at(R"(smtpgov_proxy_fail_mode_transitions_total{to="steer"})"), 1);
+}
+
 TEST(MetricsExporter, BindFailureIsAnError) {
     auto first = start();
     auto second = MetricsExporter::start("127.0.0.1:" + std::to_string(first->port()));
