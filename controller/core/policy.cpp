@@ -71,7 +71,6 @@ json reputation_json(const ReputationConfig& r) {
               {"complaint", w.complaint}}}};
 }
 
-}  // namespace
 json proxy_json(const Proxy& px) {
     json addrs = json::array(), egress = json::array();
     for (const Endpoint& e : px.addresses()) addrs.push_back(e.to_string());
@@ -80,6 +79,7 @@ json proxy_json(const Proxy& px) {
             {"check_interval_s", px.check_interval_s}, {"egress", std::move(egress)}};
 }
 
+}  // namespace
 
 json to_json(const Policy& p) {
     json defaults{{"rate", p.defaults.rate}, {"burst", p.defaults.burst}, {"over_limit", to_string(p.defaults.over_limit)}};
@@ -145,9 +145,9 @@ PolicyDiff diff(const Policy& old, const Policy& neu) {
         return v;
     };
     d.ports_changed = sorted(old.smtp_ports) != sorted(neu.smtp_ports);  // order carries no meaning
+    if (old.conn_per_vm != neu.conn_per_vm) d.sections_changed.push_back("conn_per_vm");
     if (!(old.defaults == neu.defaults)) d.sections_changed.push_back("defaults");
     if (!(old.tiers == neu.tiers)) d.sections_changed.push_back("tiers");
-    if (old.conn_per_vm != neu.conn_per_vm) d.sections_changed.push_back("conn_per_vm");
     if (old.proxy != neu.proxy) d.sections_changed.push_back("proxy");
     if (!(old.reputation == neu.reputation)) d.sections_changed.push_back("reputation");
     return d;

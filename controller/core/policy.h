@@ -78,8 +78,8 @@ struct Vm {
 
 struct Policy {
     std::vector<uint16_t> smtp_ports{25, 465, 587};
-    Defaults defaults;
     uint32_t conn_per_vm = SG_CONN_PER_VM_DEFAULT;  // connection entries per VM (abi.h sg_runtime)
+    Defaults defaults;
     TierSettings tiers;
     std::optional<Proxy> proxy;
     ReputationConfig reputation;
@@ -143,9 +143,9 @@ LimitPair unregistered_limits(const Policy& p);  // the gateway-interface aggreg
 // What happens to a refused SYN: over the bucket (tiers ok/throttled) and at tier blocked.
 inline Action over_limit_action(const Policy& p) { return p.defaults.over_limit; }
 inline Action blocked_action(const Policy& p) { return p.tiers.blocked_action; }
-
 // Without a proxy, steered VMs get the default fail mode (throttle).
 inline FailMode fail_mode(const Policy& p) { return p.proxy ? p.proxy->fail_mode : FailMode::Throttle; }
+
 // The name checks, also useful to the CLI and daemon.
 bool valid_vm_id(std::string_view id);
 bool valid_ifname(std::string_view name);  // the kernel's dev_valid_name()

@@ -1,5 +1,6 @@
 #include "daemon/config.h"
 
+#include "core/ip_prefix.h"
 #include "core/json_strict.h"
 
 #include <boost/program_options.hpp>
@@ -46,6 +47,13 @@ std::string host_port_or_none(const std::string& v) {
     return ok ? "" : "must be HOST:PORT, or \"\" to disable";
 }
 
+// A numeric ADDR:PORT ([v6]:PORT) to listen on, or "" (off).
+std::string endpoint_or_none(const std::string& v) {
+    if (v.empty()) return "";
+    auto e = Endpoint::parse(v);
+    return e ? "" : "must be ADDR:PORT or [IPv6]:PORT, or \"\" to disable (" + e.error().message + ")";
+}
+
 std::string http_url_or_none(const std::string& v) {
     if (v.empty() || v.rfind("http://", 0) == 0 || v.rfind("https://", 0) == 0) return "";
     return "must be an http:// or https:// URL";
@@ -82,6 +90,9 @@ const ConfigKey kKeys[] = {
     {"socket", "control socket", Text{&Config::socket, "/run/smtpgov/ctl.sock", absolute_path}},
     {"metrics_listen", "host:port of /metrics, \"\" for none",
      Text{&Config::metrics_listen, "127.0.0.1:9464", host_port_or_none}},
+    {"policy_service_listen",
+     "ADDR:PORT of the policy service (Postfix policy delegation and proxy verdicts), \"\" for none",
+     Text{&Config::policy_service_listen, "127.0.0.1:10040", endpoint_or_none}},
     {"policy", "policy file applied at start when no policy is persisted",
      Text{&Config::policy, "", absolute_path_or_none}},
     {"sweep_interval_ms", "counter sweep interval", Count{&Config::sweep_interval_ms, 1000, 10, 60000}},

@@ -27,6 +27,7 @@ struct Config {
     std::string state_dir;
     std::string socket;
     std::string metrics_listen;
+    std::string policy_service_listen;
     std::string policy;
     uint32_t sweep_interval_ms;
     uint32_t max_vms;

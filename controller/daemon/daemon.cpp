@@ -56,6 +56,8 @@ Daemon::~Daemon() {
         for (Pending& p : queue_) p.reply.set_value(svc::error_reply("runtime", "smtpgovd is shutting down"));
         queue_.clear();
     }
+    policy_server_.reset();  // their threads hand work to the loop: stopped first
+    checker_.reset();
     if (server_) server_->stop();
     if (publisher_.joinable()) {
         {
@@ -88,6 +90,7 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const Config& cfg) {
     if (auto s = d->init_datapath(); !s) return s.error();
     if (auto s = d->init_services(); !s) return s.error();
     if (auto s = d->init_loop(); !s) return s.error();
+    if (auto s = d->init_steering(); !s) return s.error();
     d->sweep();
     ::malloc_trim(0);  // parsing a large policy leaves a lot of freed heap behind
     d->notify_status();
@@ -130,6 +133,8 @@ Status Daemon::init_services() {
         publisher_ = std::thread([this] { publisher_loop(); });
         ctl_->subscribe([m = metrics_.get()](const TierChange& ch) {
             if (ch.ticket) m->count_ticket(ch.event.to > ch.event.from ? "escalated" : "recovered");
+            if (ch.event.type == "proxy_down" || ch.event.type == "proxy_up")
+                m->count_proxy_transition(ch.event.type == "proxy_up" ? "steer" : ch.event.evidence.value("fail_mode", ""));
         });
         ctl_->on_snapshot = [this](Snapshot s) { publish(std::move(s)); };
         ctl_->on_blocklist = [m = metrics_.get()](const std::string& name) { m->count_blocklist_sample(name); };
@@ -290,10 +295,13 @@ svc::Reply Daemon::submit(const nlohmann::json& req) {
 
 void Daemon::drain_commands() {
     std::deque<Pending> batch;
+    std::deque<std::function<void()>> tasks;
     {
         std::lock_guard lock(queue_mu_);
         batch.swap(queue_);
+        tasks.swap(tasks_);
     }
+    for (auto& t : tasks) t();
     for (Pending& p : batch) {
         try {
             p.reply.set_value(ctl_->handle(p.request));
@@ -302,6 +310,7 @@ void Daemon::drain_commands() {
             p.reply.set_value(svc::error_reply("runtime", e.what()));
         }
     }
+    if (!batch.empty()) configure_checker();  // a policy may have moved the proxy
 }
 
 void Daemon::publish(Snapshot snap) {

@@ -24,6 +24,8 @@
 #include "kern/event_ring.h"
 #include "kern/link_watcher.h"
 #include "svc/control_server.h"
+#include "svc/policy_server.h"
+#include "svc/proxy_check.h"
 #include "svc/webhook.h"
 
 namespace smtpgov::metrics {
@@ -45,6 +47,11 @@ private:
     Status init_datapath();
     Status init_services();
     Status init_loop();
+    // daemon_steering.cpp: the proxy health checker and the policy service, both handing
+    // their work to the loop thread through post().
+    Status init_steering();
+    void configure_checker();
+    void post(std::function<void()> task);
     void attach_matching();
     void on_links();
     void loop_once(int timeout_ms);
@@ -86,6 +93,9 @@ private:
     std::mutex queue_mu_;
     std::deque<Pending> queue_;
     bool closing_ = false;  // guarded by queue_mu_: the loop is gone, requests fail at once
+    std::deque<std::function<void()>> tasks_;  // guarded by queue_mu_: work for the loop thread
+    std::unique_ptr<svc::ProxyChecker> checker_;
+    std::unique_ptr<svc::PolicyServer> policy_server_;
 };
 
 }  // namespace smtpgov::daemon
