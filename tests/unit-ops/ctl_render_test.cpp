@@ -114,6 +114,20 @@ TEST(CtlRender, VmShowHumanAndJson) {
     EXPECT_EQ(json::parse(js.out), vm);
 }
 
+// Steering in vm show: the tier the datapath enforces when it is not the VM's, and its
+// connections.
+TEST(CtlRender, VmShowEnforcedTierAndConnections) {
+    FakeDaemon d;
+    json vm = vm_object("vm-101", 1, "steered");
+    vm["enforced"] = "blocked";
+    vm["connections"] = {{"tracked", 12}, {"evicted", 3}};
+    d.answers = {{{"ok", true}, {"result", vm}}};
+    CtlRun human = run_cmd(d, {"vm", "show", "vm-101"});
+    EXPECT_NE(human.out.find("steered (enforced: blocked, no proxy takes its connections)"), std::string::npos)
+        << human.out;
+    EXPECT_NE(human.out.find("12 tracked, 3 evicted"), std::string::npos) << human.out;
+}
+
 TEST(CtlRender, DaemonErrorsMapToExitCodes) {
     FakeDaemon d;
     d.answers = {{{"ok", false}, {"error", "no VM vm-9"}, {"kind", "not_found"}}};

@@ -136,6 +136,32 @@ std::string render_vm_list(const json& vms) {
     return t.str();
 }
 
+namespace {
+
+// "steered", or "steered (enforced: blocked, ...)" when the datapath applies another.
+std::string tier_line(const json& vm) {
+    const std::string tier = str(vm, "tier"), enforced = str(vm, "enforced");
+    if (enforced == "-" || enforced == tier) return tier;
+    return tier + " (enforced: " + enforced + ", no proxy takes its connections)";
+}
+
+std::string connections_line(const json& vm) {
+    const json& c = field(vm, "connections");
+    if (!c.is_object()) return "-";
+    return std::to_string(count(c, "tracked")) + " tracked, " + std::to_string(count(c, "evicted")) + " evicted";
+}
+
+std::string proxy_line(const json& st) {
+    const json& p = field(st, "proxy");
+    if (!p.is_object()) return "-";
+    std::string out;
+    for (const auto& f : field(p, "families"))
+        out += (out.empty() ? "" : ", ") + str(f, "address") + (f.value("up", false) ? " up" : " DOWN");
+    return (out.empty() ? "none" : out) + " (fail mode " + str(p, "fail_mode") + ")";
+}
+
+}  // namespace
+
 std::string render_vm_show(const json& vm) {
     const json& limits = field(vm, "limits");
     std::string out = kv_block({
@@ -144,13 +170,14 @@ std::string render_vm_show(const json& vm) {
         {"auto", field(vm, "auto").is_boolean() && vm["auto"].get<bool>() ? "yes" : "no"},
         {"interface", str(vm, "interface")},
         {"addresses", field(vm, "addresses").empty() ? "-" : join(vm["addresses"], ", ")},
-        {"tier", str(vm, "tier")},
+        {"tier", tier_line(vm)},
         {"pin", render_pin(field(vm, "pin"))},
         {"score", fixed(num(vm, "score"), 2)},
         {"rate", fixed(num(vm, "rate"), 1) + " SYN/s"},
         {"limits", limits.is_object() ? str(limits, "rate") + "/s, burst " + str(limits, "burst") : "-"},
         {"spoofed", std::to_string(count(vm, "spoofed"))},
         {"rst sent", std::to_string(count(vm, "rst_sent"))},
+        {"connections", connections_line(vm)},
     });
     Table syn({"VERDICT", "SYN"}, {Align::Left, Align::Right});
     for (const char* v : kVerdicts) syn.add({v, std::to_string(count(field(vm, "syn"), v))});
@@ -185,6 +212,11 @@ std::string render_status(const json& st) {
         {"vms", std::to_string(count(st, "vms")) + " (" + tiers_line + ")"},
         {"sweep", str(sweep, "interval_ms") + " ms interval, last took " + str(sweep, "last_ms") + " ms"},
         {"events lost", std::to_string(count(st, "events_lost"))},
+        {"proxy", proxy_line(st)},
+        {"connections", field(st, "connections").is_object()
+                            ? std::to_string(count(field(st, "connections"), "tracked")) + " tracked, " +
+                                  std::to_string(count(field(st, "connections"), "steered")) + " steered"
+                            : "-"},
     });
     Table ifs({"INTERFACE", "IFINDEX", "MODE", "ATTACHED"}, {Align::Left, Align::Right, Align::Left, Align::Left});
     for (const auto& i : field(st, "interfaces"))
