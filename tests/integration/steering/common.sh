@@ -90,7 +90,7 @@ st_session() {
     rm -f "$SG_TMP/$name".{go,conn,json}
     ip netns exec "$ns" python3 "$ST_DIR/smtp_session.py" --dst "$dst" --gate "$SG_TMP/$name.go" \
         --conn "$SG_TMP/$name.conn" --out "$SG_TMP/$name.json" --msgid "$name" "$@" \
-        2>"$SG_TMP/$name.err" &
+        >/dev/null 2>"$SG_TMP/$name.err" &
     ST_SESSION_PID=$!
     sg_on_exit "kill $ST_SESSION_PID 2>/dev/null"
     local i
@@ -99,7 +99,7 @@ st_session() {
         kill -0 "$ST_SESSION_PID" 2>/dev/null || break
         sleep 0.1
     done
-    cat "$SG_TMP/$name.err" >&2
+    cat "$SG_TMP/$name.err" "$SG_TMP/$name.json" >&2 2>/dev/null
     fail "session $name did not open"
 }
 # st_session_finish NAME PID: let the session send its message; prints its outcome (JSON),

@@ -58,7 +58,7 @@ for n in 2 3 4 5 6; do
     sleep 0.5
 done
 sgd_wait_tier spammer blocked 15 || fail "repeated GTUBE did not block the VM: $(sg_vm spammer)"
-log "spammer: $(sg_vm spammer)"
+log "spammer: $(sg_vm spammer | python3 -c 'import json,sys; v=json.load(sys.stdin); print(v["tier"], "score", round(v["score"]), "syn", v["syn"])')"
 [[ -z $(st_sink_client_of gt-spam) ]] || fail "a GTUBE message reached the sink"
 
 # blocked: its SYNs are reset, swaks fails at connect
