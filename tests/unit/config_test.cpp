@@ -38,6 +38,7 @@ const json kSamples = {
     {"metrics_max_vm_series", 0},
     {"gateway_interfaces", {"eth1", "bond*"}},
     {"auto_hold_s", 60},
+    {"interface_rules", json::parse(R"([{"match": "^tap(\\d+)i\\d+$", "id": "pve-$1", "tenant": "pve"}])")},
 };
 
 // The defaults the README and DESIGN promise; the table must keep them.
@@ -58,6 +59,7 @@ const json kDefaults = {
     {"metrics_max_vm_series", 1000},
     {"gateway_interfaces", json::array()},
     {"auto_hold_s", 300},
+    {"interface_rules", json::array()},
 };
 
 std::string write_file(const std::string& name, const std::string& text) {
@@ -82,8 +84,10 @@ smtpgov::Result<Invocation> invoke_with_file(const json& doc, std::vector<std::s
 // The command line that sets key to value: --key v, or --key a b for a list.
 std::vector<std::string> flag_args(const std::string& key, const json& value) {
     std::vector<std::string> out{"--" + flag_of(key)};
-    if (value.is_array())
+    if (value.is_array() && !value.empty() && value[0].is_string())
         for (const auto& v : value) out.push_back(v.get<std::string>());
+    else if (value.is_array())
+        out.push_back(value.dump());  // a JSON document (interface_rules): the flag takes its text
     else
         out.push_back(value.is_string() ? value.get<std::string>() : value.dump());
     return out;
@@ -132,7 +136,8 @@ TEST(ConfigKeys, EveryKeyIsAFlag) {
 
 TEST(ConfigKeys, FlagOverridesFile) {
     for (const auto& [key, value] : kSamples.items()) {
-        json other = value.is_array() ? json{"eth9"} : kDefaults[key];
+        const bool list = value.is_array() && !value.empty() && value[0].is_string();
+        json other = list ? json{"eth9"} : kDefaults[key];
         auto inv = invoke_with_file(kSamples, flag_args(key, other));
         ASSERT_TRUE(inv) << key << ": " << error_of(inv);
         json expected = kSamples;
@@ -193,6 +198,9 @@ TEST(ConfigKeys, CheckNamesEveryBadValue) {
         {"max_vms", {0, "max_vms: must be 1..4194304"}},
         {"webhook_url", {"ftp://x", "webhook_url: must be an http:// or https:// URL"}},
         {"log_level", {"warn", "log_level: must be error, warning, notice, info or debug"}},
+        {"interface_rules",
+         {json::parse(R"([{"match": "^tap", "id": "a"}, {"match": "(", "id": "b"}])"),
+          "interface_rules: /1/match: not a regular expression: Mismatched '(' and ')' in regular expression"}},
     };
     json doc = json::object();
     std::vector<std::string> expected;
