@@ -10,10 +10,14 @@ The client's ADDR:PORT is taken from Postfix's log by queue id (smtpd logs
 "QID: client=unknown[ADDR]:PORT" with smtpd_client_port_logging; rspamd knows the port
 of IPv4 clients only), falling back to rspamd's own ip/port. That is the SMTP client
 Postfix received: the VM (a steered connection keeps the VM's source address and port),
-so smtpgovd finds the VM in its connection table. Each spam verdict (actions reject, add header, rewrite subject) becomes
-one request in the policy delegation format, answered by one "action=..." reply:
+so smtpgovd finds the VM in its connection table. Each spam verdict (actions reject,
+add header, rewrite subject) becomes one request in the policy delegation format
+(docs/internals.md, "Policy service"), answered by one "action=..." line: OK when
+smtpgovd charged it to the VM, REJECT <why> when it did not (no live steered connection
+from that client, or more than 32 reports for one connection): a report must arrive
+while the connection is live (until 30 s after both sides closed it).
 
-    request=smtpgov_verdict
+    request=smtpgov_report
     client_address=198.18.1.2
     client_port=39485
     verdict=spam
@@ -22,6 +26,8 @@ one request in the policy delegation format, answered by one "action=..." reply:
     queue_id=2193F13C12B
     reason=Gtube pattern
     <empty line>
+
+(smtpgovd reads client_address, client_port and verdict; the rest is for its log.)
 
 Reports are sent in log order; while the policy service cannot be reached (smtpgovd
 restarting) the reporter retries the same report every second, and gives a report up
@@ -67,7 +73,7 @@ def parse(line):
     if f:
         reason = f.group(1)
     return {
-        "request": "smtpgov_verdict",
+        "request": "smtpgov_report",
         "client_address": m["ip"],
         "client_port": m["port"],
         "verdict": "spam",
