@@ -4,7 +4,11 @@
 #   start smtpgovd on the hypervisor's VM interfaces, then
 #   - vm1 "mail-server" sends real mail at 5 messages/s: every message is delivered;
 #   - vm2 "spammer" bursts 8,000 SMTP SYN/s for 4 s: smtpgov holds it to 20/s (burst 40);
-#   print the governor's view once a second, and a summary; tear everything down.
+#   print the governor's view once a second, and a summary;
+#   - vm3 "quiet-vm" is set to steered: its mail goes through the scanning proxy
+#     (deploy/proxy/run.sh: Postfix + rspamd), a clean message is relayed from the
+#     quarantine egress address, a GTUBE message is refused and raises its score;
+#   tear everything down.
 # Environment: SG_DEMO_SECONDS (flood length, default 4), SG_XDP_MODE (default native),
 # SMTPGOV_BUILD_DIR (default build).
 set -euo pipefail
@@ -37,6 +41,7 @@ cleanup() {
         kill -9 "$daemon_pid" 2>/dev/null
         wait "$daemon_pid" 2>/dev/null
     fi
+    [[ -n ${proxy_state:-} ]] && "$root/deploy/proxy/run.sh" stop --netns "$SG_NS_PROXY" --state "$proxy_state" >/dev/null 2>&1
     testbed down >/dev/null 2>&1
     rm -rf "$bpffs"
     ((rc)) && [[ -f $tmp/smtpgovd.log ]] && { echo "--- smtpgovd log (last 20 lines)"; tail -20 "$tmp/smtpgovd.log"; }
@@ -58,17 +63,26 @@ if ! { cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo &&
     exit 1
 fi
 
-say "testbed: hypervisor, 3 VMs, internet (Postfix sink), proxy"
+say "testbed: hypervisor, 3 VMs, internet (Postfix sink), scanning proxy"
 testbed down >/dev/null 2>&1 || true
 export SG_FLOOD=$root/$build/bin/smtpgov-flood
-testbed --vms 3 up
+testbed --vms 3 --no-proxy-sink up
 eval "$(testbed env)"
+# the reference scanning proxy in the proxy namespace (rspamd offline: no DNS there);
+# smtpgovd's policy service listens on the hypervisor's side of the proxy link
+proxy_state=$SG_STATE/scanproxy
+"$root/deploy/proxy/run.sh" start --netns "$SG_NS_PROXY" --state "$proxy_state" --name demo-proxy \
+    --listen "$SG_PROXY_V4,$SG_PROXY_V6" --policy "$SG_HV_PROXY_V4:10040" \
+    --clients 198.18.0.0/16,fd00:5e:0::/48 --egress "$SG_EGRESS_V4,$SG_EGRESS_V6" \
+    --hs-cache "$root/$build/proxy-hs-cache" --offline
 
 cat >"$tmp/policy.json" <<JSON
 {
   "smtp_ports": [25, 465, 587],
   "defaults": {"rate": 10, "burst": 20, "over_limit": "drop"},
   "tiers": {"throttled": {"rate": 2, "burst": 5}, "blocked": {"action": "reset"}},
+  "proxy": {"address": ["$SG_PROXY_V4:25", "[$SG_PROXY_V6]:25"], "fail_mode": "throttle",
+            "ports": [25], "check_interval_s": 2, "egress": ["$SG_EGRESS_V4", "$SG_EGRESS_V6"]},
   "vms": [
     {"id": "mail-server", "tenant": "acme", "interface": "$SG_VM1_IF",
      "addresses": ["$SG_VM1_V4/32", "$SG_VM1_V6/128"], "rate": 50, "burst": 100},
@@ -87,6 +101,7 @@ cat >"$tmp/smtpgovd.json" <<JSON
   "state_dir": "$tmp/state",
   "socket": "$sock",
   "metrics_listen": "127.0.0.1:$((20000 + RANDOM % 20000))",
+  "policy_service_listen": "$SG_HV_PROXY_V4:10040",
   "policy": "$tmp/policy.json"
 }
 JSON
@@ -194,4 +209,42 @@ if first:
 print("mail-server: %d messages sent, %d accepted, %d delivered at the sink (reset %d, timed out %d, rejected %d)"
       % (mail["sessions"], mail["ok"], delivered, mail["reset"], mail["timed_out"], mail["rejected"]))
 PY
+say "quiet-vm set to steered: its port-25 mail goes through the scanning proxy"
+ctl vm set-tier quiet-vm steered >/dev/null
+sink_log=$SG_STATE/inet/maillog
+sink_client() { # the sink's client for the message whose Message-ID has $1
+    python3 - "$sink_log" "$1" <<'PY'
+import re, sys
+qc, found = {}, ""
+for line in open(sys.argv[1], errors="replace"):
+    m = re.search(r"\]: ([0-9A-F]+): client=\S*\[([^\]]+)\]", line)
+    if m: qc[m.group(1)] = m.group(2)
+    m = re.search(r"\]: ([0-9A-F]+): message-id=<([^>]*)>", line)
+    if m and sys.argv[2] in m.group(2): found = qc.get(m.group(1), "?")
+print(found)
+PY
+}
+swaks_from_quiet() { # swaks_from_quiet MSGID [swaks args]: the replies it got, one line
+    local id=$1
+    shift
+    ip netns exec "$SG_VM3_NS" timeout 60 swaks --server "${SG_INET_V4[0]}" --from vm@acme.example \
+        --to someone@example.net --header "Message-Id: <$id@acme.example>" --hide-informational "$@" 2>&1 |
+        grep -E '^(<-|<\*\*|\*\*\*) ' | grep -v '^<-  250-' | sed 's/^/    /' || true
+}
+echo "  a clean message to ${SG_INET_V4[0]}:25 (the VM sees a normal session with that address):"
+swaks_from_quiet demo-clean
+for _ in $(seq 100); do [[ -n $(sink_client demo-clean) ]] && break; sleep 0.1; done
+echo "  the internet sink got it from $(sink_client demo-clean) (the quarantine egress), not from $SG_VM3_V4"
+score0=$(ctl vm show quiet-vm | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["score"]))')
+echo "  a GTUBE (test spam) message: rspamd refuses it in the session"
+swaks_from_quiet demo-spam --body "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+score1=$score0
+for _ in $(seq 50); do
+    score1=$(ctl vm show quiet-vm | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["score"]))')
+    ((score1 > score0)) && break
+    sleep 0.1
+done
+echo "  rspamd's verdict went back to smtpgovd by client ADDR:PORT: quiet-vm's score $score0 -> $score1"
+"$root/deploy/proxy/run.sh" stop --netns "$SG_NS_PROXY" --state "$proxy_state" >/dev/null
+
 say "tearing down"
