@@ -33,7 +33,10 @@ st_proxy_start() {
     "$ST_PROXY" start --netns "$SG_NS_PROXY" --state "$ST_STATE" --name "$SG_PREFIX-proxy" \
         --listen "$SG_PROXY_V4,$SG_PROXY_V6" --policy "$ST_POLICY_SERVICE" \
         --clients 198.18.0.0/16,fd00:5e:0::/48 --egress "$SG_EGRESS_V4,$SG_EGRESS_V6" \
-        --hs-cache "$ST_HS_CACHE" --offline >&2 || fail "the scanning proxy did not start"
+        --hs-cache "$ST_HS_CACHE" --offline >&2 || {
+        tail -20 "$ST_STATE/rspamd/log/rspamd.log" "$ST_STATE/maillog" "$ST_STATE/verdicts.log" >&2 2>/dev/null
+        fail "the scanning proxy did not start"
+    }
 }
 st_proxy_stop() { [[ -n ${ST_STATE:-} && -d $ST_STATE ]] && "$ST_PROXY" stop --netns "$SG_NS_PROXY" --state "$ST_STATE" >&2; }
 
