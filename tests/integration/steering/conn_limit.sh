@@ -68,6 +68,10 @@ assert_eq "$(evicted "$(sg_vm quiet)")" "$ev_quiet0" "quiet's evictions"
 metrics=$(nsenter --net="/run/netns/$SG_NS_HV" curl -sf "http://$SG_METRICS/metrics" | grep -i 'evict' || true)
 log "eviction metrics: $(tr '\n' ' ' <<<"$metrics")"
 [[ -n $metrics ]] || fail "/metrics shows no evictions"
+hog_metric=$(awk '/^smtpgov_connection_evictions_total\{vm="hog"\}/ {print int($NF)}' <<<"$metrics")
+assert_ge "${hog_metric:-0}" 450 "smtpgov_connection_evictions_total{vm=\"hog\"}"
+grep -qE '^smtpgov_connection_evictions_total\{vm="(steered-vm|quiet)"\} [1-9]' <<<"$metrics" &&
+    fail "/metrics counts evictions for another VM"
 
 # the other VMs' sessions are intact
 res=$(st_session_finish steered-live "$steered_pid")
