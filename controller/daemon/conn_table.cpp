@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 
+#include "core/clock.h"
+
 #include <cstring>
 
 namespace smtpgov::daemon {
@@ -47,23 +49,32 @@ Endpoint original_dst(const sg_conn_key& k) {
     return e;
 }
 
+// Reads the next batch once the last one is done with; deletes at most kMaxDeletes
+// entries (and stops after kStepBudgetNs) per step: what is left of the batch waits for
+// the next step, so a step is short even when a whole batch is idle.
 Result<uint32_t> ConnTable::step(uint64_t now_ns) {
     if (!in_pass_) {
         counting_ = Counts{};
         in_pass_ = true;
         ++pass_id_;
     }
-    buf_.clear();
-    if (auto s = maps_.conn_entries(cursor_, kBatch, buf_); !s) {
-        cursor_ = BatchCursor{};  // start over next time
-        in_pass_ = false;
-        return s.error();
+    if (pos_ >= buf_.size()) {
+        buf_.clear();
+        pos_ = 0;
+        if (auto s = maps_.conn_entries(cursor_, kBatch, buf_); !s) {
+            cursor_ = BatchCursor{};  // start over next time
+            in_pass_ = false;
+            return s.error();
+        }
     }
+    const uint64_t t0 = mono_ns();
     uint32_t removed = 0;
-    for (const auto& [k, c] : buf_) {
+    for (; pos_ < buf_.size(); ++pos_) {
+        const auto& [k, c] = buf_[pos_];
         if (purged(c) || conn_expired(c, now_ns)) {
+            if (removed >= kMaxDeletes || (removed % 256 == 255 && mono_ns() - t0 > kStepBudgetNs)) break;
             auto gone = remove_expired(k, now_ns);
-            if (!gone) return gone.error();  // the cursor stays: the next step goes on from here
+            if (!gone) return gone.error();  // this entry is tried again by the next step
             if (*gone) {
                 ++removed;
                 continue;
@@ -71,7 +82,7 @@ Result<uint32_t> ConnTable::step(uint64_t now_ns) {
         }
         count(c);
     }
-    if (cursor_.done) finish_pass();
+    if (pos_ >= buf_.size() && cursor_.done) finish_pass();
     return removed;
 }
 

@@ -3,8 +3,8 @@
 // updates entries; this class only deletes the ones idle past SG_CONN_IDLE_NS
 // (established) or SG_CONN_SHORT_NS (SYN sent, or both sides sent FIN), with the ring
 // and NAT entries that still point at them, and the entries of slots given to new VMs.
-// Work per sweep is bounded (kBatch entries read, resuming where the last step stopped),
-// so a table of 500,000 entries never stalls the loop; each full pass publishes the
+// Work per sweep is bounded (kBatch entries read, at most kMaxDeletes deleted, resuming
+// where the last step stopped), so a table of 500,000 entries never stalls the loop; each full pass publishes the
 // live connections per owner. It also answers which steered flow a client ADDR:PORT
 // (as the proxy sees it) is.
 #pragma once
@@ -33,7 +33,9 @@ Endpoint original_dst(const sg_conn_key& k);
 
 class ConnTable {
 public:
-    static constexpr uint32_t kBatch = 16384;  // sg_conn entries read per step
+    static constexpr uint32_t kBatch = 16384;       // sg_conn entries read per step
+    static constexpr uint32_t kMaxDeletes = 4096;   // entries deleted per step (about 8 us each)
+    static constexpr uint64_t kStepBudgetNs = 10'000'000;  // and no deleting past 10 ms
 
     explicit ConnTable(Maps& maps) : maps_(maps) {}
 
@@ -44,8 +46,9 @@ public:
         std::map<KeyBytes<sg_auto_key>, uint32_t> by_auto;    // auto entries
     };
 
-    // One step of the pass: up to kBatch entries from where the last step stopped; the
-    // expired ones (and those of purged slots) are deleted. Returns the entries deleted.
+    // One step of the pass: the next kBatch entries from where the last step stopped
+    // (read when the previous batch is done with); the expired ones (and those of purged
+    // slots) are deleted, at most kMaxDeletes per step. Returns the entries deleted.
     Result<uint32_t> step(uint64_t now_ns);
     // Entries owned by these slots and created before now_ns go at their next visit
     // (slots given to new VMs: the old owner's connections are not the new one's).
@@ -79,6 +82,7 @@ private:
     Maps& maps_;
     BatchCursor cursor_;
     ConnEntries buf_;
+    size_t pos_ = 0;                       // the next entry of buf_ to look at
     Counts counting_, done_;
     bool in_pass_ = false;
     uint64_t pass_id_ = 0;                 // passes started

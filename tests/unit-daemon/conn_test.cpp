@@ -131,10 +131,35 @@ TEST(ConnTableTest, BoundedStepsAndWholePassCounts) {
     EXPECT_EQ(t.counts().steered, 10'000u);
     EXPECT_EQ(t.live(0) + t.live(1) + t.live(2), 40'000u);
     // entries gone by the next pass leave its counts
-    for (uint32_t slot : {0u}) t.purge_slots({slot}, now + 1);
-    for (int i = 0; i < 3; ++i) ASSERT_TRUE(t.step(now));
+    t.purge_slots({0}, now + 1);
+    for (int i = 0; i < 20 && t.passes() < 2; ++i) ASSERT_TRUE(t.step(now));
+    EXPECT_EQ(t.passes(), 2u);
     EXPECT_EQ(t.live(0), 0u);
     EXPECT_EQ(t.counts().tracked, t.live(1) + t.live(2));
+}
+
+// A batch full of idle entries is deleted over several steps, kMaxDeletes at a time,
+// before the next batch is read; the pass's counts are right in the end.
+TEST(ConnTableTest, DeletionsPerStepAreCapped) {
+    MemoryMaps m;
+    const uint64_t now = 10'000 * kS;
+    for (uint32_t i = 0; i < 10'000; ++i) {
+        char addr[32];
+        std::snprintf(addr, sizeof addr, "10.1.%u.%u", i >> 8, i & 255);
+        Conn c = conn(1, addr, 40000, "203.0.113.25", false, i % 2 ? now : now - 700 * kS);
+        ASSERT_TRUE(m.update(MapId::Conn, &c.key, &c.val));
+    }
+    ConnTable t(m);
+    auto r = t.step(now);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(*r, ConnTable::kMaxDeletes);
+    EXPECT_FALSE(t.complete());
+    ASSERT_TRUE(t.step(now));
+    EXPECT_EQ(m.conn_batches, 1u) << "the rest of the batch before the next read";
+    while (!t.complete()) ASSERT_TRUE(t.step(now));
+    EXPECT_EQ(t.deleted(), 5'000u);
+    EXPECT_EQ(t.counts().tracked, 5'000u);
+    EXPECT_EQ(m.count(MapId::Conn), 5'000u);
 }
 
 // Slots given to new VMs: the old owner's entries go, the new owner's stay.
