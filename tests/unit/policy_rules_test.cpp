@@ -166,9 +166,9 @@ TEST(PolicyRules, HostBitsSet) {
 }
 
 TEST(PolicyRules, VmNeedsInterfaceOrAddress) {
-    EXPECT_TRUE(has_problem(json{{"vms", {{{"id", "a"}}}}}, "/vms/0", "interface or at least one address"));
-    EXPECT_TRUE(
-        has_problem(json{{"vms", {{{"id", "a"}, {"addresses", json::array()}}}}}, "/vms/0", "interface or at least one"));
+    EXPECT_TRUE(has_problem(json{{"vms", {{{"id", "a"}}}}}, "/vms/0", "an interface, a libvirt domain or at least one address"));
+    EXPECT_TRUE(has_problem(json{{"vms", {{{"id", "a"}, {"addresses", json::array()}}}}}, "/vms/0",
+                            "a libvirt domain or at least one"));
 }
 
 TEST(PolicyRules, BadVmIdOrInterfaceName) {
