@@ -43,6 +43,7 @@ json limits_json(std::optional<uint32_t> rate, std::optional<uint32_t> burst) {
 json vm_json(const Vm& vm) {
     json j{{"id", vm.id}};
     if (!vm.tenant.empty()) j["tenant"] = vm.tenant;
+    if (!vm.host.empty()) j["host"] = vm.host;
     if (!vm.interface.empty()) j["interface"] = vm.interface;
     if (!vm.libvirt.empty()) j["libvirt"] = vm.libvirt;
     if (!vm.addresses.empty()) {
@@ -56,11 +57,14 @@ json vm_json(const Vm& vm) {
     return j;
 }
 
+json thresholds_json(const Thresholds& t) {
+    return {{"throttled", t.throttled}, {"steered", t.steered}, {"blocked", t.blocked}};
+}
+
 json reputation_json(const ReputationConfig& r) {
     const auto& w = r.weights;
-    return {{"half_life_s", r.half_life_s},
-            {"thresholds",
-             {{"throttled", r.thresholds.throttled}, {"steered", r.thresholds.steered}, {"blocked", r.thresholds.blocked}}},
+    json j{{"half_life_s", r.half_life_s},
+            {"thresholds", thresholds_json(r.thresholds)},
             {"hysteresis", r.hysteresis},
             {"min_dwell_s", r.min_dwell_s},
             {"weights",
@@ -69,6 +73,8 @@ json reputation_json(const ReputationConfig& r) {
               {"remote_reject", w.remote_reject},
               {"spam_report", w.spam_report},
               {"complaint", w.complaint}}}};
+    if (r.tenant_thresholds) j["tenant_thresholds"] = thresholds_json(*r.tenant_thresholds);
+    return j;
 }
 
 json proxy_json(const Proxy& px) {
@@ -109,6 +115,7 @@ namespace {
 std::vector<std::string> changed_fields(const Policy& po, const Vm& a, const Policy& pn, const Vm& b) {
     std::vector<std::string> f;
     if (a.tenant != b.tenant) f.push_back("tenant");
+    if (a.host != b.host) f.push_back("host");
     if (a.interface != b.interface) f.push_back("interface");
     if (a.libvirt != b.libvirt) f.push_back("libvirt");
     if (a.addresses != b.addresses) f.push_back("addresses");

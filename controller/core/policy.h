@@ -70,6 +70,7 @@ struct Vm {
     std::string tenant;                // "" = none
     std::string interface;             // "" = attributed by address only
     std::string libvirt;               // libvirt domain name or UUID: its interfaces carry the VM
+    std::string host;                  // fleet policies: the hypervisor running it ("" = this one)
     std::vector<IpPrefix> addresses;   // host bits zero
     std::optional<uint32_t> rate, burst;  // nullopt = defaults
     std::optional<Tier> tier;          // operator pin from the policy

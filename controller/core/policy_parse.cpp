@@ -168,23 +168,29 @@ void read_range(Walker& w, const json& obj, const char* key, const std::string& 
     out = *n;
 }
 
+bool parse_thresholds(Walker& w, const json& v, const std::string& at, Thresholds& t) {
+    if (!w.object(v, at)) return false;
+    w.known_keys(v, at, {"throttled", "steered", "blocked"});
+    read_range(w, v, "throttled", at, 0, true, 1e12, t.throttled);
+    read_range(w, v, "steered", at, 0, true, 1e12, t.steered);
+    read_range(w, v, "blocked", at, 0, true, 1e12, t.blocked);
+    if (t.throttled < t.steered && t.steered < t.blocked) return true;
+    w.bad(at, "must be strictly increasing: throttled < steered < blocked");
+    return false;
+}
+
 void parse_reputation(Walker& w, const json& v, ReputationConfig& r) {
     const std::string path = "/reputation";
     if (!w.object(v, path)) return;
-    w.known_keys(v, path, {"half_life_s", "thresholds", "hysteresis", "min_dwell_s", "weights"});
+    w.known_keys(v, path, {"half_life_s", "thresholds", "tenant_thresholds", "hysteresis", "min_dwell_s", "weights"});
     constexpr double kYear = 366.0 * 86400;  // longer decay or dwell is a unit mistake
     read_range(w, v, "half_life_s", path, 0, true, kYear, r.half_life_s);
     read_range(w, v, "hysteresis", path, 0, false, 0.9, r.hysteresis);
     read_range(w, v, "min_dwell_s", path, 0, false, kYear, r.min_dwell_s);
-    if (auto* m = member(v, "thresholds"); m && w.object(*m, path + "/thresholds")) {
-        const std::string at = path + "/thresholds";
-        w.known_keys(*m, at, {"throttled", "steered", "blocked"});
-        auto& t = r.thresholds;
-        read_range(w, *m, "throttled", at, 0, true, 1e12, t.throttled);
-        read_range(w, *m, "steered", at, 0, true, 1e12, t.steered);
-        read_range(w, *m, "blocked", at, 0, true, 1e12, t.blocked);
-        if (!(t.throttled < t.steered && t.steered < t.blocked))
-            w.bad(at, "must be strictly increasing: throttled < steered < blocked");
+    if (auto* m = member(v, "thresholds")) parse_thresholds(w, *m, path + "/thresholds", r.thresholds);
+    if (auto* m = member(v, "tenant_thresholds")) {
+        Thresholds t;
+        if (parse_thresholds(w, *m, path + "/tenant_thresholds", t)) r.tenant_thresholds = t;
     }
     if (auto* m = member(v, "weights"); m && w.object(*m, path + "/weights")) {
         const std::string at = path + "/weights";

@@ -71,9 +71,14 @@ Vm parse_vm(Walker& w, const json& v, const std::string& path, uint32_t vm_index
             std::vector<AddrRef>& addrs) {
     Vm vm;
     if (!w.object(v, path)) return vm;
-    w.known_keys(v, path, {"id", "tenant", "interface", "libvirt", "addresses", "rate", "burst", "tier"});
+    w.known_keys(v, path, {"id", "tenant", "host", "interface", "libvirt", "addresses", "rate", "burst", "tier"});
     parse_vm_id(w, v, path, vm);
     if (auto* m = member(v, "tenant")) vm.tenant = w.string(*m, path + "/tenant").value_or("");
+    if (auto* m = member(v, "host")) {
+        auto h = w.string(*m, path + "/host");
+        if (h && !valid_vm_id(*h)) w.bad(path + "/host", "a host name of 1..64 characters [A-Za-z0-9._-]");
+        vm.host = h.value_or("");
+    }
     if (auto* m = member(v, "interface")) {
         auto name = w.string(*m, path + "/interface");
         if (name && !valid_ifname(*name))

@@ -127,7 +127,7 @@ std::vector<Transition> Reputation::evaluate(int64_t now_ms) {
     for (auto it = vms_.begin(); it != vms_.end();) {
         if (auto t = step(it->first, it->second, now_ms)) out.push_back(std::move(*t));
         const State& s = it->second;
-        if (!s.pin && s.earned == Tier::Ok && s.score < kForgetBelow) it = vms_.erase(it);
+        if (!s.pin && s.earned == Tier::Ok && s.floor == Tier::Ok && s.score < kForgetBelow) it = vms_.erase(it);
         else ++it;
     }
     // unordered_map order is arbitrary; callers log these, so make the order stable
@@ -179,6 +179,61 @@ std::optional<Transition> Reputation::clear_pin(const std::string& vm, int64_t n
 }
 
 void Reputation::forget(const std::string& vm) { vms_.erase(vm); }
+
+std::optional<Reputation::Shared> Reputation::shared(const std::string& vm) const {
+    auto it = vms_.find(vm);
+    if (it == vms_.end()) return std::nullopt;
+    const State& s = it->second;
+    Shared out{s.score, clock_->to_wall(s.updated_ms), s.earned, clock_->to_wall(s.since_ms), s.pin};
+    if (out.pin && out.pin->until_unix_ms) out.pin->until_unix_ms = clock_->to_wall(*out.pin->until_unix_ms);
+    return out;
+}
+
+std::optional<Transition> Reputation::import(const std::string& vm, const Shared& in, int64_t now_ms) {
+    if (!std::isfinite(in.score) || in.score < 0) return std::nullopt;
+    auto [it, fresh] = vms_.try_emplace(vm);
+    State& s = it->second;
+    if (fresh) s.updated_ms = s.since_ms = now_ms;
+    decay(s, now_ms);
+    const Tier before = effective(s);
+    State theirs;
+    theirs.score = in.score;
+    theirs.updated_ms = std::min(clock_->from_wall(in.score_unix_ms), now_ms);
+    decay(theirs, now_ms);
+    s.score = std::max(s.score, theirs.score);
+    if (in.earned > s.earned) {
+        s.earned = in.earned;
+        s.since_ms = std::min(clock_->from_wall(in.since_unix_ms), now_ms);
+    }
+    s.pin.reset();
+    if (in.pin) {
+        Pin p = *in.pin;
+        if (p.until_unix_ms) p.until_unix_ms = clock_->from_wall(*p.until_unix_ms);
+        if (!p.until_unix_ms || *p.until_unix_ms > now_ms) s.pin = p;
+    }
+    if (effective(s) == before) return std::nullopt;
+    return Transition{vm, before, effective(s), s.score, "fleet"};
+}
+
+std::optional<Transition> Reputation::set_floor(const std::string& vm, Tier floor, int64_t now_ms) {
+    auto it = vms_.find(vm);
+    if (it == vms_.end()) {
+        if (floor == Tier::Ok) return std::nullopt;
+        it = vms_.try_emplace(vm).first;
+        it->second.updated_ms = it->second.since_ms = now_ms;
+    }
+    State& s = it->second;
+    decay(s, now_ms);
+    const Tier before = effective(s);
+    s.floor = floor;
+    if (effective(s) == before) return std::nullopt;
+    return Transition{vm, before, effective(s), s.score, "tenant"};
+}
+
+Tier Reputation::floor(const std::string& vm) const {
+    auto it = vms_.find(vm);
+    return it == vms_.end() ? Tier::Ok : it->second.floor;
+}
 
 std::vector<std::string> Reputation::vms() const {
     std::vector<std::string> ids;

@@ -78,6 +78,25 @@ public:
 
     void forget(const std::string& vm);
     std::vector<std::string> vms() const;  // sorted
+
+    // A VM's state as the fleet shares it (core/fleet.h): every time as Unix ms.
+    struct Shared {
+        double score = 0;
+        int64_t score_unix_ms = 0;  // score is exact at this time
+        Tier earned = Tier::Ok;
+        int64_t since_unix_ms = 0;
+        std::optional<Pin> pin;     // until as Unix ms
+        bool operator==(const Shared&) const = default;
+    };
+    std::optional<Shared> shared(const std::string& vm) const;  // nullopt: nothing known
+    // Takes a VM's shared state (live migration: its new host continues from it). The
+    // score and earned tier never go down by an import (the higher of local and shared);
+    // the pin is the shared one. Returns the transition when the tier in force moved.
+    std::optional<Transition> import(const std::string& vm, const Shared& s, int64_t now_ms);
+    // Tenant-wide scoring: the VM is at least `floor` (a pin still overrides). Returns
+    // the transition when the tier in force moved (reason "tenant").
+    std::optional<Transition> set_floor(const std::string& vm, Tier floor, int64_t now_ms);
+    Tier floor(const std::string& vm) const;
     size_t size() const { return vms_.size(); }
 
     // {"version":1,"vms":{id:{score,updated_ms,tier,since_ms,pin?:{tier,until_ms?}}}}
@@ -91,9 +110,10 @@ private:
         Tier earned = Tier::Ok;
         int64_t since_ms = 0;     // when `earned` was entered (min dwell)
         std::optional<Pin> pin;   // until on the clock's now_ms scale (pin() shows it as Unix ms)
+        Tier floor = Tier::Ok;    // tenant-wide scoring (set_floor)
     };
 
-    static Tier effective(const State& s) { return s.pin ? s.pin->tier : s.earned; }
+    static Tier effective(const State& s) { return s.pin ? s.pin->tier : std::max(s.earned, s.floor); }
     void decay(State& s, int64_t now_ms) const;
     std::optional<std::string> update_earned(State& s, int64_t now_ms) const;
     std::optional<Transition> step(const std::string& id, State& s, int64_t now_ms);

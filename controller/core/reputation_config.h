@@ -1,6 +1,8 @@
 // Reputation settings of the policy: score decay, tier thresholds and signal weights.
 #pragma once
 
+#include <optional>
+
 #include "core/tier.h"
 
 namespace smtpgov {
@@ -27,6 +29,9 @@ struct Thresholds {
 struct ReputationConfig {
     double half_life_s = 600;  // score halves every half_life_s without new signals
     Thresholds thresholds;
+    // Applied to the sum of a tenant's VM scores (every host of a fleet): each VM of the
+    // tenant is at least the tier the sum reaches. None: no tenant-wide scoring.
+    std::optional<Thresholds> tenant_thresholds;
     double hysteresis = 0.5;   // leave a tier only below threshold * (1 - hysteresis)
     double min_dwell_s = 30;   // time at a tier before it may de-escalate
     SignalWeights weights;

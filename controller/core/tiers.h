@@ -56,6 +56,16 @@ public:
         return rep_.set_pin(vm, t, until_ms, now_ms);
     }
     std::optional<Transition> clear_pin(const std::string& vm, int64_t now_ms) { return rep_.clear_pin(vm, now_ms); }
+    // The fleet's view of a VM (core/fleet.h): export, import on migration, tenant floor.
+    std::optional<Reputation::Shared> shared(const std::string& vm) const { return rep_.shared(vm); }
+    std::optional<Transition> import(const std::string& vm, const Reputation::Shared& s, int64_t now_ms) {
+        return rep_.import(vm, s, now_ms);
+    }
+    std::optional<Transition> set_floor(const std::string& vm, Tier t, int64_t now_ms) {
+        return rep_.set_floor(vm, t, now_ms);
+    }
+    double score(const std::string& vm, int64_t now_ms) const { return rep_.score(vm, now_ms); }
+
     // A VM that left the policy: its reputation and policy pin go with it.
     void forget(const std::string& vm);
 

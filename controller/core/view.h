@@ -16,6 +16,7 @@ namespace smtpgov {
 struct Pin {
     Tier tier = Tier::Ok;
     std::optional<int64_t> until_unix_ms;  // nullopt: until cleared
+    bool operator==(const Pin&) const = default;
 };
 
 struct VmView {
