@@ -162,6 +162,46 @@ json join(const json& global, const std::map<std::string, json>& shares) {
     return policy;
 }
 
+// ---- a host's status ---------------------------------------------------------------
+
+json to_json(const HostStatus& s) {
+    json tiers = json::object();
+    for (Tier t : kAllTiers) tiers[std::string(to_string(t))] = s.tiers[static_cast<size_t>(t)];
+    return {{"host", s.host},
+            {"version", s.version},
+            {"policy_serial", s.policy_serial},
+            {"policy_revision", s.policy_revision},
+            {"applied_at_ms", s.applied_at_ms},
+            {"refused", s.refused_serial ? json{{"serial", s.refused_serial}, {"reason", s.refused_reason}} : json()},
+            {"vms", s.vms},
+            {"tiers", tiers},
+            {"last_sweep_ms", s.last_sweep_ms},
+            {"last_seen_ms", s.last_seen_ms}};
+}
+
+Result<HostStatus> host_status_from_json(const json& j) {
+    try {
+        HostStatus s;
+        s.host = j.at("host").get<std::string>();
+        s.version = j.value("version", "");
+        s.policy_serial = j.value("policy_serial", int64_t{0});
+        s.policy_revision = j.value("policy_revision", int64_t{0});
+        s.applied_at_ms = j.value("applied_at_ms", int64_t{0});
+        if (const json r = j.value("refused", json()); r.is_object()) {
+            s.refused_serial = r.value("serial", int64_t{0});
+            s.refused_reason = r.value("reason", "");
+        }
+        s.vms = j.value("vms", uint64_t{0});
+        const json tiers = j.value("tiers", json::object());
+        for (Tier t : kAllTiers) s.tiers[static_cast<size_t>(t)] = tiers.value(std::string(to_string(t)), uint64_t{0});
+        s.last_sweep_ms = j.value("last_sweep_ms", int64_t{0});
+        s.last_seen_ms = j.value("last_seen_ms", int64_t{0});
+        return s;
+    } catch (const std::exception& e) {
+        return Error::msg(std::string("host status: ") + e.what());
+    }
+}
+
 // ---- the shared reputation record ---------------------------------------------------
 
 json to_json(const Record& r) {

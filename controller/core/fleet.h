@@ -5,6 +5,7 @@
 // No I/O here: svc/etcd.h talks to etcd, daemon/fleet_agent.h runs the exchange.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -74,6 +75,23 @@ std::optional<nlohmann::json> assemble(const nlohmann::json& global, const nlohm
 int64_t serial_of(const nlohmann::json& global);
 // The whole fleet policy from the global value and every host value (fleet policy get).
 nlohmann::json join(const nlohmann::json& global, const std::map<std::string, nlohmann::json>& shares);
+
+// ---- a host's status (<prefix>/hosts/<host>/status, no lease) --------------------------
+struct HostStatus {
+    std::string host, version;
+    int64_t policy_serial = 0;         // the fleet policy serial in force here (0: none yet)
+    int64_t policy_revision = 0;       // etcd mod revision of the global value it came from
+    int64_t applied_at_ms = 0;         // Unix ms when that policy went in force
+    int64_t refused_serial = 0;        // the last serial refused (0: none)
+    std::string refused_reason;        // why ("/vms/3/rate: must be ...")
+    uint64_t vms = 0;                  // VMs of the policy in force here
+    std::array<uint64_t, 4> tiers{};   // VMs per tier (ok throttled steered blocked)
+    int64_t last_sweep_ms = 0;         // Unix ms
+    int64_t last_seen_ms = 0;          // Unix ms of this write
+    bool operator==(const HostStatus&) const = default;
+};
+nlohmann::json to_json(const HostStatus& s);
+Result<HostStatus> host_status_from_json(const nlohmann::json& j);
 
 // ---- the shared reputation record ---------------------------------------------------
 struct Record {
