@@ -36,6 +36,43 @@ std::string unescape(std::string_view s) {
     return out;
 }
 
+Result<Options> parse_options(const json& v, const std::string& default_host) {
+    Options o;
+    if (v.is_null() || (v.is_object() && v.empty())) return o;
+    if (!v.is_object()) return Error::msg("fleet: must be an object");
+    auto text = [&](const char* k, std::string& out) -> Status {
+        if (!v.contains(k)) return ok_status();
+        if (!v[k].is_string()) return Error::msg(std::string("fleet/") + k + ": must be a string");
+        out = v[k].get<std::string>();
+        return ok_status();
+    };
+    for (auto& [k, _] : v.items())
+        if (k != "etcd" && k != "host" && k != "prefix" && k != "cacert" && k != "cert" && k != "key" && k != "user" &&
+            k != "password_file")
+            return Error::msg("fleet/" + k + ": unknown key (etcd, host, prefix, cacert, cert, key, user, password_file)");
+    if (!v.contains("etcd") || !v["etcd"].is_array() || v["etcd"].empty())
+        return Error::msg("fleet/etcd: required, a list of etcd endpoints (\"http://10.0.0.5:2379\")");
+    for (size_t i = 0; i < v["etcd"].size(); ++i) {
+        const json& e = v["etcd"][i];
+        const std::string s = e.is_string() ? e.get<std::string>() : "";
+        if (s.rfind("http://", 0) != 0 && s.rfind("https://", 0) != 0)
+            return Error::msg("fleet/etcd/" + std::to_string(i) + ": must be an http:// or https:// URL");
+        o.etcd.push_back(s.back() == '/' ? s.substr(0, s.size() - 1) : s);
+    }
+    for (auto [k, f] : {std::pair{"host", &o.host}, {"prefix", &o.prefix}, {"cacert", &o.cacert}, {"cert", &o.cert},
+                        {"key", &o.key}, {"user", &o.user}, {"password_file", &o.password_file}})
+        if (auto s = text(k, *f); !s) return s.error();
+    if (o.host.empty()) o.host = default_host;
+    if (!valid_vm_id(o.host)) return Error::msg("fleet/host: \"" + o.host + "\" is not a host name of 1..64 [A-Za-z0-9._-]");
+    if (o.prefix.empty() || o.prefix[0] != '/' || o.prefix.back() == '/')
+        return Error::msg("fleet/prefix: must start with '/' and not end with one (\"/smtpgov\")");
+    for (auto [k, f] : {std::pair{"cacert", &o.cacert}, {"cert", &o.cert}, {"key", &o.key}, {"password_file", &o.password_file}})
+        if (!f->empty() && (*f)[0] != '/') return Error::msg(std::string("fleet/") + k + ": must be an absolute path");
+    if (o.user.empty() != o.password_file.empty())
+        return Error::msg("fleet/user: user and password_file go together");
+    return o;
+}
+
 std::optional<std::pair<std::string, std::string>> Keys::parse_vm(std::string_view key) const {
     const std::string base = tenants();
     if (key.substr(0, base.size()) != base) return std::nullopt;

@@ -28,6 +28,19 @@ namespace smtpgov::fleet {
 std::string escape(std::string_view s);
 std::string unescape(std::string_view s);
 
+// The daemon config's "fleet" object (smtpgovctl fleet reads the same).
+struct Options {
+    std::vector<std::string> etcd;     // endpoints, http:// or https://
+    std::string host;                  // default: the machine's hostname
+    std::string prefix = "/smtpgov";
+    std::string cacert, cert, key;     // TLS files, passed to libcurl
+    std::string user, password_file;   // etcd auth (the file holds the password)
+    bool enabled() const { return !etcd.empty(); }
+};
+// {} or null: not in a fleet. Errors name the key ("fleet/etcd/0: must be an http:// or
+// https:// URL"). default_host fills in a missing host.
+Result<Options> parse_options(const nlohmann::json& v, const std::string& default_host);
+
 struct Keys {
     std::string prefix = "/smtpgov";  // no trailing '/'
 

@@ -134,6 +134,9 @@ svc::Reply Controller::cmd_policy_validate(const json& req) {
 }
 
 svc::Reply Controller::cmd_policy_apply(const json& req) {
+    if (in_fleet())
+        return svc::error_reply("usage", "this host (" + opts_.fleet_host +
+                                             ") takes its policy from the fleet: use smtpgovctl fleet policy apply");
     auto p = policy_arg(req, svc::cmd::kPolicyApply);
     if (auto* refused = std::get_if<svc::Reply>(&p)) {
         log::write(log::Entry(log::Level::Warning, log::Event::PolicyRefused,

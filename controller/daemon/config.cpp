@@ -10,6 +10,7 @@
 #include <limits>
 #include <sstream>
 
+#include "core/fleet.h"
 #include "core/hypervisor.h"
 #include "daemon/log.h"
 #include "kern/xdp_hook.h"
@@ -64,6 +65,14 @@ std::string interface_name_or_glob(const std::string& v) {
     return "\"" + v + "\" is not an interface name or glob (at most 15 characters)";
 }
 
+std::string fleet_options(const json& v) {
+    auto o = fleet::parse_options(v, "localhost");
+    if (o) return "";
+    // "fleet/etcd: why" -> "/etcd: why" (check_config puts the key first)
+    std::string m = o.error().message.substr(std::string_view("fleet").size());
+    return m.starts_with(": ") ? m.substr(2) : m;
+}
+
 std::string interface_rules(const json& v) {
     auto r = hv::parse_interface_rules(v);
     if (r) return "";
@@ -110,6 +119,10 @@ const ConfigKey kKeys[] = {
     {"interface_rules",
      "stable VM ids for unregistered interfaces: [{\"match\": REGEX, \"id\": \"pve-$1\", \"tenant\": T}], first match wins",
      Doc{&Config::interface_rules, "[]", interface_rules}},
+    {"fleet",
+     "join a fleet through etcd: {\"etcd\": [URL, ...], \"host\": NAME, \"prefix\": \"/smtpgov\", \"cacert\", \"cert\", "
+     "\"key\", \"user\", \"password_file\"} (README \"Running a fleet\")",
+     Doc{&Config::fleet, "{}", fleet_options}},
 };
 
 // The commands: the first one given wins, in this order.

@@ -38,6 +38,7 @@ struct Config {
     std::vector<std::string> gateway_interfaces;
     uint32_t auto_hold_s;
     nlohmann::json interface_rules;
+    nlohmann::json fleet;  // core/fleet.h Options; {} = not in a fleet
 
     bool operator==(const Config&) const = default;
 };

@@ -228,6 +228,7 @@ Result<nlohmann::json> Controller::apply_effective(const Policy& op, bool operat
     if (!slots) return slots.error();
     std::vector<Transition> changes;
     Tiers next = tiers_.with_policy(neu, d.removed, changes);
+    import_fleet(next, d.added, changes);
     MapPlan mp = plan(neu, *slots, next);
     mp.reset = vms_.given_to_new(*slots);
     mp.deactivate = vms_.freed(*slots);
@@ -248,6 +249,7 @@ Result<nlohmann::json> Controller::apply_effective(const Policy& op, bool operat
     conns().purge_slots(mp.reset, mono_ns());  // the old owners' connections are not the new VMs'
     adopt(neu, std::move(*slots), std::move(next), mp.reset, changes);
     rule_ids_ = std::move(rule_ids);
+    fleet_.gone.insert(fleet_.gone.end(), d.removed.begin(), d.removed.end());
     (void)persist_reputation();  // logged; retried when due
     ::malloc_trim(0);
     if (!operator_change) return nlohmann::json::object();
@@ -354,6 +356,7 @@ void Controller::sweep() {
     release_holds(t0);
     release_rule_holds(t0);
     evaluate(now_ms);
+    tenant_floors(now_ms);
     if (sweeper_->take_dirty()) score_dirty_ = true;
     if (score_dirty_ && now_ms - rep_saved_ms_ >= kReputationSaveMs) (void)persist_reputation();
     sweep_connections(t0);

@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/clock.h"
+#include "core/fleet.h"
 #include "core/hypervisor.h"
 #include "core/tiers.h"
 #include "core/unique_fd.h"
@@ -45,6 +46,7 @@ struct ControllerOptions {
     std::vector<std::string> gateway_interfaces;  // names or globs
     uint32_t auto_hold_s = 300;
     std::vector<hv::InterfaceRule> interface_rules;  // config interface_rules (core/hypervisor.h)
+    std::string fleet_host;  // in a fleet: this host's name (policy comes from etcd); "" = alone
 };
 
 // Interface name -> the VM id it carries (daemon/identity.cpp).
@@ -110,6 +112,23 @@ public:
     // The policy service (flows.cpp): the action answering one request, on the loop thread.
     std::string policy_answer(const svc::policy::Request& r);
 
+    // The fleet (fleet_sync.cpp): a policy from etcd (refused with an event when invalid;
+    // the policy in force stays), shared records of this host's tenants, and what this
+    // host tells the fleet after each sweep.
+    Result<nlohmann::json> apply_fleet_policy(const nlohmann::json& doc, int64_t serial, int64_t revision,
+                                              std::vector<fleet::Record> recs);
+    void fleet_records(std::vector<fleet::Record> recs);
+    struct FleetTick {
+        std::vector<fleet::Record> records;  // this host's VMs now
+        std::vector<std::string> gone;       // VMs that left this host since the last tick
+        std::set<std::string> tenants;
+        fleet::HostStatus status;
+        double half_life_s = 600;
+    };
+    FleetTick fleet_tick();
+    void fleet_event(const std::string& type, const std::string& reason, nlohmann::json evidence);
+    bool in_fleet() const { return !opts_.fleet_host.empty(); }
+
 private:
     Controller(const ControllerOptions& opts, const Clock& clock);
     Status load_state();
@@ -129,6 +148,8 @@ private:
     std::string owner_of(const sg_conn& c) const;
     std::string spam_verdict(const Endpoint& client, const ConnTable::Flow& f);
     void write_tier(const std::string& id, Tier t);
+    void import_fleet(Tiers& next, const std::vector<std::string>& added, std::vector<Transition>& out) const;
+    void tenant_floors(int64_t now_ms);
     void evaluate(int64_t now_ms);
     void evaluate(const std::vector<std::string>& ids, int64_t now_ms);
     void persist_if_due(int64_t now_ms);
@@ -210,6 +231,15 @@ private:
     uint64_t sweeps_ = 0;
     std::optional<ConnTable> conns_;  // created with the maps (conns())
     ReportLedger reports_;            // spam verdicts taken per steered connection
+
+    struct Fleet {
+        int64_t serial = 0, revision = 0, applied_at_ms = 0;  // the fleet policy in force
+        int64_t refused_serial = 0;
+        std::string refused_reason;
+        std::unordered_map<std::string, fleet::Record> records;  // shared records of our tenants
+        std::map<std::string, Tier> tenant_floor;                // tenants held above ok
+        std::vector<std::string> gone;
+    } fleet_;
 };
 
 }  // namespace smtpgov::daemon

@@ -56,7 +56,8 @@ Daemon::~Daemon() {
         for (Pending& p : queue_) p.reply.set_value(svc::error_reply("runtime", "smtpgovd is shutting down"));
         queue_.clear();
     }
-    policy_server_.reset();  // their threads hand work to the loop: stopped first
+    fleet_.reset();  // their threads hand work to the loop: stopped first
+    policy_server_.reset();
     checker_.reset();
     if (server_) server_->stop();
     if (publisher_.joinable()) {
@@ -80,7 +81,8 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const Config& cfg) {
     if (ec) return Error{ec.value(), "state_dir " + cfg.state_dir + ": " + ec.message()};
     ::chmod(cfg.state_dir.c_str(), 0700);
     ControllerOptions co{cfg.state_dir, cfg.policy, cfg.max_vms, cfg.sweep_interval_ms, cfg.xdp_mode,
-                         cfg.gateway_interfaces, cfg.auto_hold_s, {}};
+                         cfg.gateway_interfaces, cfg.auto_hold_s, {}, {}};
+    if (auto f = fleet_options(cfg); f && f->enabled()) co.fleet_host = f->host;
     auto rules = hv::parse_interface_rules(cfg.interface_rules);
     if (!rules) return Error{EINVAL, "config: " + rules.error().message};
     co.interface_rules = std::move(*rules);
@@ -91,6 +93,7 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const Config& cfg) {
     if (auto s = d->init_services(); !s) return s.error();
     if (auto s = d->init_loop(); !s) return s.error();
     if (auto s = d->init_steering(); !s) return s.error();
+    if (auto s = d->init_fleet(); !s) return s.error();
     d->sweep();
     ::malloc_trim(0);  // parsing a large policy leaves a lot of freed heap behind
     d->notify_status();
@@ -211,6 +214,7 @@ int Daemon::run() {
 
 void Daemon::sweep() {
     ctl_->sweep();
+    fleet_tick();
     if (++sweeps_ % 10 == 0) {
         notify_status();
         ::malloc_trim(0);  // per-sweep snapshots of large fleets leave freed heap in the arenas

@@ -24,6 +24,7 @@
 #include "kern/event_ring.h"
 #include "kern/link_watcher.h"
 #include "svc/control_server.h"
+#include "svc/fleet_agent.h"
 #include "svc/policy_server.h"
 #include "svc/proxy_check.h"
 #include "svc/webhook.h"
@@ -33,6 +34,8 @@ class MetricsExporter;
 }
 
 namespace smtpgov::daemon {
+
+Result<fleet::Options> fleet_options(const Config& cfg);  // daemon_fleet.cpp
 
 class Daemon {
 public:
@@ -50,6 +53,9 @@ private:
     // daemon_steering.cpp: the proxy health checker and the policy service, both handing
     // their work to the loop thread through post().
     Status init_steering();
+    // daemon_fleet.cpp: the fleet agent (config key fleet), fed after each sweep.
+    Status init_fleet();
+    void fleet_tick();
     void configure_checker();
     void post(std::function<void()> task);
     void attach_matching();
@@ -96,6 +102,7 @@ private:
     std::deque<std::function<void()>> tasks_;  // guarded by queue_mu_: work for the loop thread
     std::unique_ptr<svc::ProxyChecker> checker_;
     std::unique_ptr<svc::PolicyServer> policy_server_;
+    std::unique_ptr<svc::FleetAgent> fleet_;
 };
 
 }  // namespace smtpgov::daemon

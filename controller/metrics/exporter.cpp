@@ -52,6 +52,44 @@ MetricsExporter::MetricsExporter(const std::string& listen, MetricsOptions opts)
     http_ = std::move(*server);
 }
 
+struct MetricsExporter::FleetSeries {
+    prometheus::Gauge *up, *lag, *live, *lost, *outbox;
+    prometheus::Counter *records, *requests, *conflicts;
+    FleetMetrics last;
+};
+
+void MetricsExporter::set_fleet(const FleetMetrics& f) {
+    if (!fleet_) {
+        auto g = [this](const char* name, const char* help) -> prometheus::Family<prometheus::Gauge>& {
+            return prometheus::BuildGauge().Name(name).Help(help).Register(*registry_);
+        };
+        auto& hosts = g("smtpgov_fleet_hosts", "Hosts of the fleet by state: live (lease held) or lost (lease expired)");
+        auto& writes = prometheus::BuildCounter()
+                           .Name("smtpgov_fleet_writes_total")
+                           .Help("Writes to etcd: records (VM reputation records), requests (txn/put sent), "
+                                 "conflicts (compare-and-swap lost, resolved and written again)")
+                           .Register(*registry_);
+        fleet_ = std::make_unique<FleetSeries>(FleetSeries{
+            &g("smtpgov_fleet_etcd_up", "1 while etcd answers this host, 0 while it does not").Add({}),
+            &g("smtpgov_fleet_watch_lag_seconds", "Age of the newest shared record when it reached this host").Add({}),
+            &hosts.Add({{"state", "live"}}), &hosts.Add({{"state", "lost"}}),
+            &g("smtpgov_fleet_outbox_records", "This host's VM records waiting to be written to etcd").Add({}),
+            &writes.Add({{"kind", "records"}}), &writes.Add({{"kind", "requests"}}), &writes.Add({{"kind", "conflicts"}}),
+            {}});
+    }
+    FleetSeries& s = *fleet_;
+    s.up->Set(f.etcd_up ? 1 : 0);
+    s.lag->Set(f.watch_lag_s);
+    s.live->Set(static_cast<double>(f.hosts_live));
+    s.lost->Set(static_cast<double>(f.hosts_lost));
+    s.outbox->Set(static_cast<double>(f.outbox));
+    s.records->Increment(static_cast<double>(f.records_written - s.last.records_written));
+    s.requests->Increment(static_cast<double>(f.requests - s.last.requests));
+    s.conflicts->Increment(static_cast<double>(f.conflicts - s.last.conflicts));
+    s.last = f;
+    ++version_;
+}
+
 MetricsExporter::~MetricsExporter() {
     if (http_) http_->stop();  // no scrape may run while the registry goes away
 }

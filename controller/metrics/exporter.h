@@ -36,6 +36,15 @@ struct MetricsOptions {
     std::string version = SMTPGOV_VERSION;  // smtpgov_build_info{version}
 };
 
+// The fleet agent's figures (svc/fleet_agent.h FleetStats), totals since start.
+struct FleetMetrics {
+    bool etcd_up = false;
+    double watch_lag_s = 0;
+    uint64_t records_written = 0, requests = 0, conflicts = 0;
+    uint64_t hosts_live = 0, hosts_lost = 0;
+    uint64_t outbox = 0;
+};
+
 class MetricsExporter {
 public:
     // Binds listen ("127.0.0.1:9464", "[::1]:9464", port 0 = ephemeral).
@@ -63,6 +72,10 @@ public:
     // to = the fail mode entered (throttle, block) or steer (a proxy is back).
     void count_proxy_transition(std::string_view to);
 
+    // The fleet's figures: smtpgov_fleet_etcd_up, _watch_lag_seconds, _hosts{state},
+    // _outbox_records, _writes_total{kind} (records, requests, conflicts).
+    void set_fleet(const FleetMetrics& f);
+
     // The port actually bound (useful with port 0).
     int port() const;
 
@@ -73,6 +86,8 @@ private:
     prometheus::Family<prometheus::Counter>* blocklist_samples_ = nullptr;
     prometheus::Family<prometheus::Counter>* proxy_transitions_ = nullptr;
     prometheus::Histogram* sweep_ = nullptr;
+    struct FleetSeries;
+    std::unique_ptr<FleetSeries> fleet_;  // registered on the first set_fleet()
     // Every change goes through this class and bumps version_; a scrape renders again only
     // when it moved, so concurrent scrapers share one body (memory stays bounded).
     std::atomic<uint64_t> version_{0};

@@ -1,0 +1,103 @@
+// A daemon's side of the fleet (DESIGN.md "Fleet contract"): two threads and an etcd
+// client each.
+//   watcher  reads and then watches <prefix>/policy/global and the tenants this host
+//            runs; hands a policy to apply (global + this host's value, serials
+//            matching, with the records of its tenants) and other writers' records to
+//            the daemon through the callbacks (which post to the loop thread).
+//   writer   keeps <prefix>/hosts/<host>/live under a lease, writes the status and this
+//            host's VM records (core/fleet.h Outbox: changes only, at most one batch a
+//            second, at once on a tier change), each by compare-and-swap on the
+//            revision it last saw; a lost race is resolved by fleet::resolve and
+//            written again.
+// etcd away: both retry with backoff; nothing here ever changes what the datapath
+// enforces, and offered records wait in the outbox until etcd is back.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "core/fleet.h"
+#include "svc/etcd.h"
+
+namespace smtpgov::svc {
+
+struct FleetCallbacks {
+    // A policy for this host (global + host value put together), its serial and the
+    // global value's revision, and the shared records of every tenant it names.
+    std::function<void(nlohmann::json policy, int64_t serial, int64_t revision, std::vector<fleet::Record> records)>
+        on_policy;
+    // Records of this host's tenants written by anyone (this host included).
+    std::function<void(std::vector<fleet::Record> records)> on_records;
+    std::function<void(const std::string& what, bool up)> on_connectivity;  // etcd reachable or not
+};
+
+struct FleetStats {
+    bool etcd_up = false;
+    double watch_lag_s = 0;         // the newest record received: now - its updated_at
+    uint64_t writes_reputation = 0; // records written
+    uint64_t txns = 0;              // write requests (txn or put) sent
+    uint64_t write_conflicts = 0;   // compare-and-swap lost, resolved and written again
+    uint64_t hosts_live = 0, hosts_lost = 0;  // from the last scan of <prefix>/hosts/
+    size_t outbox = 0;              // records waiting to be written
+};
+
+class FleetAgent {
+public:
+    static std::unique_ptr<FleetAgent> start(fleet::Options opts, std::string password, std::string version,
+                                             FleetCallbacks cb);
+    ~FleetAgent();
+
+    // From the loop thread.
+    void set_tenants(std::set<std::string> tenants);  // tenants with VMs here ("" = none)
+    void offer(const std::vector<fleet::Record>& now, double half_life_s);  // this host's VMs now
+    void forget(const std::vector<std::string>& vms);                        // left this host
+    void set_status(const fleet::HostStatus& s);
+    FleetStats stats() const;
+
+private:
+    FleetAgent() = default;
+    void watch_loop();
+    void write_loop();
+    bool sync(etcd::Client& c, int64_t& revision);  // full read; false: etcd away
+    void policy_changed(etcd::Client& c);
+    std::vector<fleet::Record> read_tenant(etcd::Client& c, const std::string& tenant, int64_t* revision);
+    void received(std::vector<fleet::Record> recs);
+    void write_records(etcd::Client& c, int64_t now_ms);
+    bool write_resolved(etcd::Client& c, fleet::Outbox::Write w, double half_life, int64_t now_ms);
+    void keep_live(etcd::Client& c, int64_t now_ms);
+    void scan_hosts(etcd::Client& c);
+    etcd::Options client_options() const;
+    void set_up(bool up, const std::string& what);
+
+    fleet::Options opts_;
+    fleet::Keys keys_;
+    std::string password_, version_;
+    FleetCallbacks cb_;
+    std::atomic<bool> stop_{false}, rewatch_{false};
+    std::thread watcher_, writer_;
+
+    mutable std::mutex mu_;
+    std::condition_variable cv_;
+    std::set<std::string> tenants_;          // watched
+    std::set<std::string> tenants_loaded_;   // read whole since the last (re)watch
+    fleet::Outbox outbox_;
+    std::unordered_map<std::string, int64_t> mod_rev_;  // VM -> its key's mod revision as last seen
+    std::unordered_map<std::string, std::string> tenant_of_;
+    std::optional<fleet::HostStatus> status_;
+    bool status_dirty_ = false;
+    int64_t lease_ = 0, next_live_ms_ = 0;  // writer thread only: the live key's lease
+    int64_t applied_serial_ = -1;  // watcher thread only: the serial last handed over
+    FleetStats stats_;
+    double half_life_s_ = 600;
+};
+
+}  // namespace smtpgov::svc
