@@ -26,7 +26,7 @@ fleet_etcd_endpoints() {
 
 fleet_etcdctl() {
     ETCDCTL_API=3 nsenter --net="/run/netns/$FLEET_ETCD_NS" etcdctl --endpoints "$(fleet_etcd_endpoints)" \
-        --dial-timeout 2s --command-timeout 5s "$@"
+        --dial-timeout 500ms --command-timeout 5s "$@"
 }
 
 fleet_etcd_start() {
