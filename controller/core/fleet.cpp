@@ -79,10 +79,10 @@ std::optional<std::pair<std::string, std::string>> Keys::parse_vm(std::string_vi
     key.remove_prefix(base.size());
     const size_t slash = key.find('/');
     if (slash == std::string_view::npos || key.substr(slash, 5) != "/vms/") return std::nullopt;
-    std::string tenant = unescape(key.substr(0, slash));
+    const std::string_view raw_tenant = key.substr(0, slash);
     std::string id = unescape(key.substr(slash + 5));
     if (id.empty() || id.find('/') != std::string::npos) return std::nullopt;
-    return std::pair{tenant == "_" ? std::string() : tenant, id};
+    return std::pair{raw_tenant == "_" ? std::string() : unescape(raw_tenant), id};
 }
 
 std::optional<std::pair<std::string, std::string>> Keys::parse_host(std::string_view key) const {
@@ -159,6 +159,9 @@ Result<Split> split(const json& policy, const json& current_global, const std::m
         out.hosts[host] = json{{"serial", out.serial}, {"vms", vms}};
     }
     for (auto& [host, _] : old_serials.items())
+        if (!by_host.count(host)) out.dropped.insert(host);
+    // A host value no global value names (an apply that lost its lock wrote it) goes too.
+    for (const auto& [host, _] : current_hosts)
         if (!by_host.count(host)) out.dropped.insert(host);
     out.global = without(policy, "vms");
     out.global["fleet"] = {{"serial", out.serial}, {"hosts", serials}};
@@ -302,7 +305,9 @@ Record resolve(const Record& ours, const Record& theirs, bool ours_changed_pin, 
         out.state.since_unix_ms = theirs.state.since_unix_ms;
     }
     out.state.pin = ours_changed_pin ? ours.state.pin : theirs.state.pin;
-    out.tier = out.state.pin ? out.state.pin->tier : std::max({out.state.earned, ours.tier, theirs.tier});
+    // A pinned record's tier is its pin's: once the pin is gone it says nothing.
+    auto unpinned = [](const Record& r) { return r.state.pin ? r.state.earned : r.tier; };
+    out.tier = out.state.pin ? out.state.pin->tier : std::max({out.state.earned, unpinned(ours), unpinned(theirs)});
     out.updated_at_ms = now;
     return out;
 }
@@ -348,7 +353,8 @@ std::vector<Outbox::Write> Outbox::take(int64_t now_ms) {
     const bool flush = now_ms - flushed_ms_ >= interval_ms_;
     for (auto it = pending_.begin(); it != pending_.end();) {
         if (flush || it->second.urgent) {
-            out.push_back({std::move(it->second.rec), pin_changed(it->first)});
+            const bool pin = pin_changed(it->first);  // before the record is moved out
+            out.push_back({std::move(it->second.rec), pin});
             it = pending_.erase(it);
         } else {
             ++it;

@@ -53,7 +53,10 @@ struct Keys {
     std::string host_live(const std::string& h) const { return hosts() + escape(h) + "/live"; }
     std::string host_status(const std::string& h) const { return hosts() + escape(h) + "/status"; }
     std::string tenants() const { return prefix + "/tenants/"; }
-    std::string tenant(const std::string& t) const { return tenants() + escape(t.empty() ? "_" : t) + "/vms/"; }
+    // No tenant is "_"; a tenant named "_" is "%5F", so the two never share a key.
+    std::string tenant(const std::string& t) const {
+        return tenants() + (t.empty() ? std::string("_") : t == "_" ? std::string("%5F") : escape(t)) + "/vms/";
+    }
     std::string vm(const std::string& tenant_name, const std::string& id) const { return tenant(tenant_name) + escape(id); }
 
     // "<prefix>/tenants/<t>/vms/<id>" -> {tenant ("" for "_"), id}
