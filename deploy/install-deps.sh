@@ -30,6 +30,9 @@ packages=(
     # the Debian package and its unit (tests/integration/ops/deb.sh, unit.sh): lintian,
     # man pages checked, systemd-analyze verify/security, the daemon's system calls
     lintian man-db systemd strace
+    # fleet (issue 12): etcd for the fleet tests and tools/bench/fleet.sh (the tests start
+    # their own members; the policy-rc.d guard below keeps the package's service stopped)
+    etcd-server etcd-client
 )
 
 export DEBIAN_FRONTEND=noninteractive
