@@ -13,6 +13,7 @@
 #include "core/policy.h"
 #include "svc/commands.h"
 #include "docs.h"
+#include "fleet.h"
 #include "render.h"
 
 using nlohmann::json;
@@ -248,6 +249,10 @@ const std::map<std::string, Entry>& entries() {
         {"report", {cmd_report, cmd::kReport, report_fields}},
         {"flow original-dst", {cmd_flow, cmd::kFlowOriginalDst, flow_fields}},
         {"top", {run_top, cmd::kVmList, vm_filters}},
+        {"fleet status", {cmd_fleet_status, {}}},
+        {"fleet policy apply", {cmd_fleet_policy_apply, {}}},
+        {"fleet policy get", {cmd_fleet_policy_get, {}}},
+        {"fleet vm list", {cmd_fleet_vm_list, {}}},
         {"completion", {cmd_completion, {}}},
         {"man", {cmd_man, {}}},
     };

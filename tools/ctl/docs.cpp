@@ -105,7 +105,8 @@ std::string man_page() {
          "\\fICOMMAND\\fR [\\fIARGS\\fR...]\n";
     m += ".SH DESCRIPTION\n\\fBsmtpgovctl\\fR talks to \\fBsmtpgovd\\fR(8) over its control socket (JSON over a "
          "unix socket, root only) to show VMs, their tiers and counters, apply policies, pin tiers and follow "
-         "events. \\fBpolicy validate\\fR works offline. Human output is aligned tables; \\fB\\-\\-json\\fR "
+         "events. \\fBpolicy validate\\fR works offline. The \\fBfleet\\fR commands talk to the fleet's etcd "
+         "directly (\\fB\\-\\-etcd\\fR, or the \\fBfleet\\fR object of the daemon configuration), not to a daemon. Human output is aligned tables; \\fB\\-\\-json\\fR "
          "prints the daemon's JSON objects instead.\n";
     m += ".SH GLOBAL OPTIONS\n";
     for (const auto& o : global_options())
@@ -119,12 +120,14 @@ std::string man_page() {
             m += ".TP\n.B " + roff(option_label(o)) + "\n" + roff(option_help(o)) + "\n";
     }
     m += ".SH EXIT STATUS\n.TP\n.B 0\nsuccess\n.TP\n.B 1\nruntime failure: the daemon is unreachable, the VM or "
-         "flow was not found, or the daemon reported a runtime error\n.TP\n.B 2\nusage or validation error: bad "
+         "flow was not found, or the daemon reported a runtime error; for \\fBfleet\\fR commands: etcd is unreachable, "
+         "another apply changed the fleet policy first (nothing written), or a host refused or did not report "
+         "the applied policy\n.TP\n.B 2\nusage or validation error: bad "
          "arguments, unknown command, invalid policy (each problem printed as \\fIPATH\\fR: \\fIreason\\fR)\n";
     m += ".SH FILES\n.TP\n.I /run/smtpgov/ctl.sock\ncontrol socket of smtpgovd\n.TP\n.I /etc/smtpgov/smtpgovd.json\n"
          "daemon configuration\n";
     m += ".SH EXAMPLES\n.nf\nsmtpgovctl vm list \\-\\-tier blocked\nsmtpgovctl vm set\\-tier vm\\-101 steered "
-         "\\-\\-for 3600\nsmtpgovctl policy validate /etc/smtpgov/policy.json\nsmtpgovctl events \\-\\-follow\n.fi\n";
+         "\\-\\-for 3600\nsmtpgovctl fleet policy apply fleet.json \\-\\-wait 30\nsmtpgovctl policy validate /etc/smtpgov/policy.json\nsmtpgovctl events \\-\\-follow\n.fi\n";
     m += ".SH SEE ALSO\n.BR smtpgovd (8)\n";
     return m;
 }

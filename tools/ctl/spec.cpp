@@ -7,6 +7,20 @@ namespace {
 
 const std::vector<std::string> kTiers{"ok", "throttled", "steered", "blocked"};
 
+// Every fleet command: where the fleet's etcd is (DESIGN.md "Fleet contract").
+std::vector<OptionSpec> fleet_options(std::vector<OptionSpec> own) {
+    std::vector<OptionSpec> o{
+        {"etcd", ValueKind::String, "URL[,URL...]", "etcd endpoints of the fleet (else the config's fleet.etcd)", {}, ""},
+        {"prefix", ValueKind::String, "PREFIX", "key prefix of the fleet (else the config's fleet.prefix)", {},
+         "/smtpgov"},
+        {"config", ValueKind::File, "FILE",
+         "smtpgovd config whose fleet object names etcd, prefix, TLS and auth (read with --etcd only when given)", {},
+         "/etc/smtpgov/smtpgovd.json"},
+    };
+    o.insert(o.end(), own.begin(), own.end());
+    return o;
+}
+
 }  // namespace
 
 std::string CommandSpec::name() const {
@@ -99,6 +113,33 @@ const std::vector<CommandSpec>& commands() {
           {"iterations", ValueKind::UInt, "N", "exit after N refreshes (0 = run until q)", {}, "0"},
           {"tier", ValueKind::Choice, "TIER", "only VMs in this tier", kTiers, ""}},
          true},
+        {{"fleet", "status"}, "show every host of the fleet",
+         "Reads the fleet's etcd (not a daemon): every host under PREFIX/hosts/ and every host of the fleet policy, "
+         "whether its live key exists (LOST when its lease expired), when it last wrote its status, the fleet "
+         "policy serial it has in force or refused, its VMs and their tiers; and the fleet's current serial.",
+         {}, fleet_options({}), false},
+        {{"fleet", "policy", "apply"}, "validate and store a fleet policy",
+         "Validates FILE offline (every VM needs a host; exit 2 with every problem as PATH: reason, nothing "
+         "written), then stores it split into PREFIX/policy/global and one value per host, under a lock and a "
+         "compare-and-swap on the global value's revision as read: when another apply ran or runs meanwhile, "
+         "nothing is written and the command exits 1. Then waits up to --wait seconds for each host's status to "
+         "report the new serial and prints per host: applied, refused: REASON, or no answer (live or lost). "
+         "Exits 0 only when every host applied it.",
+         {{"FILE", ValueKind::File, "fleet policy JSON document (a policy whose VMs each name their host)", {}}},
+         fleet_options({{"wait", ValueKind::Seconds, "SECONDS", "how long to wait for the hosts to report", {}, "10"}}),
+         false},
+        {{"fleet", "policy", "get"}, "print the fleet policy stored in etcd",
+         "Prints the fleet policy put back together from PREFIX/policy/global and the host values it names "
+         "(re-appliable with fleet policy apply). Exits 1 when none is stored.",
+         {}, fleet_options({}), false},
+        {{"fleet", "vm", "list"}, "list every VM of the fleet with its host",
+         "Lists every VM of the fleet policy with its host, merged with its shared reputation record "
+         "(PREFIX/tenants/TENANT/vms/ID: tier, score decayed to now, pin, the host that wrote it and when; no "
+         "record: ok, score 0), highest score first.",
+         {},
+         fleet_options({{"tier", ValueKind::Choice, "TIER", "only VMs in this tier", kTiers, ""},
+                        {"tenant", ValueKind::String, "NAME", "only VMs of this tenant", {}, ""}}),
+         false},
         {{"completion"}, "print a shell completion script",
          "Prints the completion script for SHELL, generated from the same definitions as this help.",
          {{"SHELL", ValueKind::Choice, "shell", {"bash"}}}, {}, false},
