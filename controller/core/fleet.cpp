@@ -123,7 +123,18 @@ Result<Split> split(const json& policy, const json& current_global, const std::m
                     std::vector<Problem>& problems) {
     ParseOutcome po = parse_policy(policy);
     problems = po.problems;
+    // Interface and libvirt domain names belong to one hypervisor (every host has a
+    // vnet0): parse_policy's claims across the whole document are dropped and the names
+    // checked per host below. VM ids and addresses stay unique fleet-wide.
+    auto per_host_name = [](const Problem& p) {
+        auto ends = [&](std::string_view s) {
+            return p.path.size() >= s.size() && p.path.compare(p.path.size() - s.size(), s.size(), s) == 0;
+        };
+        return (ends("/interface") || ends("/libvirt")) && p.reason.find(" is already claimed by /vms/") != std::string::npos;
+    };
+    problems.erase(std::remove_if(problems.begin(), problems.end(), per_host_name), problems.end());
     std::map<std::string, json> by_host;
+    std::map<std::pair<std::string, std::string>, size_t> claimed;  // (host, "interface NAME") -> first VM
     if (policy.is_object() && policy.contains("vms") && policy["vms"].is_array()) {
         const json& vms = policy["vms"];
         for (size_t i = 0; i < vms.size(); ++i) {
@@ -135,7 +146,18 @@ Result<Split> split(const json& policy, const json& current_global, const std::m
                                     "required in a fleet policy: the hypervisor that runs the VM"});
                 continue;
             }
-            auto& list = by_host[h->get<std::string>()];
+            const std::string host = h->get<std::string>();
+            for (const char* field : {"interface", "libvirt"}) {
+                auto f = vm.find(field);
+                if (f == vm.end() || !f->is_string() || f->get<std::string>().empty()) continue;
+                auto [it, fresh] = claimed.emplace(std::pair{host, std::string(field) + " " + f->get<std::string>()}, i);
+                if (!fresh)
+                    problems.push_back({"/vms/" + std::to_string(i) + "/" + field,
+                                        std::string(field == std::string("interface") ? "interface" : "domain") + " \"" +
+                                            f->get<std::string>() + "\" is already claimed by /vms/" +
+                                            std::to_string(it->second) + " on host " + host});
+            }
+            auto& list = by_host[host];
             if (list.is_null()) list = json::array();
             list.push_back(vm);
         }

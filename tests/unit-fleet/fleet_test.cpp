@@ -104,6 +104,24 @@ TEST(FleetSplit, EveryVmNeedsAHostAndPolicyProblemsAreKept) {
     EXPECT_FALSE(split(json::array(), json(), {}, problems));
 }
 
+// Interface and domain names are per hypervisor: every host has its vnet0. Within one
+// host they are still unique; VM ids are unique fleet-wide.
+TEST(FleetSplit, InterfaceNamesAreUniquePerHostNotFleetWide) {
+    json a = vm("vm-1", "hv-a"), b = vm("vm-2", "hv-b"), c = vm("vm-3", "hv-b");
+    a["interface"] = b["interface"] = "vnet0";
+    must_split(policy({a, b}));
+    c["interface"] = "vnet0";
+    std::vector<Problem> problems;
+    EXPECT_FALSE(split(policy({a, b, c}), json(), {}, problems));
+    ASSERT_EQ(problems.size(), 1u);
+    EXPECT_EQ(problems[0].path, "/vms/2/interface");
+    EXPECT_NE(problems[0].reason.find("/vms/1 on host hv-b"), std::string::npos) << problems[0].reason;
+    json d = vm("vm-1", "hv-c");
+    EXPECT_FALSE(split(policy({a, d}), json(), {}, problems));  // the same id on two hosts
+    ASSERT_EQ(problems.size(), 1u);
+    EXPECT_EQ(problems[0].path, "/vms/1/id");
+}
+
 TEST(FleetSplit, FirstApplyWritesEveryHostAtSerialOne) {
     Split s = must_split(policy({vm("vm-1", "hv-a"), vm("vm-2", "hv-b"), vm("vm-3", "hv-a")}));
     EXPECT_EQ(s.serial, 1);
