@@ -66,8 +66,9 @@ std::optional<Session> connect(const Invocation& inv, std::ostream& err, int& co
             return std::nullopt;
         }
         cfg_fleet = cfg.value("fleet", json());
-        if (!cfg_fleet.is_null() && !cfg_fleet.is_object()) {
-            err << "smtpgovctl: " << path << ": \"fleet\" must be an object\n";
+        // The daemon's own reading of its fleet object (core/fleet.h): the same errors.
+        if (auto o = fleet::parse_options(cfg_fleet, "smtpgovctl"); !o) {
+            err << "smtpgovctl: " << path << ": " << o.error().message << "\n";
             return std::nullopt;
         }
     }

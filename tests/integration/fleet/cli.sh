@@ -70,6 +70,10 @@ assert_eq "$rc" 1 "fleet policy get with nothing stored"
 echo "{\"fleet\": {\"etcd\": [\"${EP%%,*}\"], \"prefix\": \"$P\", \"host\": \"x\"}}" >"$SG_TMP/smtpgovd.json"
 ctl fleet status --config "$SG_TMP/smtpgovd.json" --json >"$SG_TMP/st0.json"
 assert_eq "$(py 'd["serial"]' "$SG_TMP/st0.json")" 0 "serial before any apply (endpoints from --config)"
+echo '{"fleet": {"etcd": ["http://10.254.0.1:2379"], "etcd_typo": 1}}' >"$SG_TMP/bad-config.json"
+rc=0; ctl fleet status --config "$SG_TMP/bad-config.json" 2>"$SG_TMP/err" || rc=$?
+assert_eq "$rc" 2 "fleet status with a config whose fleet object the daemon would refuse"
+grep -q 'fleet/etcd_typo: unknown key' "$SG_TMP/err" || fail "config error: $(cat "$SG_TMP/err")"
 
 # ---- 1. apply to three hosts ---------------------------------------------------------
 make_policy "$SG_TMP/p1.json" 100 hv-a:vm-a1,vm-a2 hv-b:vm-b1,vm-b2 hv-c:vm-c1,vm-c2
