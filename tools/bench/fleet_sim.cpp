@@ -11,6 +11,8 @@
 // final write to each host having read its value.
 #include <unistd.h>
 
+#include <cerrno>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -42,7 +44,7 @@ namespace {
 struct Config {
     std::vector<std::string> endpoints;
     std::string prefix = "/smtpgov-sim";
-    int hosts = 1000, vms = 100, workers = 16, streams = 4, applies = 5;
+    int hosts = 1000, vms = 100, workers = 64, streams = 4, applies = 5;
     double change_rate = 0.005;   // fraction of a host's VMs whose reputation changes per second
     int steady_s = 30, between_s = 5, ttl_s = 10, status_s = 10;
     std::vector<int> etcd_pids;
@@ -63,7 +65,15 @@ std::string host_name(int i) {
 
 struct Counters {
     std::atomic<uint64_t> status_puts{0}, rep_txns{0}, rep_records{0}, rep_conflicts{0}, keepalives{0},
-        lease_grants{0}, live_puts{0}, host_reads{0}, errors{0};
+        lease_grants{0}, live_puts{0}, host_reads{0}, errors{0}, leases_lost{0};
+    std::mutex em;
+    std::map<std::string, uint64_t> by_kind;  // errors by what failed
+    std::map<std::string, std::string> sample;  // the first message of each kind
+    void error(const std::string& kind, const std::string& msg) {
+        ++errors;
+        std::lock_guard g(em);
+        if (!by_kind[kind]++) sample[kind] = msg;
+    }
 };
 
 struct Host {
@@ -143,7 +153,7 @@ private:
         for (Host& h : hosts_) {
             auto l = c_.lease_grant(sh_.cfg.ttl_s);
             if (!l) {
-                ++sh_.c.errors;
+                sh_.c.error("lease grant", l.error().message);
                 continue;
             }
             ++sh_.c.lease_grants;
@@ -178,13 +188,15 @@ private:
         const json global = json::parse(value, nullptr, false);
         if (!global.is_object()) return;
         const int64_t serial = fleet::serial_of(global);
+        // Every host reads its value first; the status writes (after "applying") follow.
+        std::vector<Host*> applied;
         for (Host& h : hosts_) {
             std::string waiting;
             for (int attempt = 0; attempt < 50; ++attempt) {
                 auto r = c_.get(sh_.keys.policy_host(h.name));
                 ++sh_.c.host_reads;
                 if (!r) {
-                    ++sh_.c.errors;
+                    sh_.c.error("host value read", r.error().message);
                     continue;
                 }
                 const json share = r->kvs.empty() ? json() : json::parse(r->kvs[0].value, nullptr, false);
@@ -193,12 +205,13 @@ private:
                     h.policy_serial = serial;
                     h.policy_revision = rev;
                     h.applied_at_ms = wall_ms();
-                    status(h);
+                    applied.push_back(&h);
                     break;
                 }
                 std::this_thread::sleep_for(std::chrono::milliseconds(20));
             }
         }
+        for (Host* h : applied) status(*h);
     }
 
     void record(int64_t serial) {
@@ -209,14 +222,27 @@ private:
 
     void keepalive(Host& h) {
         h.next_keepalive += std::chrono::milliseconds(sh_.cfg.ttl_s * 1000 / 3);
-        if (c_.lease_keepalive(h.lease)) ++sh_.c.keepalives;
-        else ++sh_.c.errors;
+        auto r = c_.lease_keepalive(h.lease);
+        if (r) {
+            ++sh_.c.keepalives;
+            return;
+        }
+        sh_.c.error("keepalive", r.error().message);
+        if (r.error().errnum != ENOENT) return;
+        // The lease ran out (this host was not heard for a TTL): a new one and the live
+        // key again, as the daemon does; counted, since fleet status showed it lost.
+        ++sh_.c.leases_lost;
+        auto l = c_.lease_grant(sh_.cfg.ttl_s);
+        if (!l) return sh_.c.error("lease grant", l.error().message);
+        h.lease = *l;
+        if (c_.put(sh_.keys.host_live(h.name), json{{"host", h.name}}.dump(), h.lease)) ++sh_.c.live_puts;
     }
 
     void status(Host& h) {
         h.next_status = SteadyClock::now() + std::chrono::seconds(sh_.cfg.status_s);
-        if (c_.put(sh_.keys.host_status(h.name), status_json(h, sh_.cfg.vms))) ++sh_.c.status_puts;
-        else ++sh_.c.errors;
+        auto r = c_.put(sh_.keys.host_status(h.name), status_json(h, sh_.cfg.vms));
+        if (r) ++sh_.c.status_puts;
+        else sh_.c.error("status put", r.error().message);
     }
 
     // The VMs whose score moved this second, in one transaction (the Outbox's coalescing);
@@ -246,7 +272,7 @@ private:
         }
         auto t = c_.txn(cmp, ops);
         if (!t) {
-            ++sh_.c.errors;
+            sh_.c.error("reputation txn", t.error().message);
             return;
         }
         ++sh_.c.rep_txns;
@@ -561,7 +587,10 @@ int main(int argc, char** argv) {
                     cpu_pct, cfg.etcd_pids.size(),
                     100.0 * b.cpu / double(hz) / std::chrono::duration<double>(b.at - t_start).count());
     for (auto& [ep, mb] : dbs) std::printf("%-52s %.1f MB\n", ("etcd DB size " + ep).c_str(), mb);
+    std::printf("%-52s %llu\n", "leases expired (host shown lost; re-granted)", (unsigned long long)sh.c.leases_lost.load());
     std::printf("%-52s %llu\n", "client errors (all phases)", (unsigned long long)b.errors);
+    for (auto& [kind, n] : sh.c.by_kind)
+        std::printf("  %-50s %llu (first: %s)\n", kind.c_str(), (unsigned long long)n, sh.c.sample[kind].c_str());
     std::printf("target propagation p99 <= 1 s: %s (p99 %.0f ms)\n", p99 <= 1000 && !prop.empty() && !missing ? "met" : "NOT met", p99);
     std::printf("target <= 1 write/s per host at steady state: %s (%.3f)\n", per_host <= 1.0 ? "met" : "NOT met", per_host);
     return prop.empty() ? 1 : 0;
