@@ -208,7 +208,13 @@ int cmd_fleet_policy_apply(const Invocation& inv, Transport&, std::ostream& out,
 
     // 4: host values and dropped hosts, each batch under the lock.
     const auto batches = fv::host_batches(*sp, s->keys);
+    auto renewed = std::chrono::steady_clock::now();
     for (const auto& ops : batches) {
+        // A fleet of thousands of hosts writes for a while: the lock outlives its 30 s TTL.
+        if (std::chrono::steady_clock::now() - renewed > std::chrono::seconds(fv::kLockTtlS / 3)) {
+            if (!c.lease_keepalive(*lease)) return lost("renew the apply lock");
+            renewed = std::chrono::steady_clock::now();
+        }
         auto r = c.txn({ours}, ops);
         if (!r) {
             release();
