@@ -148,10 +148,21 @@ void FleetAgent::policy_changed(etcd::Client& c) {
     if (policy->contains("vms") && (*policy)["vms"].is_array())
         for (const json& vm : (*policy)["vms"])
             if (vm.is_object()) tenants.insert(vm.value("tenant", ""));
+    // Tenants already watched have their records at the controller; read only new ones.
+    {
+        std::lock_guard l(mu_);
+        for (const auto& t : tenants_loaded_) tenants.erase(t);
+    }
     std::vector<fleet::Record> records;
     for (const auto& t : tenants) {
         auto recs = read_tenant(c, t, nullptr);
         records.insert(records.end(), std::make_move_iterator(recs.begin()), std::make_move_iterator(recs.end()));
+    }
+    {
+        // The watch, reopened from the revision it had reached once these tenants are
+        // hosted, replays any change made since: nothing falls between read and watch.
+        std::lock_guard l(mu_);
+        tenants_loaded_.insert(tenants.begin(), tenants.end());
     }
     if (cb_.on_policy) cb_.on_policy(std::move(*policy), serial, g->kvs[0].mod_revision, std::move(records));
 }
@@ -164,15 +175,23 @@ bool FleetAgent::sync(etcd::Client& c, int64_t& revision) {
     }
     revision = g->revision;
     applied_serial_ = -1;  // read whole again: apply if it differs from what is in force
+    {
+        std::lock_guard l(mu_);
+        tenants_loaded_.clear();
+    }
     policy_changed(c);
     std::set<std::string> tenants;
     {
         std::lock_guard l(mu_);
         tenants = tenants_;
     }
+    {
+        std::lock_guard l(mu_);
+        for (const auto& t : tenants_loaded_) tenants.erase(t);  // policy_changed read them
+    }
     for (const auto& t : tenants) received(read_tenant(c, t, &revision));
     std::lock_guard l(mu_);
-    tenants_loaded_ = tenants;
+    tenants_loaded_.insert(tenants.begin(), tenants.end());
     return true;
 }
 

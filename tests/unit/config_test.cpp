@@ -39,6 +39,7 @@ const json kSamples = {
     {"gateway_interfaces", {"eth1", "bond*"}},
     {"auto_hold_s", 60},
     {"interface_rules", json::parse(R"([{"match": "^tap(\\d+)i\\d+$", "id": "pve-$1", "tenant": "pve"}])")},
+    {"fleet", json::parse(R"({"etcd": ["http://10.0.0.5:2379", "https://10.0.0.6:2379"], "host": "hv-01", "prefix": "/sg"})")},
 };
 
 // The defaults the README and DESIGN promise; the table must keep them.
@@ -60,6 +61,7 @@ const json kDefaults = {
     {"gateway_interfaces", json::array()},
     {"auto_hold_s", 300},
     {"interface_rules", json::array()},
+    {"fleet", json::object()},
 };
 
 std::string write_file(const std::string& name, const std::string& text) {
@@ -201,6 +203,7 @@ TEST(ConfigKeys, CheckNamesEveryBadValue) {
         {"interface_rules",
          {json::parse(R"([{"match": "^tap", "id": "a"}, {"match": "(", "id": "b"}])"),
           "interface_rules: /1/match: not a regular expression: Mismatched '(' and ')' in regular expression"}},
+        {"fleet", {json::parse(R"({"etcd": ["10.0.0.5:2379"]})"), "fleet: /etcd/0: must be an http:// or https:// URL"}},
     };
     json doc = json::object();
     std::vector<std::string> expected;
