@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "core/clock.h"
+#include "core/server_fds.h"
 #include "core/unique_fd.h"
 
 namespace smtpgov::metrics {
@@ -70,14 +71,6 @@ Result<UniqueFd> listen_on(const std::string& listen) {
     return fd;
 }
 
-int bound_port(int fd) {
-    sockaddr_storage ss{};
-    socklen_t len = sizeof ss;
-    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return 0;
-    if (ss.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
-    if (ss.ss_family == AF_INET6) return ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
-    return 0;
-}
 
 std::string status_head(int code, const char* reason, size_t length, const std::string& extra) {
     return "HTTP/1.1 " + std::to_string(code) + " " + reason + "\r\nContent-Length: " + std::to_string(length) +
@@ -129,15 +122,10 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(HttpServerOptions opts, st
     auto fd = listen_on(opts.listen);
     if (!fd) return fd.error();
     impl->listen_fd = std::move(*fd);
-    impl->stop_fd.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-    impl->epoll_fd.reset(::epoll_create1(EPOLL_CLOEXEC));
-    if (!impl->stop_fd || !impl->epoll_fd) return Error::from_errno("eventfd/epoll");
-    for (auto [f, tag] : {std::pair{impl->listen_fd.get(), kListenTag}, {impl->stop_fd.get(), kStopTag}}) {
-        epoll_event ev{};
-        ev.events = EPOLLIN;
-        ev.data.u64 = tag;
-        if (::epoll_ctl(impl->epoll_fd.get(), EPOLL_CTL_ADD, f, &ev) != 0) return Error::from_errno("epoll_ctl");
-    }
+    auto fds = server_fds(impl->listen_fd.get(), kListenTag, kStopTag);
+    if (!fds) return fds.error();
+    impl->stop_fd = std::move(fds->wake);
+    impl->epoll_fd = std::move(fds->epoll);
     impl->opts = std::move(opts);
     impl->render = std::move(render);
     int port = bound_port(impl->listen_fd.get());

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/clock.h"
+#include "core/server_fds.h"
 #include "core/unique_fd.h"
 
 namespace smtpgov::svc {
@@ -49,13 +50,6 @@ Result<UniqueFd> listen_on(const IpPrefix& addr, uint16_t port) {
     return fd;
 }
 
-int bound_port(int fd) {
-    sockaddr_storage ss{};
-    socklen_t len = sizeof ss;
-    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return 0;
-    if (ss.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
-    return ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
-}
 
 // Answers handed back from other threads; outlives the server (a late answer is dropped).
 struct Outbox {
@@ -127,15 +121,10 @@ Result<std::unique_ptr<PolicyServer>> PolicyServer::start(PolicyServerOptions op
     auto fd = listen_on(opts.addr, opts.port);
     if (!fd) return fd.error();
     impl->listen_fd = std::move(*fd);
-    impl->outbox->wake.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-    impl->epoll_fd.reset(::epoll_create1(EPOLL_CLOEXEC));
-    if (!impl->outbox->wake || !impl->epoll_fd) return Error::from_errno("eventfd/epoll");
-    for (auto [f, tag] : {std::pair{impl->listen_fd.get(), kListenTag}, {impl->outbox->wake.get(), kWakeTag}}) {
-        epoll_event ev{};
-        ev.events = EPOLLIN;
-        ev.data.u64 = tag;
-        if (::epoll_ctl(impl->epoll_fd.get(), EPOLL_CTL_ADD, f, &ev) != 0) return Error::from_errno("epoll_ctl");
-    }
+    auto fds = server_fds(impl->listen_fd.get(), kListenTag, kWakeTag);
+    if (!fds) return fds.error();
+    impl->outbox->wake = std::move(fds->wake);
+    impl->epoll_fd = std::move(fds->epoll);
     impl->opts = std::move(opts);
     impl->handler = std::move(handler);
     const int port = bound_port(impl->listen_fd.get());
