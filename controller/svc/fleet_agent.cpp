@@ -131,17 +131,26 @@ void FleetAgent::received(std::vector<fleet::Record> recs) {
     if (cb_.on_records) cb_.on_records(std::move(recs));
 }
 
-void FleetAgent::policy_changed(etcd::Client& c) {
+// Reads both policy keys (start, reconnect) into global_ and share_.
+bool FleetAgent::read_policy(etcd::Client& c) {
     auto g = c.get(keys_.policy_global());
     auto h = c.get(keys_.policy_host(opts_.host));
-    if (!g || !h) return;  // the next sync reads it again
-    if (g->kvs.empty()) return;  // no fleet policy yet: the persisted one stays
-    const json global = parse(g->kvs[0].value);
-    const json share = h->kvs.empty() ? json() : parse(h->kvs[0].value);
-    const int64_t serial = fleet::serial_of(global);
+    if (!g || !h) return false;
+    global_ = g->kvs.empty() ? json() : parse(g->kvs[0].value);
+    global_rev_ = g->kvs.empty() ? 0 : g->kvs[0].mod_revision;
+    share_ = h->kvs.empty() ? json() : parse(h->kvs[0].value);
+    return true;
+}
+
+// The two policy keys as last seen (both are watched: an apply writes the host value
+// first, so it is on the stream before the global value that names it).
+void FleetAgent::policy_changed(etcd::Client& c) {
+    if (!global_.is_object()) return;  // no fleet policy yet: the persisted one stays
+    const int64_t serial = fleet::serial_of(global_);
     if (serial == applied_serial_) return;
     std::string waiting;
-    auto policy = fleet::assemble(global, share, opts_.host, waiting);
+    auto policy = fleet::assemble(global_, share_, opts_.host, waiting);
+    if (!policy && read_policy(c)) policy = fleet::assemble(global_, share_, opts_.host, waiting);  // missed one?
     if (!policy) return;  // an apply in progress: its global value comes last
     applied_serial_ = serial;
     std::set<std::string> tenants;
@@ -164,7 +173,7 @@ void FleetAgent::policy_changed(etcd::Client& c) {
         std::lock_guard l(mu_);
         tenants_loaded_.insert(tenants.begin(), tenants.end());
     }
-    if (cb_.on_policy) cb_.on_policy(std::move(*policy), serial, g->kvs[0].mod_revision, std::move(records));
+    if (cb_.on_policy) cb_.on_policy(std::move(*policy), serial, global_rev_, std::move(records));
 }
 
 bool FleetAgent::sync(etcd::Client& c, int64_t& revision) {
@@ -174,6 +183,10 @@ bool FleetAgent::sync(etcd::Client& c, int64_t& revision) {
         return false;
     }
     revision = g->revision;
+    if (!read_policy(c)) {
+        set_up(false, "reading the policy keys failed");
+        return false;
+    }
     applied_serial_ = -1;  // read whole again: apply if it differs from what is in force
     {
         std::lock_guard l(mu_);
@@ -208,7 +221,8 @@ void FleetAgent::watch_loop() {
             }
             synced = true;
         }
-        std::vector<etcd::Client::Watched> keys{{keys_.policy_global(), false}};
+        std::vector<etcd::Client::Watched> keys{{keys_.policy_global(), false},
+                                                {keys_.policy_host(opts_.host), false}};
         std::set<std::string> fresh;
         {
             std::lock_guard l(mu_);
@@ -228,7 +242,15 @@ void FleetAgent::watch_loop() {
             std::vector<fleet::Record> recs;
             for (const etcd::WatchEvent& e : b.events) {
                 revision = std::max(revision, e.kv.mod_revision);
+                const bool del = e.type == etcd::WatchEvent::Type::Delete;
                 if (e.kv.key == keys_.policy_global()) {
+                    global_ = del ? json() : parse(e.kv.value);
+                    global_rev_ = e.kv.mod_revision;
+                    policy = true;
+                    continue;
+                }
+                if (e.kv.key == keys_.policy_host(opts_.host)) {
+                    share_ = del ? json() : parse(e.kv.value);
                     policy = true;
                     continue;
                 }

@@ -1,7 +1,7 @@
 // A daemon's side of the fleet (DESIGN.md "Fleet contract"): two threads and an etcd
 // client each.
-//   watcher  reads and then watches <prefix>/policy/global and the tenants this host
-//            runs; hands a policy to apply (global + this host's value, serials
+//   watcher  reads and then watches <prefix>/policy/global, this host's value and the
+//            tenants it runs; hands a policy to apply (global + this host's value, serials
 //            matching, with the records of its tenants) and other writers' records to
 //            the daemon through the callbacks (which post to the loop thread).
 //   writer   keeps <prefix>/hosts/<host>/live under a lease, writes the status and this
@@ -69,6 +69,7 @@ private:
     void write_loop();
     bool sync(etcd::Client& c, int64_t& revision);  // full read; false: etcd away
     void policy_changed(etcd::Client& c);
+    bool read_policy(etcd::Client& c);
     std::vector<fleet::Record> read_tenant(etcd::Client& c, const std::string& tenant, int64_t* revision);
     void received(std::vector<fleet::Record> recs);
     void write_records(etcd::Client& c, int64_t now_ms);
@@ -96,6 +97,8 @@ private:
     bool status_dirty_ = false;
     int64_t lease_ = 0, next_live_ms_ = 0;  // writer thread only: the live key's lease
     int64_t applied_serial_ = -1;  // watcher thread only: the serial last handed over
+    nlohmann::json global_, share_;  // watcher thread only: the policy keys as last seen
+    int64_t global_rev_ = 0;
     FleetStats stats_;
     double half_life_s_ = 600;
 };
