@@ -18,6 +18,8 @@ packages=(
     # C++ libraries
     libboost-program-options-dev nlohmann-json3-dev prometheus-cpp-dev libsystemd-dev
     libgtest-dev libgmock-dev googletest libcurl4-openssl-dev
+    # smtpgovctl report arf: ARF feedback reports parsed with GMime 3 (core/arf.h)
+    libgmime-3.0-dev
     # smtpgov-libvirt (the libvirt companion; smtpgovd itself never links libvirt)
     libvirt-dev libxml2-dev
     # testbed, demo and integration tests (swaks needs IO::Socket::INET6 for IPv6, only
