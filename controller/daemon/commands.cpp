@@ -90,6 +90,9 @@ const std::vector<Controller::Command>& Controller::commands() {
         {svc::cmd::kReport, "kind, id, count?", &Controller::cmd_report},
         {svc::cmd::kFlowOriginalDst, "addr", &Controller::cmd_flow_original_dst},
         {svc::cmd::kHypervisorUpdate, "source, full, domains, gone", &Controller::cmd_hypervisor_update},
+        {svc::cmd::kReportArf, "source_ip, arrival_unix, feedback_type?, reporting_mta?", &Controller::cmd_report_arf},
+        {svc::cmd::kIpShow, "addr", &Controller::cmd_ip_show},
+        {svc::cmd::kIpCheck, "addr", &Controller::cmd_ip_check},
     };
     return table;
 }
@@ -178,6 +181,7 @@ svc::Reply Controller::cmd_vm_show(const json& req) {
     }
     json j = vm_json(*v);
     j["tickets"] = events_->recent(10, id);
+    j["complaints"] = history_.complaints_against(id);  // feedback-loop complaints (addresses.cpp)
     return svc::ok_reply(j);
 }
 

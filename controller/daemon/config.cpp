@@ -116,6 +116,8 @@ const ConfigKey kKeys[] = {
      List{&Config::gateway_interfaces, interface_name_or_glob}},
     {"auto_hold_s", "seconds an escalated if:<name> entry keeps its tier after its interface is gone",
      Count{&Config::auto_hold_s, 300, 0, 30 * 86400}},
+    {"address_taint_days", "ip check: an address complained about within this many days is tainted",
+     Count{&Config::address_taint_days, 90, 1, 3650}},
     {"interface_rules",
      "stable VM ids for unregistered interfaces: [{\"match\": REGEX, \"id\": \"pve-$1\", \"tenant\": T}], first match wins",
      Doc{&Config::interface_rules, "[]", interface_rules}},

@@ -37,6 +37,7 @@ struct Config {
     uint32_t metrics_max_vm_series;
     std::vector<std::string> gateway_interfaces;
     uint32_t auto_hold_s;
+    uint32_t address_taint_days;
     nlohmann::json interface_rules;
     nlohmann::json fleet;  // core/fleet.h Options; {} = not in a fleet
 

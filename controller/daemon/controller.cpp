@@ -107,6 +107,7 @@ Status Controller::load_state() {
         else log::error("reputation.json: " + r.error().message + ": ignored; tiers come from the pinned maps");
     }
     pending_ = std::move(*policy);
+    if (auto s = load_address_history(); !s) return s;
     return load_hypervisor_map();
 }
 
@@ -242,6 +243,7 @@ Status Controller::commit_maps(const MapPlan& mp, const std::vector<uint16_t>* n
 void Controller::adopt(Policy p, SlotTable slots, Tiers tiers, const std::set<uint32_t>& reset,
                        const std::vector<Transition>& changes) {
     vms_.adopt(std::move(p), std::move(slots), reset);
+    note_holders();  // the address history follows every policy in force
     tiers_ = std::move(tiers);
     for (const Transition& t : changes) announce(t);
 }

@@ -20,6 +20,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/address_history.h"
 #include "core/clock.h"
 #include "core/fleet.h"
 #include "core/hypervisor.h"
@@ -47,6 +48,7 @@ struct ControllerOptions {
     uint32_t auto_hold_s = 300;
     std::vector<hv::InterfaceRule> interface_rules;  // config interface_rules (core/hypervisor.h)
     std::string fleet_host;  // in a fleet: this host's name (policy comes from etcd); "" = alone
+    uint32_t address_taint_days = 90;  // ip check: complaints this recent taint an address
 };
 
 // Interface name -> the VM id it carries (daemon/identity.cpp).
@@ -198,6 +200,14 @@ private:
     svc::Reply cmd_report(const nlohmann::json& req);
     svc::Reply cmd_flow_original_dst(const nlohmann::json& req);
     svc::Reply cmd_hypervisor_update(const nlohmann::json& req);
+    // addresses.cpp: address history, ARF complaints, ip show / ip check
+    svc::Reply cmd_report_arf(const nlohmann::json& req);
+    svc::Reply cmd_ip_show(const nlohmann::json& req);
+    svc::Reply cmd_ip_check(const nlohmann::json& req);
+    Status load_address_history();
+    void note_holders();  // the VMs' addresses in force now, into the history
+    Status persist_address_history();
+    nlohmann::json taint_json(const IpPrefix& addr) const;
     svc::Reply vm_reply(const std::string& id) const;
     svc::Reply changed_vm_reply(const std::string& id);
 
@@ -240,6 +250,7 @@ private:
         std::map<std::string, Tier> tenant_floor;                // tenants held above ok
         std::vector<std::string> gone;
     } fleet_;
+    AddressHistory history_;          // who held which address when; complaints (addresses.cpp)
 };
 
 }  // namespace smtpgov::daemon

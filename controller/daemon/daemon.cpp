@@ -86,6 +86,7 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const Config& cfg) {
     auto rules = hv::parse_interface_rules(cfg.interface_rules);
     if (!rules) return Error{EINVAL, "config: " + rules.error().message};
     co.interface_rules = std::move(*rules);
+    co.address_taint_days = cfg.address_taint_days;
     auto ctl = Controller::load(co, d->clock_);
     if (!ctl) return ctl.error();
     d->ctl_ = std::move(*ctl);

@@ -20,11 +20,16 @@ inline constexpr std::string_view kReport = "report";
 inline constexpr std::string_view kFlowOriginalDst = "flow.original_dst";
 // From smtpgov-libvirt: running domains and their interfaces (core/hypervisor.h)
 inline constexpr std::string_view kHypervisorUpdate = "hypervisor.update";
+// Address reputation (DESIGN.md "Address reputation contract"): a parsed ARF report,
+// and what the address history knows about an address
+inline constexpr std::string_view kReportArf = "report.arf";
+inline constexpr std::string_view kIpShow = "ip.show";
+inline constexpr std::string_view kIpCheck = "ip.check";
 
 // The commands that change the daemon's state. smtpgovctl waits for their answer for as
 // long as the daemon works on them (a fleet-size policy.apply), because giving up would
 // not undo them. smtpgovd's command table marks the same ones.
-inline constexpr std::array kChangesState{kPolicyApply, kVmSetTier, kVmClear, kReport, kHypervisorUpdate};
+inline constexpr std::array kChangesState{kPolicyApply, kVmSetTier, kVmClear, kReport, kHypervisorUpdate, kReportArf};
 constexpr bool changes_state(std::string_view name) {
     for (auto c : kChangesState)
         if (c == name) return true;

@@ -150,6 +150,12 @@ TEST(CtlRequest, BuildsControlSocketRequests) {
     EXPECT_EQ(build_request(parse({"flow", "original-dst", "[2001:db8::1]:40000"})),
               (json{{"cmd", "flow.original_dst"}, {"addr", "[2001:db8::1]:40000"}}));
     EXPECT_EQ(build_request(parse({"policy", "get"})), (json{{"cmd", "policy.get"}}));
+    EXPECT_EQ(build_request(parse({"ip", "check", "203.0.113.7"})), (json{{"cmd", "ip.check"}, {"addr", "203.0.113.7"}}));
+    EXPECT_EQ(build_request(parse({"ip", "show", "2001:db8::/64"})), (json{{"cmd", "ip.show"}, {"addr", "2001:db8::/64"}}));
+    // "report" is a command and the start of "report arf"
+    EXPECT_EQ(parse({"report", "arf", "-"}).command->name(), "report arf");
+    EXPECT_EQ(parse({"report", "arf", "-"}).arg("FILE"), "-");
+    EXPECT_EQ(parse({"report", "spam", "vm-1"}).command->name(), "report");
 }
 
 // The wire names come from svc/commands.h, the list smtpgovd dispatches on: every
@@ -160,7 +166,8 @@ TEST(CtlRequest, WireNamesAreTheSharedCommandList) {
         std::string(cmd::kStatus),    std::string(cmd::kPolicyValidate), std::string(cmd::kPolicyApply),
         std::string(cmd::kPolicyGet), std::string(cmd::kVmList),         std::string(cmd::kVmShow),
         std::string(cmd::kVmSetTier), std::string(cmd::kVmClear),        std::string(cmd::kEvents),
-        std::string(cmd::kReport),    std::string(cmd::kFlowOriginalDst)};
+        std::string(cmd::kReport),    std::string(cmd::kFlowOriginalDst),
+        std::string(cmd::kReportArf), std::string(cmd::kIpShow),         std::string(cmd::kIpCheck)};
     std::set<std::string> sent;
     for (const auto& c : commands()) {
         std::vector<std::string> argv = c.path;

@@ -38,6 +38,7 @@ const json kSamples = {
     {"metrics_max_vm_series", 0},
     {"gateway_interfaces", {"eth1", "bond*"}},
     {"auto_hold_s", 60},
+    {"address_taint_days", 30},
     {"interface_rules", json::parse(R"([{"match": "^tap(\\d+)i\\d+$", "id": "pve-$1", "tenant": "pve"}])")},
     {"fleet", json::parse(R"({"etcd": ["http://10.0.0.5:2379", "https://10.0.0.6:2379"], "host": "hv-01", "prefix": "/sg"})")},
 };
@@ -60,6 +61,7 @@ const json kDefaults = {
     {"metrics_max_vm_series", 1000},
     {"gateway_interfaces", json::array()},
     {"auto_hold_s", 300},
+    {"address_taint_days", 90},
     {"interface_rules", json::array()},
     {"fleet", json::object()},
 };

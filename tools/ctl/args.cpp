@@ -60,6 +60,12 @@ std::vector<std::string> take_command_words(std::vector<std::string>& argv, cons
                                                : " (see 'smtpgovctl --help')"));
         argv.erase(argv.begin() + long(i));
         cmd = find_command(words);
+        // a command that is also the start of a longer one ("report" and "report arf")
+        if (cmd && i < argv.size() && argv[i].rfind('-', 0) != 0) {
+            std::vector<std::string> longer = words;
+            longer.push_back(argv[i]);
+            if (has_prefix(longer)) cmd = nullptr;
+        }
     }
     return words;
 }

@@ -12,6 +12,7 @@
 #include "core/json_strict.h"
 #include "core/policy.h"
 #include "svc/commands.h"
+#include "addresses.h"
 #include "docs.h"
 #include "fleet.h"
 #include "render.h"
@@ -247,6 +248,9 @@ const std::map<std::string, Entry>& entries() {
         {"vm clear", {cmd_vm_clear, cmd::kVmClear, id_field}},
         {"events", {cmd_events, cmd::kEvents, events_fields}},
         {"report", {cmd_report, cmd::kReport, report_fields}},
+        {"report arf", {cmd_report_arf, cmd::kReportArf}},
+        {"ip show", {cmd_ip_show, cmd::kIpShow, ip_fields}},
+        {"ip check", {cmd_ip_check, cmd::kIpCheck, ip_fields}},
         {"flow original-dst", {cmd_flow, cmd::kFlowOriginalDst, flow_fields}},
         {"top", {run_top, cmd::kVmList, vm_filters}},
         {"fleet status", {cmd_fleet_status, {}}},

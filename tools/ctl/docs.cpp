@@ -123,7 +123,8 @@ std::string man_page() {
          "flow was not found, or the daemon reported a runtime error; for \\fBfleet\\fR commands: etcd is unreachable, "
          "another apply changed the fleet policy first (nothing written), or a host refused or did not report "
          "the applied policy\n.TP\n.B 2\nusage or validation error: bad "
-         "arguments, unknown command, invalid policy (each problem printed as \\fIPATH\\fR: \\fIreason\\fR)\n";
+         "arguments, unknown command, invalid policy (each problem printed as \\fIPATH\\fR: \\fIreason\\fR), "
+         "a message that is not an ARF report (report arf)\n.TP\n.B 3\nip check: the address is tainted\n";
     m += ".SH FILES\n.TP\n.I /run/smtpgov/ctl.sock\ncontrol socket of smtpgovd\n.TP\n.I /etc/smtpgov/smtpgovd.json\n"
          "daemon configuration\n";
     m += ".SH EXAMPLES\n.nf\nsmtpgovctl vm list \\-\\-tier blocked\nsmtpgovctl vm set\\-tier vm\\-101 steered "

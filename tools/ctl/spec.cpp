@@ -101,6 +101,22 @@ const std::vector<CommandSpec>& commands() {
          {{"KIND", ValueKind::Choice, "signal kind", {"spam", "complaint"}},
           {"ID", ValueKind::String, "VM id", {}}},
          {{"count", ValueKind::UInt, "N", "number of reports to add", {}, "1"}}, true},
+        {{"report", "arf"}, "attribute an ARF feedback report to the VM that sent the mail",
+         "Parses one ARF report (RFC 5965 multipart/report; report-type=feedback-report) from FILE, or from "
+         "standard input with -: its Source-IP and Arrival-Date (missing, the first Received header of the "
+         "original message that names an IP literal, and its date), Feedback-Type and Reporting-MTA. The daemon "
+         "counts a complaint against the VM that held that address at that time. Exits 2 when the message is "
+         "not an ARF report or names no address or time, 1 when no VM held the address then.",
+         {{"FILE", ValueKind::File, "the report (a whole message), or - for standard input", {}}}, {}, true},
+        {{"ip", "show"}, "show who held an address when, and its complaints",
+         "Shows the VMs and tenants that held ADDR (an address, or a prefix) over time, the holder now, the "
+         "feedback-loop complaints about it and whether it is tainted (ip check).",
+         {{"ADDR", ValueKind::String, "IPv4 or IPv6 address or prefix", {}}}, {}, true},
+        {{"ip", "check"}, "exit 0 when an address is clean, 3 when tainted",
+         "For provisioning systems, before handing ADDR to a customer: exits 3 when it is tainted (complained "
+         "about within the daemon's address_taint_days), 0 when clean, 1 when the daemon cannot answer (treat "
+         "that as not clean).",
+         {{"ADDR", ValueKind::String, "IPv4 or IPv6 address or prefix", {}}}, {}, true},
         {{"flow", "original-dst"}, "print where a steered flow was going",
          "For the scanning proxy: given the client side ADDR:PORT of a steered connection as the proxy sees "
          "it, prints the destination the VM originally dialled. Exits 1 when no steered flow matches.",

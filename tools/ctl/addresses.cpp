@@ -1,0 +1,153 @@
+#include "addresses.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "commands.h"
+#include "core/arf.h"
+#include "core/ip_prefix.h"
+#include "render.h"
+#include "svc/commands.h"
+
+using nlohmann::json;
+
+namespace smtpgov::ctl {
+namespace {
+
+std::optional<std::string> read_input(const std::string& path, std::ostream& err) {
+    std::ostringstream ss;
+    if (path == "-") {
+        ss << std::cin.rdbuf();
+        return ss.str();
+    }
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        err << "smtpgovctl: cannot read " << path << ": " << std::strerror(errno) << "\n";
+        return std::nullopt;
+    }
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+std::string s(const json& j, const char* key) {
+    return j.is_object() && j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : "";
+}
+
+int64_t i64(const json& j, const char* key) {
+    return j.is_object() && j.contains(key) && j[key].is_number() ? j[key].get<int64_t>() : 0;
+}
+
+std::string when(const json& j, const char* key) {
+    return j.is_object() && j.contains(key) && j[key].is_number() ? utc_time(j[key].get<int64_t>()) : "now";
+}
+
+// An address argument the daemon would refuse is a usage error here (exit 2).
+bool valid_addr(const Invocation& inv, std::ostream& err) {
+    auto p = IpPrefix::parse(inv.arg("ADDR"));
+    if (p) return true;
+    err << "smtpgovctl: " << inv.command->name() << ": ADDR: " << p.error().message << "\n";
+    return false;
+}
+
+}  // namespace
+
+void ip_fields(const Invocation& inv, json& r) { r["addr"] = inv.arg("ADDR"); }
+
+int cmd_report_arf(const Invocation& inv, Transport& d, std::ostream& out, std::ostream& err) {
+    const std::string& file = inv.arg("FILE");
+    auto text = read_input(file, err);
+    if (!text) return kExitUsage;
+    auto parsed = arf::parse(*text);
+    if (auto* no = std::get_if<arf::Refused>(&parsed)) {
+        err << "smtpgovctl: " << (file == "-" ? "standard input" : file) << ": " << no->message << " ("
+            << arf::to_string(no->why) << ")\n";
+        return kExitUsage;
+    }
+    const arf::Report& r = std::get<arf::Report>(parsed);
+    json req = build_request(inv);
+    req["source_ip"] = r.source_ip;
+    req["arrival_unix"] = r.arrival_unix;
+    req["feedback_type"] = r.feedback_type;
+    req["reporting_mta"] = r.reporting_mta;
+    json report{{"source_ip", r.source_ip},         {"arrival_unix", r.arrival_unix},
+                {"feedback_type", r.feedback_type}, {"reporting_mta", r.reporting_mta},
+                {"source_from", r.source_from},     {"arrival_from", r.arrival_from},
+                {"original_message_id", r.original_message_id}};
+    int code = kExitOk;
+    auto a = request(d, req, err, code);
+    if (!a) return code;
+    if (inv.json) {
+        out << json{{"report", report}, {"attributed", *a}}.dump() << "\n";
+        return kExitOk;
+    }
+    out << r.source_ip << " at " << utc_time(r.arrival_unix) << " (" << r.feedback_type
+        << (r.reporting_mta.empty() ? "" : ", " + r.reporting_mta) << "): complaint against " << s(*a, "vm")
+        << (s(*a, "tenant").empty() ? "" : " (tenant " + s(*a, "tenant") + ")");
+    if (a->value("scored", false))
+        out << ", score " << fixed(a->value("score", 0.0), 2) << ", tier " << s(*a, "tier") << "\n";
+    else
+        out << ", recorded only: the VM is no longer in the policy\n";
+    return kExitOk;
+}
+
+int cmd_ip_show(const Invocation& inv, Transport& d, std::ostream& out, std::ostream& err) {
+    if (!valid_addr(inv, err)) return kExitUsage;
+    int code = kExitOk;
+    auto r = request(d, build_request(inv), err, code);
+    if (!r) return code;
+    out << (inv.json ? r->dump() + "\n" : render_ip_show(*r));
+    return kExitOk;
+}
+
+int cmd_ip_check(const Invocation& inv, Transport& d, std::ostream& out, std::ostream& err) {
+    if (!valid_addr(inv, err)) return kExitUsage;
+    int code = kExitOk;
+    auto r = request(d, build_request(inv), err, code);
+    if (!r) return code;  // 1: the daemon cannot answer, which is not clean
+    if (!r->is_object() || !r->contains("tainted") || !(*r)["tainted"].is_boolean()) {
+        err << "smtpgovctl: ip check: the daemon's answer has no \"tainted\"\n";
+        return kExitRuntime;
+    }
+    out << (inv.json ? r->dump() + "\n" : render_ip_check(*r));
+    return (*r)["tainted"].get<bool>() ? kExitTainted : kExitOk;
+}
+
+std::string render_ip_check(const json& ip) {
+    std::string out = s(ip, "address") + ": ";
+    if (!ip.value("tainted", false))
+        return out + "clean (no complaint within " + std::to_string(i64(ip, "taint_days")) + " days)\n";
+    out += "tainted\n";
+    if (ip.contains("reasons") && ip["reasons"].is_array())
+        for (const auto& r : ip["reasons"]) out += "  " + (r.is_string() ? r.get<std::string>() : r.dump()) + "\n";
+    return out;
+}
+
+std::string render_ip_show(const json& ip) {
+    std::string out = render_ip_check(ip);
+    const json& h = ip.contains("holder") ? ip["holder"] : json();
+    out += "holder now: " + (h.is_object() ? s(h, "vm") + " (tenant " + (s(h, "tenant").empty() ? "-" : s(h, "tenant")) +
+                                                 ", " + s(h, "prefix") + ", since " + when(h, "from_unix") + ")"
+                                           : std::string("none")) + "\n";
+    Table hist({"PREFIX", "VM", "TENANT", "FROM", "TO"}, {});
+    if (ip.contains("history") && ip["history"].is_array())
+        for (const auto& x : ip["history"])
+            hist.add({s(x, "prefix"), s(x, "vm"), s(x, "tenant").empty() ? "-" : s(x, "tenant"), when(x, "from_unix"),
+                      when(x, "to_unix")});
+    out += "\nhistory:\n" + (hist.empty() ? std::string("  (never governed)\n") : hist.str());
+    Table comp({"ARRIVAL", "ADDRESS", "VM", "TYPE", "REPORTED BY"}, {});
+    if (ip.contains("complaints") && ip["complaints"].is_array())
+        for (const auto& c : ip["complaints"])
+            comp.add({when(c, "arrival_unix"), s(c, "address"), s(c, "vm"), s(c, "feedback_type"),
+                      s(c, "reporting_mta").empty() ? "-" : s(c, "reporting_mta")});
+    out += "\ncomplaints:\n" + (comp.empty() ? std::string("  none\n") : comp.str());
+    out += "\ndnsbl listings:\n";
+    if (!ip.contains("dnsbl") || !ip["dnsbl"].is_array() || ip["dnsbl"].empty()) out += "  none\n";
+    else
+        for (const auto& l : ip["dnsbl"]) out += "  " + l.dump() + "\n";
+    return out;
+}
+
+}  // namespace smtpgov::ctl
