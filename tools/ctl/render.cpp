@@ -178,6 +178,7 @@ std::string render_vm_show(const json& vm) {
         {"spoofed", std::to_string(count(vm, "spoofed"))},
         {"rst sent", std::to_string(count(vm, "rst_sent"))},
         {"connections", connections_line(vm)},
+        {"complaints", field(vm, "complaints").is_number() ? std::to_string(count(vm, "complaints")) : "-"},
     });
     Table syn({"VERDICT", "SYN"}, {Align::Left, Align::Right});
     for (const char* v : kVerdicts) syn.add({v, std::to_string(count(field(vm, "syn"), v))});

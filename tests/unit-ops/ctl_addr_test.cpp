@@ -1,0 +1,132 @@
+// smtpgovctl report arf, ip show, ip check against a fake daemon: what is sent, what
+// is printed, and the exit codes of the contract (0, 1, 2, 3).
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <deque>
+#include <sstream>
+
+#include "addresses.h"
+#include "args.h"
+#include "commands.h"
+
+namespace smtpgov::ctl {
+namespace {
+
+using nlohmann::json;
+
+class Fake : public Transport {
+public:
+    std::deque<json> answers;
+    std::vector<json> requests;
+    Result<json> call(const json& req) override {
+        requests.push_back(req);
+        if (answers.empty()) return Error::from_errno("cannot reach smtpgovd at /fake", ECONNREFUSED);
+        json a = answers.front();
+        answers.pop_front();
+        return a;
+    }
+    Result<json> stream(const json&, const std::function<bool(const json&)>&) override {
+        return Error::msg("no streams here");
+    }
+};
+
+struct Ran {
+    int code;
+    std::string out, err;
+};
+
+Ran run_cmd(Fake& d, std::vector<std::string> argv) {
+    std::ostringstream out, err;
+    int code = run(parse_args(argv), d, out, err);
+    return {code, out.str(), err.str()};
+}
+
+std::string corpus(const char* name) { return std::string(SMTPGOV_SOURCE_DIR) + "/tests/data/arf/" + name; }
+
+json ok(json result) { return {{"ok", true}, {"result", std::move(result)}}; }
+
+TEST(CtlAddr, ReportArfSendsWhatTheReportSays) {
+    Fake d;
+    d.answers = {ok({{"vm", "vm-7"}, {"tenant", "acme"}, {"scored", true}, {"score", 12.5}, {"tier", "ok"}})};
+    Ran r = run_cmd(d, {"report", "arf", corpus("casing.eml")});
+    ASSERT_EQ(r.code, kExitOk) << r.err;
+    ASSERT_EQ(d.requests.size(), 1u);
+    EXPECT_EQ(d.requests[0], (json{{"cmd", "report.arf"}, {"source_ip", "203.0.113.7"}, {"arrival_unix", 1795428900},
+                                   {"feedback_type", "abuse"}, {"reporting_mta", "dns; fbl.isp.example"}}));
+    EXPECT_EQ(r.out, "203.0.113.7 at 2026-11-23T10:15:00Z (abuse, dns; fbl.isp.example): complaint against vm-7 "
+                     "(tenant acme), score 12.50, tier ok\n");
+
+    d.answers = {ok({{"vm", "vm-7"}, {"scored", true}})};
+    r = run_cmd(d, {"--json", "report", "arf", corpus("fallback_received.eml")});
+    ASSERT_EQ(r.code, kExitOk) << r.err;
+    json j = json::parse(r.out);
+    EXPECT_EQ(j["report"]["source_from"], "Received");
+    EXPECT_EQ(j["report"]["source_ip"], "198.51.100.77");
+    EXPECT_EQ(j["attributed"]["vm"], "vm-7");
+}
+
+TEST(CtlAddr, ReportArfExitCodes) {
+    Fake d;
+    Ran r = run_cmd(d, {"report", "arf", corpus("not_arf.eml")});
+    EXPECT_EQ(r.code, kExitUsage);
+    EXPECT_NE(r.err.find("not an ARF report"), std::string::npos) << r.err;
+    r = run_cmd(d, {"report", "arf", corpus("no_source.eml")});
+    EXPECT_EQ(r.code, kExitUsage);
+    r = run_cmd(d, {"report", "arf", "/nonexistent/sga.eml"});
+    EXPECT_EQ(r.code, kExitUsage);
+    EXPECT_TRUE(d.requests.empty());  // nothing refused reaches the daemon
+
+    d.answers = {{{"ok", false}, {"error", "no VM held 192.0.2.1 at 1110304800 (Unix time)"}, {"kind", "not_found"}}};
+    r = run_cmd(d, {"report", "arf", corpus("rfc5965_example.eml")});
+    EXPECT_EQ(r.code, kExitRuntime);
+    EXPECT_EQ(r.err, "smtpgovctl: no VM held 192.0.2.1 at 1110304800 (Unix time)\n");
+    r = run_cmd(d, {"report", "arf", corpus("rfc5965_example.eml")});  // unreachable
+    EXPECT_EQ(r.code, kExitRuntime);
+}
+
+TEST(CtlAddr, IpCheckExitCodes) {
+    Fake d;
+    d.answers = {ok({{"address", "203.0.113.7"}, {"tainted", false}, {"taint_days", 90}}),
+                 ok({{"address", "203.0.113.7"}, {"tainted", true}, {"taint_days", 90},
+                     {"reasons", {"complaint (abuse) about 203.0.113.7 at 1795428900, held by vm-7"}}}),
+                 ok({{"address", "203.0.113.7"}})};
+    Ran clean = run_cmd(d, {"ip", "check", "203.0.113.7"});
+    EXPECT_EQ(clean.code, kExitOk);
+    EXPECT_EQ(clean.out, "203.0.113.7: clean (no complaint within 90 days)\n");
+    EXPECT_EQ(d.requests[0], (json{{"cmd", "ip.check"}, {"addr", "203.0.113.7"}}));
+    Ran tainted = run_cmd(d, {"ip", "check", "203.0.113.7"});
+    EXPECT_EQ(tainted.code, kExitTainted);
+    EXPECT_EQ(tainted.out, "203.0.113.7: tainted\n  complaint (abuse) about 203.0.113.7 at 1795428900, held by vm-7\n");
+    EXPECT_EQ(run_cmd(d, {"ip", "check", "203.0.113.7"}).code, kExitRuntime);  // an answer without "tainted"
+    EXPECT_EQ(run_cmd(d, {"ip", "check", "203.0.113.7"}).code, kExitRuntime);  // no daemon: not clean
+    const size_t sent = d.requests.size();
+    EXPECT_EQ(run_cmd(d, {"ip", "check", "203.0.113.300"}).code, kExitUsage);
+    EXPECT_EQ(d.requests.size(), sent);
+}
+
+TEST(CtlAddr, IpShowRendersHolderHistoryAndComplaints) {
+    json ip{{"address", "203.0.113.10"}, {"tainted", true}, {"taint_days", 90}, {"reasons", {"r1"}},
+            {"holder", {{"prefix", "203.0.113.10"}, {"vm", "b"}, {"tenant", "beta"}, {"from_unix", 1796165456}, {"to_unix", nullptr}}},
+            {"history",
+             {{{"prefix", "203.0.113.10"}, {"vm", "a"}, {"tenant", "acme"}, {"from_unix", 1778885454}, {"to_unix", 1796165456}},
+              {{"prefix", "203.0.113.10"}, {"vm", "b"}, {"tenant", "beta"}, {"from_unix", 1796165456}, {"to_unix", nullptr}}}},
+            {"complaints",
+             {{{"address", "203.0.113.10"}, {"arrival_unix", 1795301454}, {"vm", "a"}, {"feedback_type", "abuse"},
+               {"reporting_mta", "dns; fbl"}}}},
+            {"dnsbl", json::array()}};
+    std::string out = render_ip_show(ip);
+    EXPECT_NE(out.find("holder now: b (tenant beta, 203.0.113.10, since 2026-12-01T"), std::string::npos) << out;
+    EXPECT_NE(out.find("203.0.113.10  a   acme    2026-05-15T22:50:54Z  2026-12-01T22:50:56Z\n"), std::string::npos) << out;
+    EXPECT_NE(out.find("  now\n"), std::string::npos) << out;
+    EXPECT_NE(out.find("abuse  dns; fbl"), std::string::npos) << out;
+    EXPECT_NE(out.find("dnsbl listings:\n  none\n"), std::string::npos) << out;
+    Fake d;
+    d.answers = {ok(ip)};
+    Ran r = run_cmd(d, {"--json", "ip", "show", "203.0.113.10"});
+    EXPECT_EQ(r.code, kExitOk);
+    EXPECT_EQ(json::parse(r.out), ip);
+}
+
+}  // namespace
+}  // namespace smtpgov::ctl
