@@ -135,7 +135,11 @@ std::optional<ReceivedHop> received_hop(const Fields& orig, const std::optional<
     for (const auto& [name, value] : orig) {
         if (name != "received") continue;
         const size_t semi = value.rfind(';');
-        const std::string_view route = std::string_view(value).substr(0, semi);
+        std::string_view route = std::string_view(value).substr(0, semi);
+        // only the "from" clause: a literal after " by " is the receiving server's own
+        const std::string low = lower(std::string(route));
+        for (const char* by : {" by ", "\tby ", ")by "})
+            if (size_t at = low.find(by); at != std::string::npos) route = route.substr(0, at);
         for (size_t open = route.find('['); open != std::string_view::npos; open = route.find('[', open + 1)) {
             const size_t close = route.find(']', open);
             if (close == std::string_view::npos) break;

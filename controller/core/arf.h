@@ -10,9 +10,9 @@
 //
 // Fallback when Source-IP or Arrival-Date is missing (the Received rule): the original
 // message's Received headers are read top down (the topmost was added last, by the
-// receiving side); the first one that names an IP literal in brackets ("[192.0.2.1]",
-// "[IPv6:2001:db8::1]") gives the source address (its first literal that parses) and
-// the date after its last ';'. With a Source-IP but no Arrival-Date, the first Received
+// receiving side); the first one whose "from" clause (the text before " by ") names an
+// IP literal in brackets ("[192.0.2.1]", "[IPv6:2001:db8::1]") gives the source address
+// (its first literal that parses) and the date after its last ';'. With a Source-IP but no Arrival-Date, the first Received
 // header that names that Source-IP gives the date. Nothing found: refused.
 #pragma once
 
