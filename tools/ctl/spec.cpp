@@ -103,8 +103,8 @@ const std::vector<CommandSpec>& commands() {
          {{"count", ValueKind::UInt, "N", "number of reports to add", {}, "1"}}, true},
         {{"report", "arf"}, "attribute an ARF feedback report to the VM that sent the mail",
          "Parses one ARF report (RFC 5965 multipart/report; report-type=feedback-report) from FILE, or from "
-         "standard input with -: its Source-IP and Arrival-Date (missing, the first Received header of the "
-         "original message that names an IP literal, and its date), Feedback-Type and Reporting-MTA. The daemon "
+         "standard input with -: its Source-IP and Arrival-Date (missing: from the first Received header of the "
+         "original message whose from clause names an IP literal, and its date), Feedback-Type and Reporting-MTA. The daemon "
          "counts a complaint against the VM that held that address at that time. Exits 2 when the message is "
          "not an ARF report or names no address or time, 1 when no VM held the address then.",
          {{"FILE", ValueKind::File, "the report (a whole message), or - for standard input", {}}}, {}, true},
