@@ -105,12 +105,13 @@ write_postfix() {
 }
 
 # Modules switched off by --offline: each needs DNS (rbl, spf, dkim, dmarc, arc, asn,
-# hfilter, mx_check, whitelist's SPF/DKIM checks, bimi), a map or rule download (multimap's
+# hfilter, mx_check, whitelist's SPF/DKIM checks, bimi, once_received's PTR lookup of the
+# client, which waited out the 1 s DNS timeout on every message), a map or rule download (multimap's
 # freemail lists, phishing, mid, mime_types, rspamd_update), the network (fuzzy_check,
 # dcc, external services) or Redis (neural, reputation, ratelimit, greylist, replies,
 # history_redis, url_redirector, spamtrap, dkim_signing's key store). What is left scans
 # locally: GTUBE, the regexp rules, chartable, mime structure, forged recipients.
-offline_modules=(rbl surbl spf dkim dmarc arc asn hfilter mx_check whitelist bimi
+offline_modules=(rbl surbl spf dkim dmarc arc asn hfilter mx_check whitelist bimi once_received
     multimap phishing mid mime_types rspamd_update fuzzy_check dcc external_services
     antivirus p0f spamassassin neural reputation ratelimit greylist replies history_redis
     url_redirector spamtrap dkim_signing clickhouse elastic metric_exporter aws_s3)
