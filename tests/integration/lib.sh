@@ -41,14 +41,18 @@ _sg_exit() {
     exit $rc
 }
 
-# sg_init PREFIX: 1-8 chars [a-z0-9]; also the name of the test's private bpffs dir
+# sg_init PREFIX: 1-8 chars [a-z0-9]; also the name of the test's private bpffs dir.
+# SG_NS_TAG (environment, e.g. "sgp") is prepended to PREFIX and names the bpffs dir, so
+# that several people running tests on one machine keep their namespaces, links and pins
+# apart (the tagged prefix must still fit in 8 chars).
 sg_init() {
-    SG_PREFIX=$1
+    SG_PREFIX=${SG_NS_TAG:-}$1
+    [[ $SG_PREFIX =~ ^[a-z][a-z0-9]{0,7}$ ]] || fail "test prefix '$SG_PREFIX' (SG_NS_TAG + '$1'): 1-8 of [a-z0-9]"
     [[ $EUID -eq 0 ]] || fail "integration tests need root"
     [[ -x $SG_FLOOD ]] || fail "$SG_FLOOD not built"
     "$SG_SRC/tests/ensure-bpffs.sh"
     SG_TMP=$(mktemp -d "/tmp/sg-$SG_PREFIX.XXXXXX")
-    SG_BPFFS=/sys/fs/bpf/smtpgov-test-$SG_PREFIX
+    SG_BPFFS=/sys/fs/bpf/${SG_NS_TAG:+$SG_NS_TAG-}smtpgov-test-$SG_PREFIX
     trap _sg_exit EXIT
     trap 'exit 130' INT TERM
     sg_on_exit 'rm -rf "$SG_TMP"'
