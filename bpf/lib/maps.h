@@ -146,6 +146,24 @@ static __always_inline struct sg_iface *sg_iface_lookup(__u32 ifindex)
 	return ifc && ifc->flags ? ifc : 0;
 }
 
+/* A benchmark's stop after `stage` (enum sg_bench_stop): constant 0 outside benchmarks. */
+static __always_inline int sg_stop(__u32 stage)
+{
+	return sg_cfg.bench_stop == stage;
+}
+
+/*
+ * The clock of a new connection's judgement (bucket, over-limit event, connection entry):
+ * CLOCK_MONOTONIC at tick resolution. bpf_ktime_get_coarse_ns() is at most one tick
+ * (4 ms at HZ=250) behind bpf_ktime_get_ns() and reads no clocksource (kvm-clock: ~20 ns
+ * less per call); a bucket then refills in tick steps, which moves what it admits by at
+ * most rate x tick, and only its burst shape, not its rate (tests/bpf Bucket accuracy).
+ */
+static __always_inline __u64 sg_clock(void)
+{
+	return bpf_ktime_get_coarse_ns();
+}
+
 static __always_inline void sg_count(__u32 res)
 {
 	__u64 *c = bpf_map_lookup_elem(&sg_global, &res);

@@ -88,6 +88,7 @@ struct sg_vm_seg {
 	__u16 l2_len;                /* where the IP header starts */
 	__u8 to_addr[16];
 	__u32 l4_off;                /* where the TCP header starts */
+	__u64 now;                   /* a SYN's judgement clock (sg_clock), for its entry */
 };
 
 /* The segment is to follow steered entry c: to its proxy. */
@@ -126,8 +127,8 @@ __noinline int sg_conn_insert(const struct sg_vm_seg *s, __u32 ring_idx, __u32 s
 
 	if (!s)
 		return -1;
-	c.created_ns = bpf_ktime_get_ns();
-	c.last_ns = c.created_ns;
+	c.created_ns = s->now;
+	c.last_ns = s->now;
 	c.slot = s->owner_slot;
 	c.ring_idx = ring_idx;
 	__builtin_memcpy(&c.owner_key, &s->owner, sizeof(c.owner_key));
@@ -227,7 +228,7 @@ static __always_inline void sg_charge_owner(const struct sg_vm_seg *s, int rst)
  */
 static __always_inline int sg_conn_syn(struct sg_vm_seg *s, const struct sg_runtime *rt)
 {
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = s->now;   /* read once per SYN, by its judgement */
 	struct sg_conn *c;
 	int steer = 0;
 
@@ -295,7 +296,7 @@ static __always_inline int sg_conn_segment(struct sg_vm_seg *s)
 	c = bpf_map_lookup_elem(&sg_conn, &s->key);
 	if (!c)
 		return sg_untracked_segment(s);
-	c->last_ns = bpf_ktime_get_ns();
+	c->last_ns = sg_clock();
 	/* a steered flow follows its entry, whatever the VM's tier is now */
 	if (c->flags & SG_CONNF_STEERED)
 		sg_vm_seg_steer(s, c);

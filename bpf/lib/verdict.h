@@ -22,6 +22,7 @@ struct sg_judgement {
 	struct sg_bucket *bucket;    /* the owner's bucket (conn_seq, conn_evicted) */
 	__u32 slot;                  /* owner: VM slot, or SG_SLOT_NONE and key */
 	struct sg_auto_key key;      /* auto owner; all zero for a slot */
+	__u64 now;                   /* sg_clock() of the judgement; 0 when it needed none (blocked) */
 	__u8 verdict;                /* enum sg_verdict */
 	__u8 action;                 /* enum sg_action: for throttle/block; for steer, block_action */
 };
@@ -66,15 +67,20 @@ static __always_inline void sg_source_key(const struct sg_auto_key *src, struct 
 static __always_inline int sg_decide_inline(const struct sg_vm_policy *pol, struct sg_bucket *b,
 					    __u32 slot, const struct sg_auto_key *key, __u64 now)
 {
+	int over;
+
 	if (!pol || !b)
 		return SG_VERDICT_THROTTLE | SG_ACT_DROP << SG_JUDGE_ACTION_SHIFT;
 	if (pol->tier == SG_TIER_BLOCKED)
 		return SG_VERDICT_BLOCK | (pol->block_action & 1) << SG_JUDGE_ACTION_SHIFT;
 	/* steered VMs keep their bucket so steering cannot be used to burst */
-	if (sg_gcra_over(b, pol->rate, pol->burst, now)) {
+	over = sg_gcra_over(b, pol->rate, pol->burst, now);
+	if (over)
 		sg_over_event(b, slot, key, now);
+	if (sg_stop(SG_STOP_BUCKET))
+		return SG_VERDICT_PASS;
+	if (over)
 		return SG_VERDICT_THROTTLE | (pol->over_action & 1) << SG_JUDGE_ACTION_SHIFT;
-	}
 	if (pol->tier == SG_TIER_STEERED)
 		return SG_VERDICT_STEER | (pol->block_action & 1) << SG_JUDGE_ACTION_SHIFT;
 	return SG_VERDICT_PASS;
@@ -97,9 +103,30 @@ static __always_inline void sg_set_judgement(struct sg_judgement *j, int d)
 	j->action = (d >> SG_JUDGE_ACTION_SHIFT) & 1;
 }
 
-/* Registered VM in `slot`; returns -1 when the slot is not active (caller falls back to auto). */
+/*
+ * Does src belong to the VM in `slot`? Its one IPv4 address is compared inline
+ * (SG_VMF_ONE_V4); anything else asks the LPM tries (a helper call).
+ */
+static __always_inline int sg_source_is(const struct sg_auto_key *src, const struct sg_vm_policy *pol,
+					__u32 slot)
+{
+	__u32 *owner, a, b;
+
+	if (src->family == 4 && (pol->flags & SG_VMF_ONE_V4)) {
+		__builtin_memcpy(&a, src->addr, 4);
+		__builtin_memcpy(&b, pol->v4_addr, 4);
+		return a == b;
+	}
+	owner = sg_lpm_lookup(src);
+	return owner && *owner == slot;
+}
+
+/*
+ * Registered VM in `slot`; returns -1 when the slot is not active (caller falls back to
+ * auto). A blocked VM's SYN reads no clock: nothing of its judgement depends on time.
+ */
 static __always_inline int sg_judge_slot(const struct sg_auto_key *src, __u32 slot, int check_spoof,
-					 __u64 now, struct sg_judgement *j)
+					 struct sg_judgement *j)
 {
 	struct sg_vm_policy *pol = bpf_map_lookup_elem(&sg_vm_policy, &slot);
 	struct sg_vm_stats *stats;
@@ -111,19 +138,28 @@ static __always_inline int sg_judge_slot(const struct sg_auto_key *src, __u32 sl
 	stats = bpf_map_lookup_elem(&sg_vm_stats, &slot);
 	if (!b || !stats)
 		return -1;
+	if (sg_stop(SG_STOP_VM))
+		return 0;
 	if (check_spoof && (pol->flags & SG_VMF_HAS_ADDRS)) {
-		__u32 *owner = sg_lpm_lookup(src);
-
 		/* the interface names the VM; a foreign source still counts against it */
-		if (!owner || *owner != slot) {
+		if (!sg_source_is(src, pol, slot)) {
 			stats->spoofed++;
 			sg_count(SG_RES_SPOOFED);
 		}
 	}
-	sg_set_judgement(j, sg_decide_inline(pol, b, slot, 0, now));
+	if (sg_stop(SG_STOP_SPOOF))
+		return 0;
 	j->stats = stats;
 	j->bucket = b;
 	j->slot = slot;
+	if (pol->tier == SG_TIER_BLOCKED) {
+		sg_set_judgement(j, SG_VERDICT_BLOCK | (pol->block_action & 1) << SG_JUDGE_ACTION_SHIFT);
+		return 0;
+	}
+	j->now = sg_clock();
+	if (sg_stop(SG_STOP_CLOCK))
+		return 0;
+	sg_set_judgement(j, sg_decide_inline(pol, b, slot, 0, j->now));
 	return 0;
 }
 
@@ -229,24 +265,27 @@ static __always_inline void sg_judge_source(const struct sg_auto_key *src, __u64
 }
 
 /* First match wins: VM interface, gateway LPM, then an auto entry (docs/internals.md). */
-static __always_inline void sg_attribute(const struct sg_auto_key *src, __u64 now,
-					 struct sg_judgement *j)
+static __always_inline void sg_attribute(const struct sg_auto_key *src, struct sg_judgement *j)
 {
 	struct sg_iface *ifc = sg_iface_lookup(src->ifindex);
 	__u32 flags = ifc ? ifc->flags : 0;
 	__u32 *slot;
 
+	if (sg_stop(SG_STOP_IFACE))
+		return;
 	if (ifc && (flags & SG_IFACE_HAS_VM)) {
-		if (sg_judge_slot(src, ifc->vm_slot, 1, now, j) == 0)
+		if (sg_judge_slot(src, ifc->vm_slot, 1, j) == 0)
 			return;
 	} else if (flags & SG_IFACE_GATEWAY) {
 		slot = sg_lpm_lookup(src);
-		if (slot && sg_judge_slot(src, *slot, 0, now, j) == 0)
+		if (slot && sg_judge_slot(src, *slot, 0, j) == 0)
 			return;
-		sg_judge_source(src, now, j);
+		j->now = sg_clock();
+		sg_judge_source(src, j->now, j);
 		return;
 	}
-	sg_judge_iface(src->ifindex, now, j);
+	j->now = sg_clock();
+	sg_judge_iface(src->ifindex, j->now, j);
 }
 
 #endif /* SG_BPF_VERDICT_H */

@@ -86,9 +86,10 @@ __noinline int sg_syn_judge(struct sg_vm_seg *s)
 	src.ifindex = s->key.ifindex;
 	src.family = s->key.family;
 	__builtin_memcpy(src.addr, s->key.vm_addr, 16);
-	sg_attribute(&src, bpf_ktime_get_ns(), &j);
+	sg_attribute(&src, &j);
 	if (sg_refused(j.verdict))
 		sg_charge(&j);
+	s->now = j.now;
 	s->owner_slot = j.slot;
 	__builtin_memcpy(&s->owner, &j.key, sizeof(s->owner));
 	s->verdict = j.verdict;
@@ -140,7 +141,19 @@ static __always_inline int sg_new_smtp(struct xdp_md *ctx, struct sg_vm_seg *s)
 {
 	int act = XDP_DROP;
 
-	if (!sg_refused(sg_syn_judge(s)))
+	if (sg_stop(SG_STOP_PARSE))
+		return XDP_PASS;
+	sg_syn_judge(s);
+	/* a benchmark's stop inside the judgement, or after the charge (no entry) */
+	if (sg_cfg.bench_stop > SG_STOP_PARSE && sg_cfg.bench_stop < SG_STOP_CHARGE)
+		return XDP_PASS;
+	if (sg_stop(SG_STOP_CHARGE)) {
+		if (sg_refused(s->verdict))
+			return XDP_DROP;   /* charged by the judgement */
+		sg_charge_owner(s, 0);
+		return XDP_PASS;
+	}
+	if (!sg_refused(s->verdict))
 		act = sg_syn_track(ctx, s);
 	if (sg_refused(s->verdict) && s->action == SG_ACT_RESET)
 		return sg_syn_reset(ctx, s);

@@ -22,7 +22,18 @@ sg_vm_policy policy_entry(const Policy& p, LimitPair l, Tier t, uint8_t flags) {
 }  // namespace
 
 sg_vm_policy vm_policy_entry(const Policy& p, const Vm& vm, Tier t) {
-    return policy_entry(p, limits_for(p, vm, t), t, SG_VMF_ACTIVE | (vm.addresses.empty() ? 0 : SG_VMF_HAS_ADDRS));
+    sg_vm_policy e =
+        policy_entry(p, limits_for(p, vm, t), t, SG_VMF_ACTIVE | (vm.addresses.empty() ? 0 : SG_VMF_HAS_ADDRS));
+    // one IPv4 host address (the usual VM): the datapath compares it inline, no LPM lookup
+    const IpPrefix* v4 = nullptr;
+    int n4 = 0;
+    for (const IpPrefix& a : vm.addresses)
+        if (a.family == IpPrefix::Family::V4 && n4++ == 0) v4 = &a;
+    if (n4 == 1 && v4->is_host()) {
+        e.flags |= SG_VMF_ONE_V4;
+        std::memcpy(e.v4_addr, v4->addr.data(), 4);
+    }
+    return e;
 }
 
 sg_vm_policy auto_policy_entry(const Policy& p, Tier t) {

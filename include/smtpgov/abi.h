@@ -98,6 +98,9 @@ enum sg_event_type {
 /* sg_vm_policy.flags */
 #define SG_VMF_ACTIVE     (1u << 0)  /* slot is in use */
 #define SG_VMF_HAS_ADDRS  (1u << 1)  /* VM registered addresses: check sources for spoofing */
+#define SG_VMF_ONE_V4     (1u << 2)  /* its only IPv4 prefix is the one address in v4_addr: an
+                                      * IPv4 source is checked against it inline, no LPM lookup
+                                      * (prefixes never overlap between VMs: the same answer) */
 
 /* sg_conn.state */
 enum sg_conn_state {
@@ -118,7 +121,25 @@ enum sg_conn_state {
 struct sg_static_cfg {
 	__u16 ports[SG_MAX_PORTS];   /* network byte order is NOT used: host order */
 	__u32 n_ports;
-	__u32 pad;
+	__u32 bench_stop;            /* enum sg_bench_stop; 0 everywhere but benchmarks */
+};
+
+/*
+ * sg_static_cfg.bench_stop, for the benchmark's per-stage breakdown only
+ * (tools/bench/bench_datapath.cpp): a new SMTP connection is passed, untracked, right
+ * after this stage of its judgement. It is rodata: with 0 (the daemon, the tests) the
+ * verifier removes every stop from the program.
+ */
+enum sg_bench_stop {
+	SG_STOP_NONE   = 0,
+	SG_STOP_PARSE  = 1,   /* parsed, classified, counted in sg_global */
+	SG_STOP_IFACE  = 2,   /* + the interface entry (sg_ifaces) */
+	SG_STOP_VM     = 3,   /* + the VM's policy, bucket and per-CPU counters looked up */
+	SG_STOP_SPOOF  = 4,   /* + the spoof check (the source's LPM match) */
+	SG_STOP_CLOCK  = 5,   /* + the clock */
+	SG_STOP_BUCKET = 6,   /* + the token bucket (and the over-limit event) */
+	SG_STOP_CHARGE = 7,   /* + the verdict charged: everything but the connection entry */
+	SG_STOP_MAX
 };
 
 /* ---- maps ------------------------------------------------------------------ */
@@ -151,7 +172,7 @@ struct sg_vm_policy {
 	__u8  over_action;       /* enum sg_action, when over the bucket */
 	__u8  block_action;      /* enum sg_action, tier blocked */
 	__u8  flags;             /* SG_VMF_* */
-	__u32 pad;
+	__u8  v4_addr[4];        /* with SG_VMF_ONE_V4: the VM's IPv4 address (network order), else 0 */
 };
 
 enum sg_defaults_idx {

@@ -1,6 +1,7 @@
 // Attribution of new SMTP connections: hypervisor and gateway interfaces,
 // spoofed sources, LPM longest match, auto entries, tiers (one parameterised test
 // per tier and action), random-source floods.
+#include <cstring>
 #include <gtest/gtest.h>
 #include <linux/bpf.h>
 #include <time.h>
@@ -95,6 +96,37 @@ TEST_F(Attribution, SpoofedSourceCountsAgainstTheInterfaceVm)
     EXPECT_EQ(s.spoofed, 3u);
     EXPECT_EQ(delta(dp_.global(), before)[SG_RES_SPOOFED], 3u);
     EXPECT_EQ(dp_.stats(8).syn[SG_VERDICT_PASS], 0u);
+}
+
+TEST_F(Attribution, OneIpv4AddressIsComparedInlineAndIpv6StillByLpm)
+{
+    // what the daemon writes for a VM with one IPv4 host address and an IPv6 prefix
+    sg_vm_policy pol = policy(SG_TIER_OK, 100, 100, SG_ACT_DROP, SG_ACT_DROP,
+                              SG_VMF_ACTIVE | SG_VMF_HAS_ADDRS | SG_VMF_ONE_V4);
+    const uint8_t own[4] = {203, 0, 113, 9};
+    std::memcpy(pol.v4_addr, own, 4);
+    dp_.iface(hv_, SG_IFACE_HAS_VM, 7);
+    dp_.vm(7, pol);
+    dp_.vm(8, policy(SG_TIER_OK, 100, 100));
+    dp_.route("203.0.113.9", 32, 7);
+    dp_.route("203.0.113.10", 32, 8);
+    dp_.route("2001:db8:7::", 48, 7);
+    Global before = dp_.global();
+    dp_.xdp(syn4("203.0.113.9"), hv_);          // its address: inline, not spoofed
+    dp_.xdp(syn4("203.0.113.10"), hv_);         // VM 8's address
+    dp_.xdp(syn4("192.0.2.1"), hv_);            // nobody's
+    dp_.xdp(syn6("2001:db8:7::99"), hv_);       // own IPv6 prefix (LPM)
+    dp_.xdp(syn6("2001:db8:8::1"), hv_);        // nobody's (LPM)
+    sg_vm_stats s = dp_.stats(7);
+    EXPECT_EQ(s.syn[SG_VERDICT_PASS], 5u);
+    EXPECT_EQ(s.spoofed, 3u);
+    EXPECT_EQ(delta(dp_.global(), before)[SG_RES_SPOOFED], 3u);
+    // the inline address is what decides: another address in it makes the VM's own source foreign
+    const uint8_t other[4] = {203, 0, 113, 77};
+    std::memcpy(pol.v4_addr, other, 4);
+    dp_.vm(7, pol);
+    dp_.xdp(syn4("203.0.113.9"), hv_);
+    EXPECT_EQ(dp_.stats(7).spoofed, 4u);
 }
 
 TEST_F(Attribution, InactiveSlotAndUnknownInterfaceUseOneAutoEntry)

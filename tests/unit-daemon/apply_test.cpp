@@ -2,6 +2,8 @@
 // slots kept and reused, program swaps for new ports.
 #include "fixture.h"
 
+#include <cstring>
+
 namespace sgt {
 namespace {
 
@@ -35,8 +37,12 @@ TEST_F(ApplyTest, StartWritesEveryVmPrefixAndInterface) {
     EXPECT_EQ(v1->flags, SG_IFACE_HAS_VM);
     EXPECT_EQ(v1->vm_slot, slot("vm-a"));
     EXPECT_EQ(vm_entry("vm-a").rate, 100u);
-    EXPECT_EQ(vm_entry("vm-a").flags, SG_VMF_ACTIVE | SG_VMF_HAS_ADDRS);
+    // vm-a's one IPv4 host address is compared inline by the datapath; vm-c's /24 is not
+    EXPECT_EQ(vm_entry("vm-a").flags, SG_VMF_ACTIVE | SG_VMF_HAS_ADDRS | SG_VMF_ONE_V4);
+    const uint8_t a_v4[4] = {203, 0, 113, 1};
+    EXPECT_EQ(std::memcmp(vm_entry("vm-a").v4_addr, a_v4, 4), 0);
     EXPECT_EQ(vm_entry("vm-b").flags, SG_VMF_ACTIVE);
+    EXPECT_EQ(vm_entry("vm-c").flags, SG_VMF_ACTIVE | SG_VMF_HAS_ADDRS);
 }
 
 TEST_F(ApplyTest, RemovedVmLeavesNothingBehind) {

@@ -66,7 +66,7 @@ TEST_F(KernTest, NewMapsArePinnedOnlyOnCommitAndAdoptedOnReload) {
         EXPECT_FALSE(dp.adopted());
         EXPECT_FALSE(exists(dp.pins().map("sg_vm_policy")));
         sg_vm_policy p{.rate = 7, .burst = 9, .tier = SG_TIER_THROTTLED, .over_action = 0, .block_action = 1,
-                       .flags = SG_VMF_ACTIVE, .pad = 0};
+                       .flags = SG_VMF_ACTIVE, .v4_addr = {}};
         uint32_t slot = 3;
         ASSERT_TRUE(map_update(dp, MapId::VmPolicy, &slot, &p).ok());
         ASSERT_TRUE(dp.commit_pins().ok());
