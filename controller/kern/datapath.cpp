@@ -152,6 +152,15 @@ Status Datapath::open_skeleton() {
     auto& cfg = const_cast<sg_static_cfg&>(skel_->rodata->sg_cfg);
     for (size_t i = 0; i < SG_MAX_PORTS; ++i) cfg.ports[i] = i < opts_.smtp_ports.size() ? opts_.smtp_ports[i] : 0;
     cfg.n_ports = static_cast<__u32>(opts_.smtp_ports.size());
+    if (opts_.bench_stop >= SG_STOP_MAX || (opts_.bench_stop && !opts_.bpffs.empty()))
+        return Error::msg("bench_stop is for an unpinned benchmark instance only");
+    cfg.bench_stop = opts_.bench_stop;
+    if (opts_.bench_prealloc_conn) {
+        if (!opts_.bpffs.empty()) return Error::msg("bench_prealloc_conn is for an unpinned benchmark instance only");
+        for (MapId id : {MapId::Conn, MapId::ConnRing})
+            if (int err = bpf_map__set_map_flags(map(id), 0); err)
+                return Error::from_errno("preallocate " + std::string(map_name(id)), -err);
+    }
     return ok_status();
 }
 

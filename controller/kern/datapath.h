@@ -31,6 +31,8 @@ struct DatapathOptions {
     std::string bpffs = "/sys/fs/bpf/smtpgov";
     uint32_t max_vms = 0;                 // 0: SG_DEFAULT_MAX_VMS
     std::vector<uint16_t> smtp_ports;     // empty: 25, 465, 587
+    uint32_t bench_stop = 0;              // enum sg_bench_stop: benchmarks only, unpinned
+    bool bench_prealloc_conn = false;     // sg_conn, sg_conn_ring preallocated: benchmarks only
 };
 
 // Closes a bpf_object that was opened but is owned by nobody else (libxdp clones).

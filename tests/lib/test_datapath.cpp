@@ -25,11 +25,13 @@ T must(smtpgov::Result<T> r)
     return std::move(r).value();
 }
 
-kern::Datapath load_private(const std::vector<uint16_t>& ports)
+kern::Datapath load_private(const std::vector<uint16_t>& ports, uint32_t bench_stop, bool prealloc_conn)
 {
     kern::DatapathOptions opts;
     opts.bpffs.clear();  // unpinned: nothing shared with a daemon or another test
     opts.smtp_ports = ports;
+    opts.bench_stop = bench_stop;
+    opts.bench_prealloc_conn = prealloc_conn;
     return must(kern::Datapath::load(opts));
 }
 
@@ -86,7 +88,10 @@ std::string describe(const Global& g)
     return s.empty() ? "none" : s;
 }
 
-TestDatapath::TestDatapath(const std::vector<uint16_t>& ports) : dp_(load_private(ports)) {}
+TestDatapath::TestDatapath(const std::vector<uint16_t>& ports, uint32_t bench_stop, bool prealloc_conn)
+    : dp_(load_private(ports, bench_stop, prealloc_conn))
+{
+}
 
 XdpRun TestDatapath::xdp(const Bytes& frame, int ifindex, uint32_t repeat) const
 {

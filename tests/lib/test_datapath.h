@@ -33,7 +33,10 @@ std::string describe(const Global& g);  // "smtp_syn=1 rst_sent=1", names from k
 
 class TestDatapath {
 public:
-    explicit TestDatapath(const std::vector<uint16_t>& ports = {});  // empty: 25, 465, 587
+    // ports empty: 25, 465, 587; bench_stop (enum sg_bench_stop) and prealloc_conn
+    // (sg_conn, sg_conn_ring preallocated): the benchmark's variants only
+    explicit TestDatapath(const std::vector<uint16_t>& ports = {}, uint32_t bench_stop = SG_STOP_NONE,
+                          bool prealloc_conn = false);
 
     const smtpgov::kern::Datapath& kern() const { return dp_; }
 
