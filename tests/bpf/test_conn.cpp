@@ -16,10 +16,10 @@ namespace {
 
 constexpr uint32_t kSlot = 1, kOtherSlot = 2;
 
-uint64_t now_ns()
+uint64_t clock_ns(clockid_t clock)
 {
     timespec ts{};
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(clock, &ts);
     return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
 }
 
@@ -54,9 +54,11 @@ protected:
 TEST_F(Conn, PassedSynCreatesAnEntry)
 {
     Flow f;
-    uint64_t t0 = now_ns();
+    // a SYN's clock is bpf_ktime_get_coarse_ns(): the same timekeeping as CLOCK_MONOTONIC_COARSE
+    uint64_t t0 = clock_ns(CLOCK_MONOTONIC_COARSE);
     Global before = dp_.global();
     ASSERT_EQ(xdp(f.syn(), hv_), uint32_t(XDP_PASS));
+    uint64_t t1 = clock_ns(CLOCK_MONOTONIC_COARSE);
     auto c = dp_.conn(f.key(hv_));
     ASSERT_TRUE(c);
     EXPECT_EQ(c->slot, kSlot);
@@ -66,6 +68,7 @@ TEST_F(Conn, PassedSynCreatesAnEntry)
     EXPECT_EQ(c->vm_isn, f.isn);
     EXPECT_EQ(c->vm_nxt, f.isn + 1);
     EXPECT_GE(c->created_ns, t0);
+    EXPECT_LE(c->created_ns, t1);
     EXPECT_EQ(c->last_ns, c->created_ns);
     sg_auto_key zero{};
     EXPECT_EQ(std::memcmp(&c->owner_key, &zero, sizeof(zero)), 0) << "a slot owner has no auto key";
