@@ -155,9 +155,10 @@ static __always_inline int sg_stop(__u32 stage)
 /*
  * The clock of a new connection's judgement (bucket, over-limit event, connection entry):
  * CLOCK_MONOTONIC at tick resolution. bpf_ktime_get_coarse_ns() is at most one tick
- * (4 ms at HZ=250) behind bpf_ktime_get_ns() and reads no clocksource (kvm-clock: ~20 ns
- * less per call); a bucket then refills in tick steps, which moves what it admits by at
- * most rate x tick, and only its burst shape, not its rate (tests/bpf Bucket accuracy).
+ * (4 ms at HZ=250) behind bpf_ktime_get_ns() and reads no clocksource (on kvm-clock ~20 ns
+ * less per call; with return thunks the call itself still costs about that much); a
+ * bucket then refills in tick steps, which moves what it admits by at most rate x tick,
+ * and only its burst shape, not its rate (tests/bpf Bucket accuracy).
  */
 static __always_inline __u64 sg_clock(void)
 {
