@@ -2,54 +2,27 @@
 // is printed, and the exit codes of the contract (0, 1, 2, 3).
 #include <gtest/gtest.h>
 
-#include <cerrno>
-#include <deque>
-#include <sstream>
 
 #include "addresses.h"
-#include "args.h"
-#include "commands.h"
+#include "fake_daemon.h"
 
 namespace smtpgov::ctl {
 namespace {
 
 using nlohmann::json;
 
-class Fake : public Transport {
-public:
-    std::deque<json> answers;
-    std::vector<json> requests;
-    Result<json> call(const json& req) override {
-        requests.push_back(req);
-        if (answers.empty()) return Error::from_errno("cannot reach smtpgovd at /fake", ECONNREFUSED);
-        json a = answers.front();
-        answers.pop_front();
-        return a;
-    }
-    Result<json> stream(const json&, const std::function<bool(const json&)>&) override {
-        return Error::msg("no streams here");
-    }
-};
-
-struct Ran {
-    int code;
-    std::string out, err;
-};
-
-Ran run_cmd(Fake& d, std::vector<std::string> argv) {
-    std::ostringstream out, err;
-    int code = run(parse_args(argv), d, out, err);
-    return {code, out.str(), err.str()};
-}
+using testing::FakeDaemon;
+using testing::CtlRun;
+using testing::run_cmd;
 
 std::string corpus(const char* name) { return std::string(SMTPGOV_SOURCE_DIR) + "/tests/data/arf/" + name; }
 
 json ok(json result) { return {{"ok", true}, {"result", std::move(result)}}; }
 
 TEST(CtlAddr, ReportArfSendsWhatTheReportSays) {
-    Fake d;
+    FakeDaemon d;
     d.answers = {ok({{"vm", "vm-7"}, {"tenant", "acme"}, {"scored", true}, {"score", 12.5}, {"tier", "ok"}})};
-    Ran r = run_cmd(d, {"report", "arf", corpus("casing.eml")});
+    CtlRun r = run_cmd(d, {"report", "arf", corpus("casing.eml")});
     ASSERT_EQ(r.code, kExitOk) << r.err;
     ASSERT_EQ(d.requests.size(), 1u);
     EXPECT_EQ(d.requests[0], (json{{"cmd", "report.arf"}, {"source_ip", "203.0.113.7"}, {"arrival_unix", 1795428900},
@@ -67,8 +40,8 @@ TEST(CtlAddr, ReportArfSendsWhatTheReportSays) {
 }
 
 TEST(CtlAddr, ReportArfExitCodes) {
-    Fake d;
-    Ran r = run_cmd(d, {"report", "arf", corpus("not_arf.eml")});
+    FakeDaemon d;
+    CtlRun r = run_cmd(d, {"report", "arf", corpus("not_arf.eml")});
     EXPECT_EQ(r.code, kExitUsage);
     EXPECT_NE(r.err.find("not an ARF report"), std::string::npos) << r.err;
     r = run_cmd(d, {"report", "arf", corpus("no_source.eml")});
@@ -86,16 +59,16 @@ TEST(CtlAddr, ReportArfExitCodes) {
 }
 
 TEST(CtlAddr, IpCheckExitCodes) {
-    Fake d;
+    FakeDaemon d;
     d.answers = {ok({{"address", "203.0.113.7"}, {"tainted", false}, {"taint_days", 90}}),
                  ok({{"address", "203.0.113.7"}, {"tainted", true}, {"taint_days", 90},
                      {"reasons", {"complaint (abuse) about 203.0.113.7 at 1795428900, held by vm-7"}}}),
                  ok({{"address", "203.0.113.7"}})};
-    Ran clean = run_cmd(d, {"ip", "check", "203.0.113.7"});
+    CtlRun clean = run_cmd(d, {"ip", "check", "203.0.113.7"});
     EXPECT_EQ(clean.code, kExitOk);
     EXPECT_EQ(clean.out, "203.0.113.7: clean (no complaint within 90 days)\n");
     EXPECT_EQ(d.requests[0], (json{{"cmd", "ip.check"}, {"addr", "203.0.113.7"}}));
-    Ran tainted = run_cmd(d, {"ip", "check", "203.0.113.7"});
+    CtlRun tainted = run_cmd(d, {"ip", "check", "203.0.113.7"});
     EXPECT_EQ(tainted.code, kExitTainted);
     EXPECT_EQ(tainted.out, "203.0.113.7: tainted\n  complaint (abuse) about 203.0.113.7 at 1795428900, held by vm-7\n");
     EXPECT_EQ(run_cmd(d, {"ip", "check", "203.0.113.7"}).code, kExitRuntime);  // an answer without "tainted"
@@ -121,9 +94,9 @@ TEST(CtlAddr, IpShowRendersHolderHistoryAndComplaints) {
     EXPECT_NE(out.find("  now\n"), std::string::npos) << out;
     EXPECT_NE(out.find("abuse  dns; fbl"), std::string::npos) << out;
     EXPECT_NE(out.find("dnsbl listings:\n  none\n"), std::string::npos) << out;
-    Fake d;
+    FakeDaemon d;
     d.answers = {ok(ip)};
-    Ran r = run_cmd(d, {"--json", "ip", "show", "203.0.113.10"});
+    CtlRun r = run_cmd(d, {"--json", "ip", "show", "203.0.113.10"});
     EXPECT_EQ(r.code, kExitOk);
     EXPECT_EQ(json::parse(r.out), ip);
 }

@@ -6,9 +6,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "args.h"
-#include "commands.h"
 #include "docs.h"
+#include "fake_daemon.h"
 #include "render.h"
 
 namespace smtpgov::ctl {
@@ -25,37 +24,9 @@ json vm_object(const std::string& id, double rate, const std::string& tier = "ok
             {"replies", {{"synack", 90}, {"rst", 1}, {"2xx", 80}, {"4xx", 2}, {"5xx", 5}}}};
 }
 
-class FakeDaemon : public Transport {
-public:
-    std::deque<json> answers;
-    std::vector<json> requests;
-    std::vector<json> stream_lines;
-
-    Result<json> call(const json& req) override {
-        requests.push_back(req);
-        if (answers.empty()) return Error::from_errno("cannot reach smtpgovd at /fake", ECONNREFUSED);
-        json a = answers.front();
-        answers.pop_front();
-        return a;
-    }
-    Result<json> stream(const json& req, const std::function<bool(const json&)>& on_line) override {
-        requests.push_back(req);
-        for (const auto& l : stream_lines)
-            if (!on_line(l)) break;
-        return json{{"ok", true}, {"stream", true}};
-    }
-};
-
-struct CtlRun {
-    int code;
-    std::string out, err;
-};
-
-CtlRun run_cmd(FakeDaemon& d, std::vector<std::string> argv) {
-    std::ostringstream out, err;
-    int code = run(parse_args(argv), d, out, err);
-    return {code, out.str(), err.str()};
-}
+using testing::FakeDaemon;
+using testing::CtlRun;
+using testing::run_cmd;
 
 TEST(CtlRender, TableAlignsColumns) {
     Table t({"ID", "RATE"}, {Align::Left, Align::Right});
