@@ -101,6 +101,7 @@ struct Shared {
     // propagation samples: serial -> ms from the final write to a host having its value
     std::mutex sm;
     std::map<int64_t, SteadyClock::time_point> final_write;
+    std::map<int64_t, int64_t> final_write_wall;  // the same moment as Unix ms (real daemons' applied_at_ms)
     std::map<int64_t, std::vector<double>> samples;
 };
 
@@ -361,6 +362,7 @@ int64_t apply(Shared& sh, etcd::Client& c, int round, double& write_ms) {
     {
         std::lock_guard g(sh.sm);
         sh.final_write[sp->serial] = SteadyClock::now();
+        sh.final_write_wall[sp->serial] = wall_ms();
     }
     auto fin = c.txn({ours, {sh.keys.policy_global(), etcd::Compare::Target::Mod, state.global_revision}},
                      {{etcd::Op::Kind::Put, sh.keys.policy_global(), sp->global.dump(), 0},
@@ -492,7 +494,13 @@ int main(int argc, char** argv) {
             std::cerr << "fleet-sim: apply " << round << " failed\n";
             continue;
         }
-        const int64_t final_wall = wall_ms();
+        // The moment of the final write, as simulated hosts measure from it (apply()
+        // returns later: the answer and the lease revoke wait behind 1,000 hosts' reads).
+        int64_t final_wall;
+        {
+            std::lock_guard g(sh.sm);
+            final_wall = sh.final_write_wall[serial];
+        }
         if (round == 0) warm_serial = serial;
         else {
             write_ms.push_back(wms);
