@@ -1,11 +1,27 @@
 // What reads show: VM views, sweep snapshots, map fills and status. Nothing here
 // changes any state.
+#include <malloc.h>
+#include <unistd.h>
+
+#include <fstream>
 #include <unordered_set>
 
 #include "daemon/controller.h"
 
 namespace smtpgov::daemon {
 namespace {
+
+// The daemon's memory: resident set (/proc/self/statm) and the heap the allocator has
+// handed out (mallinfo2, every arena). `heap_in_use_bytes` is what a leak grows; RSS
+// also holds freed heap not yet trimmed and swings with the size of the last large reply.
+nlohmann::json memory_json() {
+    const struct mallinfo2 mi = ::mallinfo2();
+    uint64_t size_pages = 0, resident_pages = 0;
+    std::ifstream("/proc/self/statm") >> size_pages >> resident_pages;
+    return {{"rss_bytes", resident_pages * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE))},
+            {"heap_in_use_bytes", mi.uordblks + mi.hblkhd},
+            {"heap_free_bytes", mi.fordblks}};
+}
 
 void fill_counters(VmView& v, const VmRuntime* rt) {
     if (!rt) return;
@@ -135,7 +151,8 @@ nlohmann::json Controller::status_json() const {
                         {"maps", maps},
                         {"events_lost", results[SG_RES_EVENT_LOST]},
                         {"events_received", sweeper_->events_received()},
-                        {"smtp_ports", vms_.policy().smtp_ports}};
+                        {"smtp_ports", vms_.policy().smtp_ports},
+                        {"memory", memory_json()}};
     j.update(steering_status());
     j.update(host_->status());
     return j;

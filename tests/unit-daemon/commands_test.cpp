@@ -111,6 +111,12 @@ TEST_F(CommandsTest, StatusDescribesDaemonMapsAndDatapath) {
         EXPECT_TRUE(s.contains(k)) << k;
     EXPECT_EQ(s["maps"]["sg_vm_policy"]["max"], maps.max_vms());
     EXPECT_EQ(s["datapath"].size(), static_cast<size_t>(SG_RES_MAX));
+    // the daemon's own memory (the soak judges heap_in_use_bytes): this process's, nonzero
+    const json& m = s["memory"];
+    EXPECT_GT(m["rss_bytes"].get<uint64_t>(), 1'000'000u);
+    EXPECT_GT(m["heap_in_use_bytes"].get<uint64_t>(), 0u);
+    EXPECT_LT(m["heap_in_use_bytes"].get<uint64_t>(), m["rss_bytes"].get<uint64_t>() * 4);
+    EXPECT_TRUE(m["heap_free_bytes"].is_number_unsigned());
 }
 
 }  // namespace

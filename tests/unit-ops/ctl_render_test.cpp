@@ -157,10 +157,12 @@ TEST(CtlRender, StatusEventsFlowAndTop) {
             {"interfaces", {{{"name", "vnet3"}, {"ifindex", 7}, {"mode", "native"}, {"attached", true}}}},
             {"vms", 2}, {"tiers", {{"ok", 1}, {"throttled", 1}, {"steered", 0}, {"blocked", 0}}},
             {"sweep", {{"interval_ms", 500}, {"last_ms", 2}}}, {"datapath", {{"smtp_syn", 10}}},
-            {"maps", {{"sg_auto", {{"used", 10}, {"max", 8192}}}}}, {"events_lost", 0}};
+            {"maps", {{"sg_auto", {{"used", 10}, {"max", 8192}}}}}, {"events_lost", 0},
+            {"memory", {{"rss_bytes", 48'200'000}, {"heap_in_use_bytes", 9'900'000}, {"heap_free_bytes", 1}}}};
     d.answers = {{{"ok", true}, {"result", st}}};
     CtlRun s = run_cmd(d, {"status"});
-    for (const char* x : {"1h1m", "vnet3", "ok 1, throttled 1", "sg_auto", "0.1%", "smtp_syn"})
+    for (const char* x : {"1h1m", "vnet3", "ok 1, throttled 1", "sg_auto", "0.1%", "smtp_syn",
+                          "rss 48.2 MB, heap in use 9.9 MB"})
         EXPECT_NE(s.out.find(x), std::string::npos) << x << "\n" << s.out;
 
     json ev{{"ts_ms", 1}, {"type", "tier_change"}, {"vm", "vm-1"}};

@@ -200,6 +200,15 @@ std::string render_vm_show(const json& vm) {
     return out;
 }
 
+namespace {
+// "rss 48.2 MB, heap in use 31.0 MB" (older daemons send no "memory": "-")
+std::string memory_line(const json& m) {
+    if (!m.is_object()) return "-";
+    auto mb = [&](const char* k) { return fixed(num(m, k) / 1e6, 1) + " MB"; };
+    return "rss " + mb("rss_bytes") + ", heap in use " + mb("heap_in_use_bytes");
+}
+}  // namespace
+
 std::string render_status(const json& st) {
     const json& tiers = field(st, "tiers");
     const json& sweep = field(st, "sweep");
@@ -213,6 +222,7 @@ std::string render_status(const json& st) {
         {"vms", std::to_string(count(st, "vms")) + " (" + tiers_line + ")"},
         {"sweep", str(sweep, "interval_ms") + " ms interval, last took " + str(sweep, "last_ms") + " ms"},
         {"events lost", std::to_string(count(st, "events_lost"))},
+        {"memory", memory_line(field(st, "memory"))},
         {"proxy", proxy_line(st)},
         {"connections", field(st, "connections").is_object()
                             ? std::to_string(count(field(st, "connections"), "tracked")) + " tracked, " +

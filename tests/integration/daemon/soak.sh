@@ -5,9 +5,11 @@
 #                           (smtpgovd_asan of the clang tree build-fuzz, tests/fuzz): no
 #                           sanitizer report in its log, exit 0 after SIGTERM (the leak
 #                           check runs at exit).
-#   soak.sh rss [SECONDS]   the normal build: VmRSS sampled every 3 s (the peak of
-#                           reads every 0.25 s); the mean of the last third within 5%
-#                           of the mean of the second third (the first is warm-up).
+#   soak.sh rss [SECONDS]   the normal build: the heap in use (`status` memory, from
+#                           mallinfo2) every 3 s; the median of the last third within 5%
+#                           of the median of the second third (the first is warm-up).
+#                           VmRSS (peak and floor of reads every 0.25 s per 3 s) is
+#                           logged, and its peak bounded (SG_SOAK_RSS_MAX_MB, 256).
 # Both: the load of kill9.sh (a VM flooding at its limit, one escalating, one sending
 # real mail on 587), plus random-source SYNs behind a declared gateway (auto entries
 # come and go in the LRU), plus an operator every 2 s (status, vm list/show, events,
@@ -94,14 +96,18 @@ op_pid=$!
 sg_on_exit "kill $op_pid 2>/dev/null"
 log "gateway: 500 SYN/s from random sources behind $SG_VM4_IF (port 465); operator every 2 s"
 
-# RSS: VmRSS read every 0.25 s, one sample per 3 s = the highest reading in it. smtpgovd
-# hands freed heap back (malloc_trim every 10 sweeps and after a policy apply), so the
-# instantaneous value swings by the size of the last large reply (a `vm list` of 8,000
-# auto entries: ~45 MB) depending on when it is read; the peak of each window does not.
+# RSS: VmRSS read every 0.25 s, one sample per 3 s = "peak/floor" of the readings in it.
+# It is no leak measure: smtpgovd hands freed heap back only every 10 sweeps (and after a
+# policy apply), so it swings by the size of the last large reply (a `vm list` of 8,000
+# auto entries: ~60 MB) with when it is read; two such replies at once add a step that
+# stays until the next trim (CI saw the peaks move from 106 to 114 MB mid-run). A leak
+# is judged on the heap the allocator has handed out and not had back, read from
+# `status`; a sample taken while the operator's `vm list` is being answered (commands
+# run side by side) carries that reply, hence medians of each third.
 python3 - "$pid" "$SG_TMP/rss.samples" <<'PY' &
 import sys, time
 pid, out = sys.argv[1], sys.argv[2]
-peak, t_end = 0, time.monotonic() + 3
+peak, floor, t_end = 0, None, time.monotonic() + 3
 while True:
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -109,10 +115,11 @@ while True:
     except (OSError, StopIteration):
         break
     peak = max(peak, rss)
+    floor = rss if floor is None else min(floor, rss)
     if time.monotonic() >= t_end:
         with open(out, "a") as f:
-            f.write(f"{peak}\n")
-        peak, t_end = 0, t_end + 3
+            f.write(f"{peak}/{floor}\n")
+        peak, floor, t_end = 0, None, t_end + 3
     time.sleep(0.25)
 PY
 rss_pid=$!
@@ -128,6 +135,8 @@ while ((SECONDS < end)); do
     kill -0 "$pid" 2>/dev/null || { cat "$SG_TMP/smtpgovd.log" >&2; fail "smtpgovd died during the soak"; }
     n=$((n + 1))
     sgctl status >"$SG_TMP/status.json" || fail "status failed"
+    python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["memory"]["heap_in_use_bytes"] // 1024)' \
+        "$SG_TMP/status.json" >>"$SG_TMP/heap.samples" || fail "status has no memory.heap_in_use_bytes"
     maps_worst=$(python3 - "$SG_TMP/status.json" "$maps_worst" <<'PY'
 import json, sys
 maps = json.load(open(sys.argv[1]))["maps"]
@@ -148,7 +157,9 @@ PY
 done
 kill "$rss_pid" 2>/dev/null; wait "$rss_pid" 2>/dev/null || true
 mapfile -t rss <"$SG_TMP/rss.samples"
-log "RSS samples (kB, peak of every 3 s): ${rss[*]}"
+mapfile -t heap <"$SG_TMP/heap.samples"
+log "RSS samples (kB, peak/floor of every 3 s): ${rss[*]}"
+log "heap in use samples (kB, every 3 s): ${heap[*]}"
 log "map fills at their highest (used/max): $maps_worst"
 kill "$op_pid" 2>/dev/null; wait "$op_pid" 2>/dev/null || true
 log "operator rounds: $(cat "$SG_TMP/operator.rounds")"
@@ -181,23 +192,24 @@ fi
 assert_eq "$rc" 0 "smtpgovd's exit status after SIGTERM"
 
 if [[ $mode == rss ]]; then
-    read -r second last_third growth < <(python3 - "${rss[@]}" <<'PY'
-import sys
+    peak_mb=$(printf '%s\n' "${rss[@]}" | awk -F/ '$1 > m { m = $1 } END { print int(m / 1024) }')
+    assert_le "$peak_mb" "${SG_SOAK_RSS_MAX_MB:-256}" "smtpgovd's highest RSS (MB)"
+    read -r second last_third growth < <(python3 - "${heap[@]}" <<'PY'
+import statistics, sys
 s = [int(x) for x in sys.argv[1:]]
 n = len(s) // 3
-mid, tail = s[n:2 * n], s[2 * n:]
-a, b = sum(mid) / len(mid), sum(tail) / len(tail)
+a, b = statistics.median(s[n:2 * n]), statistics.median(s[2 * n:])
 print(int(a), int(b), f"{(b - a) / a * 100:+.2f}")
 PY
     )
-    log "RSS mean of the second third $second kB, of the last third $last_third kB ($growth%)"
+    log "heap in use, median of the second third $second kB, of the last third $last_third kB ($growth%)"
     python3 -c "import sys; sys.exit(0 if abs($growth) <= 5 else 1)" ||
-        fail "RSS not flat: $growth% between the second and the last third (bound 5%)"
-    log "ok: RSS flat within 5% ($growth%)"
-    log "RESULT soak rss: ${duration} s, ${#rss[@]} samples, second third $second kB, last third $last_third kB ($growth%)"
+        fail "heap in use not flat: $growth% between the second and the last third (bound 5%)"
+    log "ok: heap in use flat within 5% ($growth%)"
+    log "RESULT soak rss: ${duration} s, ${#heap[@]} samples, heap second third $second kB, last third $last_third kB ($growth%), RSS peak $peak_mb MB"
 else
     log "ok: no AddressSanitizer, LeakSanitizer or UBSan report in ${duration} s and at exit"
-    log "RESULT soak asan: ${duration} s, clean, exit $rc, RSS (ASan) ${rss[0]} -> ${rss[-1]} kB"
+    log "RESULT soak asan: ${duration} s, clean, exit $rc, RSS (ASan, peak/floor) ${rss[0]} -> ${rss[-1]} kB"
 fi
 
 sg_testbed down
