@@ -12,8 +12,12 @@ fi
 deploy/install-deps.sh
 tests/ensure-bpffs.sh
 
+# -O2 with line tables only (-g1): backtraces and sanitizer reports keep file:line, and
+# the build of both trees takes about a quarter less CPU than with full -g.
 build_dir=${SMTPGOV_BUILD_DIR:-build}
-cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O2 -g1 -DNDEBUG"
+    "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O2 -g1 -DNDEBUG")
+cmake -S . -B "$build_dir" "${flags[@]}" >/dev/null
 cmake --build "$build_dir" -j"$(nproc)"
 
 # The fuzz tree (tests/fuzz/README.md): clang, ASan+UBSan, each target 20 s (10 min with
@@ -24,7 +28,7 @@ cmake --build "$build_dir" -j"$(nproc)"
 fuzz_rc=0
 if [[ ${SMTPGOV_FUZZ:-1} != 0 ]]; then
     # (chained with &&: set -e does not apply on the left of ||)
-    { cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSMTPGOV_FUZZ=ON \
+    { cmake -S . -B build-fuzz "${flags[@]}" -DSMTPGOV_FUZZ=ON \
             -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ >/dev/null &&
         cmake --build build-fuzz -j"$(nproc)" --target fuzz smtpgovd_asan &&
         (cd build-fuzz && ctest --output-on-failure -L fuzz -j"$(nproc)"); } || fuzz_rc=$?
