@@ -198,7 +198,10 @@ svc::Reply Controller::cmd_vm_set_tier(const json& req) {
             return svc::error_reply("usage", "for_s must be a positive number of seconds, at most 10 years");
         until = now_ms + static_cast<int64_t>(req["for_s"].get<double>() * 1000);
     }
-    if (!view(id)) return svc::error_reply("not_found", "no VM " + id);
+    if (!view(id))
+        return svc::error_reply("not_found", "no VM " + id + (in_fleet() ? " on this host (smtpgovctl fleet vm set-tier "
+                                                                           "pins a VM on whichever host enforces it)"
+                                                                         : ""));
     announce(tiers_.set_pin(id, *tier, until, now_ms));
     return changed_vm_reply(id);
 }

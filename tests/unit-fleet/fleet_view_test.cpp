@@ -216,6 +216,53 @@ TEST(FleetVmList, MergesRecordsFiltersAndSortsByScore) {
     EXPECT_NE(text.find("blocked until cleared"), std::string::npos) << text;
 }
 
+TEST(FleetPin, WritesThePinIntoTheRecordTheHostWillReadBack) {
+    fleet::Keys k{"/sg"};
+    json policy{{"vms", {{{"id", "vm-1"}, {"tenant", "acme"}, {"host", "hv-a"}}, {{"id", "vm-3"}, {"host", "hv-b"}}}}};
+    const int64_t now = 1'700'000'100'000;
+    const Pin blocked{Tier::Blocked, now + 3'600'000};
+    // no record yet: created clean with the pin, the key must not exist
+    auto w = pin_write(policy, nullptr, k, "vm-3", blocked, now, "smtpgovctl:root@ops");
+    ASSERT_TRUE(w) << w.error().message;
+    EXPECT_EQ(w->key, k.vm("", "vm-3"));
+    EXPECT_EQ(w->host, "hv-b");
+    EXPECT_EQ(w->expect_mod_revision, 0);
+    EXPECT_EQ(w->rec.state.pin, blocked);
+    EXPECT_EQ(w->rec.tier, Tier::Blocked);
+    EXPECT_EQ(w->rec.state.score, 0);
+    EXPECT_EQ(w->rec.updated_by, "smtpgovctl:root@ops");
+    // a record: its score and earned tier kept, the pin replaced, CAS on its revision
+    fleet::Record r;
+    r.vm = "vm-1";
+    r.tenant = "acme";
+    r.state.score = 700;
+    r.state.score_unix_ms = now - 5'000;
+    r.state.earned = Tier::Throttled;
+    r.state.pin = Pin{Tier::Steered, std::nullopt};
+    r.tier = Tier::Steered;
+    r.updated_by = "hv-a";
+    const etcd::Kv rec = kv(k.vm("acme", "vm-1"), fleet::to_json(r).dump(), 41);
+    w = pin_write(policy, &rec, k, "vm-1", std::nullopt, now, "smtpgovctl:root@ops");
+    ASSERT_TRUE(w);
+    EXPECT_EQ(w->expect_mod_revision, 41);
+    EXPECT_FALSE(w->rec.state.pin);
+    EXPECT_EQ(w->rec.tier, Tier::Throttled);  // cleared: what its score earned, until its host writes
+    EXPECT_EQ(w->rec.state.score, 700);
+    EXPECT_EQ(w->rec.state.earned, Tier::Throttled);
+    // what the host reads back is what was written
+    auto back = fleet::record_from_json(fleet::to_json(w->rec), "acme", "vm-1");
+    ASSERT_TRUE(back);
+    EXPECT_EQ(*back, w->rec);
+    // refused: a VM the fleet policy does not have; a record it cannot read is not replaced
+    auto none = pin_write(policy, nullptr, k, "vm-9", blocked, now, "x");
+    ASSERT_FALSE(none);
+    EXPECT_EQ(none.error().message, "no VM vm-9 in the fleet policy");
+    const etcd::Kv bad = kv(k.vm("acme", "vm-1"), "{\"score\": \"high\"}", 42);
+    auto refused = pin_write(policy, &bad, k, "vm-1", blocked, now, "x");
+    ASSERT_FALSE(refused);
+    EXPECT_NE(refused.error().message.find("not replaced"), std::string::npos) << refused.error().message;
+}
+
 TEST(FleetCli, CommandsParseWithTheirOptions) {
     Invocation inv = parse_args({"fleet", "policy", "apply", "f.json", "--etcd", "http://a:1", "--wait", "3", "--json"});
     EXPECT_EQ(inv.command->name(), "fleet policy apply");
@@ -232,6 +279,13 @@ TEST(FleetCli, CommandsParseWithTheirOptions) {
     EXPECT_THROW(parse_args({"fleet", "policy", "apply"}), UsageError);
     EXPECT_THROW(parse_args({"fleet", "status", "--wait", "3"}), UsageError);
     EXPECT_NO_THROW(parse_args({"fleet", "status", "--config", "/etc/x.json"}));
+    inv = parse_args({"fleet", "vm", "set-tier", "vm-1", "blocked", "--for", "60", "--wait", "0"});
+    EXPECT_EQ(inv.arg("TIER"), "blocked");
+    EXPECT_EQ(*inv.seconds_opt("for"), 60);
+    EXPECT_EQ(*inv.seconds_opt("wait"), 0);
+    EXPECT_EQ(*parse_args({"fleet", "vm", "clear", "vm-1"}).seconds_opt("wait"), 10);
+    EXPECT_THROW(parse_args({"fleet", "vm", "set-tier", "vm-1", "purple"}), UsageError);
+    EXPECT_THROW(parse_args({"fleet", "vm", "clear"}), UsageError);
 }
 
 }  // namespace

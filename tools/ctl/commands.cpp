@@ -257,6 +257,8 @@ const std::map<std::string, Entry>& entries() {
         {"fleet policy apply", {cmd_fleet_policy_apply, {}}},
         {"fleet policy get", {cmd_fleet_policy_get, {}}},
         {"fleet vm list", {cmd_fleet_vm_list, {}}},
+        {"fleet vm set-tier", {cmd_fleet_vm_set_tier, {}}},
+        {"fleet vm clear", {cmd_fleet_vm_clear, {}}},
         {"completion", {cmd_completion, {}}},
         {"man", {cmd_man, {}}},
     };

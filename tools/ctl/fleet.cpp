@@ -144,7 +144,84 @@ std::vector<fv::HostReport> wait_for_hosts(Session& s, const std::vector<std::st
     }
 }
 
+// Until the VM's host wrote the record back with the pin taken in (its own updated_by and
+// the pin as written), or wait_s passed. The confirmed record, else nullopt.
+std::optional<fleet::Record> wait_for_pin(Session& s, const fv::PinWrite& w, double wait_s) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(int64_t(wait_s * 1000));
+    for (;;) {
+        if (auto r = s.client->get(w.key); r && !r->kvs.empty()) {
+            auto rec = fleet::record_from_json(json::parse(r->kvs.front().value, nullptr, false), w.rec.tenant, w.rec.vm);
+            if (rec && rec->updated_by == w.host && rec->state.pin == w.rec.state.pin) return *rec;
+        }
+        if (std::chrono::steady_clock::now() >= deadline || interrupted()) return std::nullopt;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+}
+
+// fleet vm set-tier / clear: the VM's record written with the pin under a compare-and-swap
+// on the revision read (its host may write it meanwhile: read again, a few times).
+int fleet_pin(const Invocation& inv, std::ostream& out, std::ostream& err, const std::optional<Pin>& pin) {
+    int code = kExitOk;
+    auto s = connect(inv, err, code);
+    if (!s) return code;
+    auto cur = read_policy(*s);
+    if (!cur) return runtime(err, "read the fleet policy", cur.error());
+    const json policy = fleet::join(cur->global, cur->hosts);
+    const std::string id = inv.arg("ID"), by = "smtpgovctl:" + who();
+    std::optional<fv::PinWrite> done;
+    int64_t revision = 0;
+    for (int attempt = 0; attempt < 5 && !done; ++attempt) {
+        auto where = fv::pin_write(policy, nullptr, s->keys, id, pin, now_ms(), by);  // names the key
+        if (!where) return runtime(err, "fleet vm " + id, where.error());
+        auto r = s->client->get(where->key);
+        if (!r) return runtime(err, "read " + where->key, r.error());
+        auto w = fv::pin_write(policy, r->kvs.empty() ? nullptr : &r->kvs.front(), s->keys, id, pin, now_ms(), by);
+        if (!w) return runtime(err, "fleet vm " + id, w.error());
+        const etcd::Compare c{w->key, w->expect_mod_revision ? etcd::Compare::Target::Mod : etcd::Compare::Target::Create,
+                              w->expect_mod_revision};
+        auto t = s->client->txn({c}, {etcd::Op{etcd::Op::Kind::Put, w->key, fleet::to_json(w->rec).dump(), 0}});
+        if (!t) return runtime(err, "write " + w->key, t.error());
+        if (t->succeeded) done = std::move(*w), revision = t->revision;
+    }
+    if (!done) {
+        err << "smtpgovctl: " << id << "'s record changed under every one of 5 attempts; nothing written, try again\n";
+        return kExitRuntime;
+    }
+    const double wait_s = inv.seconds_opt("wait").value_or(10);
+    auto confirmed = wait_s > 0 ? wait_for_pin(*s, *done, wait_s) : std::nullopt;
+    json r{{"id", id}, {"tenant", done->rec.tenant}, {"host", done->host}, {"revision", revision},
+           {"pin", pin ? json{{"tier", std::string(to_string(pin->tier))}} : json()},
+           {"confirmed", confirmed.has_value()},
+           {"tier", confirmed ? json(std::string(to_string(confirmed->tier))) : json()}};
+    if (pin && pin->until_unix_ms) r["pin"]["until_unix_ms"] = *pin->until_unix_ms;
+    if (inv.json) {
+        out << r.dump() << "\n";
+    } else {
+        out << id << " (host " << done->host << "): " << (pin ? "pinned to " + std::string(to_string(pin->tier)) : "pin cleared")
+            << ", written at revision " << revision << "; "
+            << (confirmed ? "in force there (tier " + std::string(to_string(confirmed->tier)) + ")"
+                          : "host " + done->host + " has not confirmed it")
+            << "\n";
+    }
+    if (wait_s > 0 && !confirmed) {
+        err << "smtpgovctl: host " << done->host << " did not take the pin in within " << wait_s
+            << " s (is it live? see fleet status); it is stored and holds when the host reads it\n";
+        return kExitRuntime;
+    }
+    return kExitOk;
+}
+
 }  // namespace
+
+int cmd_fleet_vm_set_tier(const Invocation& inv, Transport&, std::ostream& out, std::ostream& err) {
+    Pin pin{*parse_tier(inv.arg("TIER")), std::nullopt};
+    if (auto f = inv.seconds_opt("for")) pin.until_unix_ms = now_ms() + int64_t(*f * 1000);
+    return fleet_pin(inv, out, err, pin);
+}
+
+int cmd_fleet_vm_clear(const Invocation& inv, Transport&, std::ostream& out, std::ostream& err) {
+    return fleet_pin(inv, out, err, std::nullopt);
+}
 
 int cmd_fleet_policy_apply(const Invocation& inv, Transport&, std::ostream& out, std::ostream& err) {
     const std::string& file = inv.arg("FILE");

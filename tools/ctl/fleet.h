@@ -13,5 +13,7 @@ int cmd_fleet_policy_apply(const Invocation& inv, Transport&, std::ostream& out,
 int cmd_fleet_policy_get(const Invocation& inv, Transport&, std::ostream& out, std::ostream& err);
 int cmd_fleet_status(const Invocation& inv, Transport&, std::ostream& out, std::ostream& err);
 int cmd_fleet_vm_list(const Invocation& inv, Transport&, std::ostream& out, std::ostream& err);
+int cmd_fleet_vm_set_tier(const Invocation& inv, Transport&, std::ostream& out, std::ostream& err);
+int cmd_fleet_vm_clear(const Invocation& inv, Transport&, std::ostream& out, std::ostream& err);
 
 }  // namespace smtpgov::ctl

@@ -1,6 +1,7 @@
 #include "fleet_view.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 
 #include "core/policy.h"
@@ -283,6 +284,35 @@ std::string render_vm_list(const json& vms) {
                vm["updated_at_unix"].is_number() ? utc_time(vm["updated_at_unix"].get<int64_t>()) : "-"});
     }
     return t.str();
+}
+
+Result<PinWrite> pin_write(const json& policy, const etcd::Kv* record, const fleet::Keys& keys, const std::string& id,
+                           const std::optional<Pin>& pin, int64_t now_unix_ms, const std::string& who) {
+    std::optional<json> vm;
+    if (policy.is_object())
+        for (const json& v : policy.value("vms", json::array()))
+            if (v.is_object() && v.value("id", "") == id) vm = v;
+    if (!vm) return Error{ENOENT, "no VM " + id + " in the fleet policy"};
+    PinWrite w;
+    w.host = vm->value("host", "");
+    const std::string tenant = vm->value("tenant", "");
+    w.key = keys.vm(tenant, id);
+    if (record) {
+        auto rec = fleet::record_from_json(parse_or_null(record->value), tenant, id);
+        if (!rec) return Error{EINVAL, w.key + ": " + rec.error().message + " (not replaced)"};
+        w.rec = std::move(*rec);
+        w.expect_mod_revision = record->mod_revision;
+    } else {
+        w.rec.vm = id;
+        w.rec.tenant = tenant;
+        w.rec.state.score_unix_ms = w.rec.state.since_unix_ms = now_unix_ms;
+    }
+    w.rec.state.pin = pin;
+    // the tier this record announces until the VM's host writes the one it enforces
+    w.rec.tier = pin ? pin->tier : w.rec.state.earned;
+    w.rec.updated_by = who;
+    w.rec.updated_at_ms = now_unix_ms;
+    return w;
 }
 
 }  // namespace smtpgov::ctl::fleetv

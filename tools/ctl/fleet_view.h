@@ -82,4 +82,19 @@ nlohmann::json vm_list_json(const nlohmann::json& policy, const std::vector<etcd
                             const std::optional<std::string>& tenant);
 std::string render_vm_list(const nlohmann::json& vms);
 
+// `fleet vm set-tier` / `fleet vm clear`: the VM's record with the operator's pin (nullopt:
+// cleared), written by `who` at now. policy: the joined fleet policy (it names the VM's
+// tenant and host); record: the VM's key as read (nullptr: none yet). The write is a
+// compare-and-swap on `expect_mod_revision` (0: the key must not exist). The enforcing
+// host takes the pin in as a pin set elsewhere (fleet::resolve: a pin it did not change
+// is the record's). Errors: no such VM (not_found), an unreadable record (not replaced).
+struct PinWrite {
+    std::string key, host;
+    fleet::Record rec;
+    int64_t expect_mod_revision = 0;
+};
+Result<PinWrite> pin_write(const nlohmann::json& policy, const etcd::Kv* record, const fleet::Keys& keys,
+                           const std::string& id, const std::optional<Pin>& pin, int64_t now_unix_ms,
+                           const std::string& who);
+
 }  // namespace smtpgov::ctl::fleetv

@@ -156,6 +156,22 @@ const std::vector<CommandSpec>& commands() {
          fleet_options({{"tier", ValueKind::Choice, "TIER", "only VMs in this tier", kTiers, ""},
                         {"tenant", ValueKind::String, "NAME", "only VMs of this tenant", {}, ""}}),
          false},
+        {{"fleet", "vm", "set-tier"}, "pin a VM to a tier on whichever host enforces it",
+         "Writes the pin into the VM's shared record (PREFIX/tenants/TENANT/vms/ID, tenant and host from the "
+         "fleet policy) with a compare-and-swap on the revision read, from any machine that reaches etcd. The "
+         "host that enforces the VM takes it in as a pin set elsewhere and writes the record back; the command "
+         "waits up to --wait seconds for that and exits 1 when the host did not confirm (the pin stays stored and "
+         "holds when the host reads it). The pin follows the VM to a new host.",
+         {{"ID", ValueKind::String, "VM id of the fleet policy", {}}, {"TIER", ValueKind::Choice, "tier to pin", kTiers}},
+         fleet_options({{"for", ValueKind::Seconds, "SECONDS", "unpin automatically after SECONDS (at most 315360000: 10 years)", {}, ""},
+                        {"wait", ValueKind::Seconds, "SECONDS", "how long to wait for the VM's host (0: do not wait)", {}, "10"}}),
+         false},
+        {{"fleet", "vm", "clear"}, "remove a VM's pin fleet-wide",
+         "Removes the operator pin from the VM's shared record, as fleet vm set-tier writes it; the VM's host "
+         "takes it in and its tier follows its reputation again.",
+         {{"ID", ValueKind::String, "VM id of the fleet policy", {}}},
+         fleet_options({{"wait", ValueKind::Seconds, "SECONDS", "how long to wait for the VM's host (0: do not wait)", {}, "10"}}),
+         false},
         {{"completion"}, "print a shell completion script",
          "Prints the completion script for SHELL, generated from the same definitions as this help.",
          {{"SHELL", ValueKind::Choice, "shell", {"bash"}}}, {}, false},

@@ -3,7 +3,8 @@
 # cluster (issue 12): one apply reaches all three, each enforces only its VMs; a VM
 # blocked on host A and moved to host B is blocked there from its first SYN (counted at
 # the receiver); a tenant spread over three hosts is escalated as a tenant; an invalid
-# stored policy is refused with the old one in force; the etcd leader killed: no
+# stored policy is refused with the old one in force; a pin written from another
+# machine holds on the VM's host; the etcd leader killed: no
 # interruption beyond the election; every member killed: enforcement unchanged,
 # reputation changes queued and written when etcd is back.
 source "$(dirname "$(readlink -f "$0")")/common.sh"
@@ -85,6 +86,24 @@ fleet_wait_tier sgfb db-1 throttled 15
 fleet_wait_tier sgfc app-1 throttled 15
 assert_eq "$(fctl sgfc vm show solo | json tier)" ok "another tenant's VM on the same host"
 assert_eq "$(fctl sgfc vm show app-1 | json score | cut -d. -f1)" 199 "app-1's own score (under its threshold)"
+
+log "a pin written through etcd from another machine holds on the VM's host; cleared the same way"
+fleetctl fleet vm set-tier solo blocked --for 600 --wait 10 >"$SG_TMP/pin.out" ||
+    { cat "$SG_TMP/pin.out"; fail "fleet vm set-tier solo blocked"; }
+log "$(cat "$SG_TMP/pin.out")"
+assert_eq "$(fctl sgfc vm show solo | json tier)" blocked "solo's tier on host c after fleet vm set-tier"
+before=$("$SG_SRC/deploy/testbed.sh" --prefix sgfc syncount)
+sg_flood --netns sgfc-vm2 syn --dst "$inet" --rate 200 --count 50 --json >/dev/null
+sleep 0.5
+assert_eq "$(( $("$SG_SRC/deploy/testbed.sh" --prefix sgfc syncount) - before ))" 0 "solo's SYNs through while pinned"
+assert_eq "$(fleetctl fleet vm list --json --tenant other | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["updated_by"])')" \
+    sgfc "solo's record written back by its own host"
+if fleetctl fleet vm set-tier nosuch blocked 2>"$SG_TMP/pin.err"; then fail "fleet vm set-tier of an unknown VM succeeded"; fi
+grep -q "no VM nosuch in the fleet policy" "$SG_TMP/pin.err" || fail "unknown VM: $(cat "$SG_TMP/pin.err")"
+if fctl sgfa vm set-tier solo blocked 2>"$SG_TMP/pin.err"; then fail "host a pinned a VM it does not enforce"; fi
+grep -q "fleet vm set-tier" "$SG_TMP/pin.err" || fail "no pointer to fleet vm set-tier: $(cat "$SG_TMP/pin.err")"
+fleetctl fleet vm clear solo --wait 10 >/dev/null || fail "fleet vm clear solo"
+assert_eq "$(fctl sgfc vm show solo | json tier)" ok "solo's tier on host c after fleet vm clear"
 
 log "an invalid policy stored behind the CLI's back is refused by every host; the old one stays"
 good=$serial
