@@ -90,7 +90,12 @@ public:
     // carries them all) from start_revision until on_batch returns false, stop is set,
     // the stream breaks, or max_ms elapsed (then ok: the caller resumes from the last
     // revision seen + 1). A compacted start revision is an error whose message starts
-    // with "compacted:".
+    // with "compacted:"; a stream that ended before the server confirmed every key's
+    // watcher is an error too (EAGAIN: read the keys whole again). The keys' watchers
+    // deliver independently: while one is caught up from start_revision, another's newer
+    // events can come first, so a stream cut soon after it opened may not have delivered
+    // everything up to the newest revision seen (FleetAgent resumes such a stream from
+    // its start).
     struct Watched {
         std::string key;
         bool prefix = false;

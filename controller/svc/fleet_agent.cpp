@@ -139,6 +139,8 @@ bool FleetAgent::read_policy(etcd::Client& c) {
     global_ = g->kvs.empty() ? json() : parse(g->kvs[0].value);
     global_rev_ = g->kvs.empty() ? 0 : g->kvs[0].mod_revision;
     share_ = h->kvs.empty() ? json() : parse(h->kvs[0].value);
+    global_known_ = g->revision;
+    share_known_ = h->revision;
     return true;
 }
 
@@ -243,13 +245,19 @@ void FleetAgent::watch_loop() {
             for (const etcd::WatchEvent& e : b.events) {
                 revision = std::max(revision, e.kv.mod_revision);
                 const bool del = e.type == etcd::WatchEvent::Type::Delete;
+                // A stream replayed from its start (below) or a read in between may bring
+                // what is already known: a key never goes back to an older value.
                 if (e.kv.key == keys_.policy_global()) {
+                    if (e.kv.mod_revision <= global_known_) continue;
+                    global_known_ = e.kv.mod_revision;
                     global_ = del ? json() : parse(e.kv.value);
                     global_rev_ = e.kv.mod_revision;
                     policy = true;
                     continue;
                 }
                 if (e.kv.key == keys_.policy_host(opts_.host)) {
+                    if (e.kv.mod_revision <= share_known_) continue;
+                    share_known_ = e.kv.mod_revision;
                     share_ = del ? json() : parse(e.kv.value);
                     policy = true;
                     continue;
@@ -260,7 +268,9 @@ void FleetAgent::watch_loop() {
                 if (!rec) continue;
                 {
                     std::lock_guard l(mu_);
-                    mod_rev_[rec->vm] = e.kv.mod_revision;
+                    int64_t& known = mod_rev_[rec->vm];
+                    if (e.kv.mod_revision < known) continue;  // replayed: a newer one is known
+                    known = e.kv.mod_revision;
                 }
                 recs.push_back(std::move(*rec));
             }
@@ -270,7 +280,13 @@ void FleetAgent::watch_loop() {
             return true;
         };
         set_up(true, "watching");
-        Status s = c.watch(keys, revision + 1, on_batch, rewatch_, 60'000);
+        const int64_t from = revision + 1;
+        const auto opened = std::chrono::steady_clock::now();
+        Status s = c.watch(keys, from, on_batch, rewatch_, 60'000);
+        // Cut within seconds of opening (a rewatch for new tenants): a watcher may still
+        // have been catching up behind the newest revision seen. Replay from the start;
+        // the checks above drop what is already known.
+        if (s && std::chrono::steady_clock::now() - opened < std::chrono::seconds(5)) revision = from - 1;
         if (!s) {
             if (stop_) break;
             set_up(false, s.error().message);

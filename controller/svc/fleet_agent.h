@@ -99,6 +99,7 @@ private:
     int64_t applied_serial_ = -1;  // watcher thread only: the serial last handed over
     nlohmann::json global_, share_;  // watcher thread only: the policy keys as last seen
     int64_t global_rev_ = 0;
+    int64_t global_known_ = 0, share_known_ = 0;  // watcher thread only: revision each is known as of
     FleetStats stats_;
     double half_life_s_ = 600;
 };
