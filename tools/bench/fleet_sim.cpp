@@ -5,9 +5,10 @@
 // and its own <prefix>/policy/hosts/<h>, applied together once their serials match (no
 // read after a change, as the daemon); reputation records of VMs that changed, at most
 // one transaction per host and second (compare-and-swap on each record's revision, as
-// core/fleet.h Outbox and the conflict rule do). Watches are multiplexed: a few streams,
-// each carrying the global key and the host keys of its group of hosts (one create
-// request per key, as the daemon's one stream carries its two). The simulator applies
+// core/fleet.h Outbox and the conflict rule do). Watches are multiplexed: by default one
+// stream per 4 hosts, each carrying the global key and those hosts' keys (one create
+// request per key, as the daemon's one stream carries its two; etcd 3.4's gateway stalls
+// on a stream of a few hundred create requests, so streams stay small). The simulator applies
 // fleet policies itself with smtpgovctl's protocol (lock, host values in txns of <= 64
 // ops, the global last) and measures the time from that final write to each host having
 // its policy.
@@ -46,7 +47,7 @@ namespace {
 struct Config {
     std::vector<std::string> endpoints;
     std::string prefix = "/smtpgov-sim";
-    int hosts = 1000, vms = 100, workers = 64, streams = 4, applies = 5;
+    int hosts = 1000, vms = 100, workers = 64, streams = 0, applies = 5;  // streams 0: hosts / 4
     double change_rate = 0.005;   // fraction of a host's VMs whose reputation changes per second
     int steady_s = 30, between_s = 5, ttl_s = 10, status_s = 10;
     std::vector<int> etcd_pids;
@@ -292,15 +293,15 @@ private:
     uint64_t seen_ = 0;
 };
 
-// One watch stream for a group of workers: the global key and each of their hosts' keys.
-// Worker w belongs to stream w % streams; host i to worker i % workers.
+// One watch stream: the global key and the keys of hosts i with i % streams == stream.
+// Host i belongs to worker i % workers; the global value goes to every worker.
 void watch_stream(Shared& sh, int stream, int64_t start_rev) {
     etcd::Client c(options_for(sh.cfg, size_t(stream)));
     std::vector<etcd::Client::Watched> keys{{sh.keys.policy_global(), false}};
     std::map<std::string, std::pair<int, std::string>> owner;  // host key -> worker, host
     for (int i = 0; i < sh.cfg.hosts; ++i) {
         const int w = i % sh.cfg.workers;
-        if (w % sh.cfg.streams != stream) continue;
+        if (i % sh.cfg.streams != stream) continue;
         const std::string key = sh.keys.policy_host(host_name(i));
         keys.push_back({key, false});
         owner[key] = {w, host_name(i)};
@@ -325,7 +326,7 @@ void watch_stream(Shared& sh, int stream, int64_t start_rev) {
                         continue;
                     }
                     if (!put) continue;
-                    for (int w = stream; w < sh.cfg.workers; w += sh.cfg.streams) {
+                    for (int w = 0; w < sh.cfg.workers; ++w) {
                         Mailbox& m = sh.boxes[size_t(w)];
                         std::lock_guard g(m.m);
                         if (e.kv.mod_revision > m.global_revision) {
@@ -484,9 +485,10 @@ int main(int argc, char** argv) {
             return usage();
         }
     }
-    if (cfg.endpoints.empty() || cfg.hosts < 1 || cfg.vms < 1 || cfg.workers < 1 || cfg.streams < 1) return usage();
+    if (cfg.endpoints.empty() || cfg.hosts < 1 || cfg.vms < 1 || cfg.workers < 1 || cfg.streams < 0) return usage();
     cfg.workers = std::min(cfg.workers, cfg.hosts);
-    cfg.streams = std::min(cfg.streams, cfg.workers);
+    if (cfg.streams == 0) cfg.streams = (cfg.hosts + 3) / 4;
+    cfg.streams = std::min(cfg.streams, cfg.hosts);
     sh.keys.prefix = cfg.prefix;
     sh.boxes = std::vector<Mailbox>(size_t(cfg.workers));
     etcd::Client main_client(options_for(cfg, 0));
