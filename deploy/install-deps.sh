@@ -35,6 +35,9 @@ packages=(
     # fleet (issue 12): etcd for the fleet tests and tools/bench/fleet.sh (the tests start
     # their own members; the policy-rc.d guard below keeps the package's service stopped)
     etcd-server etcd-client
+    # DNSBL monitoring (controller/svc/dnsbl_resolver.h): c-ares for asynchronous lookups;
+    # rbldnsd serves the test zones (the policy-rc.d guard keeps its service stopped)
+    libc-ares-dev rbldnsd
 )
 
 export DEBIAN_FRONTEND=noninteractive
@@ -64,10 +67,15 @@ if ((${#missing[@]})); then
     apt-get install -y -qq --no-install-recommends "${missing[@]}"
     if ((own_policy_rc)); then rm -f "$policy_rc"; trap - EXIT; fi
 fi
-# The packaged postfix/prometheus services are not used: the testbed runs its own instances.
-for svc in postfix prometheus; do
+# The packaged postfix/prometheus/rbldnsd services are not used: the tests run their own instances.
+for svc in postfix prometheus rbldnsd; do
     if command -v systemctl >/dev/null && systemctl is-active -q "$svc" 2>/dev/null; then
         systemctl stop "$svc" || true
     fi
 done
+# rbldnsd's package enables a socket unit on port 53 of every address: the tests run
+# their own rbldnsd in a namespace, so the packaged units stay disabled (across reboots too).
+if command -v systemctl >/dev/null && [[ -d /run/systemd/system ]]; then
+    systemctl disable -q --now rbldnsd.socket rbldnsd.service 2>/dev/null || true
+fi
 echo "install-deps.sh: all dependencies present"
