@@ -72,7 +72,8 @@ json reputation_json(const ReputationConfig& r) {
               {"spoofed", w.spoofed},
               {"remote_reject", w.remote_reject},
               {"spam_report", w.spam_report},
-              {"complaint", w.complaint}}}};
+              {"complaint", w.complaint},
+              {"dnsbl_listing", w.dnsbl_listing}}}};
     if (r.tenant_thresholds) j["tenant_thresholds"] = thresholds_json(*r.tenant_thresholds);
     return j;
 }

@@ -194,13 +194,14 @@ void parse_reputation(Walker& w, const json& v, ReputationConfig& r) {
     }
     if (auto* m = member(v, "weights"); m && w.object(*m, path + "/weights")) {
         const std::string at = path + "/weights";
-        w.known_keys(*m, at, {"over_limit", "spoofed", "remote_reject", "spam_report", "complaint"});
+        w.known_keys(*m, at, {"over_limit", "spoofed", "remote_reject", "spam_report", "complaint", "dnsbl_listing"});
         auto& k = r.weights;
         read_range(w, *m, "over_limit", at, 0, false, 1e9, k.over_limit);
         read_range(w, *m, "spoofed", at, 0, false, 1e9, k.spoofed);
         read_range(w, *m, "remote_reject", at, 0, false, 1e9, k.remote_reject);
         read_range(w, *m, "spam_report", at, 0, false, 1e9, k.spam_report);
         read_range(w, *m, "complaint", at, 0, false, 1e9, k.complaint);
+        read_range(w, *m, "dnsbl_listing", at, 0, false, 1e9, k.dnsbl_listing);
     }
 }
 

@@ -10,12 +10,13 @@ namespace {
 
 constexpr double kForgetBelow = 1e-3;  // an ok VM with less score than this carries no information
 
-constexpr std::array<std::pair<Signal, std::string_view>, 5> kSignalNames{{
+constexpr std::array<std::pair<Signal, std::string_view>, 6> kSignalNames{{
     {Signal::OverLimit, "over_limit"},
     {Signal::Spoofed, "spoofed"},
     {Signal::RemoteReject, "remote_reject"},
     {Signal::SpamReport, "spam_report"},
     {Signal::Complaint, "complaint"},
+    {Signal::DnsblListing, "dnsbl_listing"},
 }};
 
 Tier tier_below(Tier t) { return static_cast<Tier>(static_cast<int>(t) - 1); }

@@ -19,7 +19,7 @@
 
 namespace smtpgov {
 
-std::string_view to_string(Signal s);  // over_limit spoofed remote_reject spam_report complaint
+std::string_view to_string(Signal s);  // over_limit spoofed remote_reject spam_report complaint dnsbl_listing
 std::optional<Signal> parse_signal(std::string_view s);
 
 struct Transition {

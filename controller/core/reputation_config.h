@@ -8,7 +8,7 @@
 namespace smtpgov {
 
 // What the controller learns about a VM; each adds its weight to the VM's score.
-enum class Signal : unsigned char { OverLimit, Spoofed, RemoteReject, SpamReport, Complaint };
+enum class Signal : unsigned char { OverLimit, Spoofed, RemoteReject, SpamReport, Complaint, DnsblListing };
 
 struct SignalWeights {
     double over_limit = 1;     // per SYN refused for being over the bucket
@@ -16,6 +16,9 @@ struct SignalWeights {
     double remote_reject = 2;  // per 4xx/5xx reply or RST from a remote server
     double spam_report = 50;   // per spam verdict from the proxy
     double complaint = 200;    // per feedback-loop complaint
+    // per new DNSBL listing of an address the VM holds (one that appeared during its
+    // tenure): reaches steered on its own, so its mail leaves from the quarantine egress
+    double dnsbl_listing = 500;
     double of(Signal s) const;
     bool operator==(const SignalWeights&) const = default;
 };
@@ -45,6 +48,7 @@ inline double SignalWeights::of(Signal s) const {
     case Signal::RemoteReject: return remote_reject;
     case Signal::SpamReport: return spam_report;
     case Signal::Complaint: return complaint;
+    case Signal::DnsblListing: return dnsbl_listing;
     }
     return 0;
 }

@@ -5,7 +5,7 @@
 //   report.arf  a complaint parsed by smtpgovctl (core/arf.h): attributed to the VM that
 //               held source_ip at arrival_unix, counted as a complaint signal against it
 //   ip.show     holdings over time, the holder now, complaints, DNSBL listings
-//   ip.check    tainted or clean (complaints within address_taint_days)
+//   ip.check    tainted or clean (complaints or DNSBL listings within address_taint_days)
 #include "daemon/controller.h"
 #include "daemon/log.h"
 #include "daemon/state_store.h"
@@ -75,9 +75,14 @@ json Controller::taint_json(const IpPrefix& addr) const {
         reasons.push_back("complaint (" + c.feedback_type + ") about " + c.address.to_string() + " at " +
                           std::to_string(c.arrival_unix) + ", held by " + c.vm);
     }
-    // DNSBL listings (listed now, or within the window) join here with the DNSBL monitor.
-    return {{"address", addr.to_string()}, {"tainted", recent > 0}, {"taint_days", opts_.address_taint_days},
-            {"complaints_in_window", recent}, {"dnsbl", json::array()}, {"reasons", reasons}};
+    // DNSBL listings: listed now, or a listing that ended within the window (dnsbl.cpp)
+    const json dnsbl = dnsbl_taint_json(addr, since);
+    for (const json& l : dnsbl)
+        reasons.push_back(std::string(l["listed_now"].get<bool>() ? "listed now" : "was listed") + " in " +
+                          l["zone"].get<std::string>() + ": " + l["address"].get<std::string>() +
+                          (l["reason"].get<std::string>().empty() ? "" : " (" + l["reason"].get<std::string>() + ")"));
+    return {{"address", addr.to_string()}, {"tainted", recent > 0 || !dnsbl.empty()}, {"taint_days", opts_.address_taint_days},
+            {"complaints_in_window", recent}, {"dnsbl", dnsbl}, {"reasons", reasons}};
 }
 
 svc::Reply Controller::cmd_ip_check(const json& req) {

@@ -182,6 +182,7 @@ svc::Reply Controller::cmd_vm_show(const json& req) {
     json j = vm_json(*v);
     j["tickets"] = events_->recent(10, id);
     j["complaints"] = history_.complaints_against(id);  // feedback-loop complaints (addresses.cpp)
+    j["dnsbl"] = dnsbl_of_vm(id);                        // its addresses listed now (dnsbl.cpp)
     return svc::ok_reply(j);
 }
 

@@ -10,6 +10,7 @@
 #include <limits>
 #include <sstream>
 
+#include "core/dnsbl.h"
 #include "core/fleet.h"
 #include "core/hypervisor.h"
 #include "daemon/log.h"
@@ -73,6 +74,14 @@ std::string fleet_options(const json& v) {
     return m.starts_with(": ") ? m.substr(2) : m;
 }
 
+std::string dnsbl_options(const json& v) {
+    auto o = dnsbl::parse_options(v);
+    if (o) return "";
+    // "dnsbl/zones/0: why" -> "/zones/0: why" (check_config puts the key first)
+    std::string m = o.error().message.substr(std::string_view("dnsbl").size());
+    return m.starts_with(": ") ? m.substr(2) : m;
+}
+
 std::string interface_rules(const json& v) {
     auto r = hv::parse_interface_rules(v);
     if (r) return "";
@@ -125,6 +134,11 @@ const ConfigKey kKeys[] = {
      "join a fleet through etcd: {\"etcd\": [URL, ...], \"host\": NAME, \"prefix\": \"/smtpgov\", \"cacert\", \"cert\", "
      "\"key\", \"user\", \"password_file\"} (README \"Running a fleet\")",
      Doc{&Config::fleet, "{}", fleet_options}},
+    {"dnsbl",
+     "DNSBL monitoring of every governed address: {\"zones\": [NAME or {\"zone\": NAME, \"ipv6\": true}], "
+     "\"resolver\": \"ADDR:PORT\", \"interval_s\": 3600, \"queries_per_s\": 10, \"max_per_prefix\": 256} "
+     "(README \"DNSBL monitoring\")",
+     Doc{&Config::dnsbl, "{}", dnsbl_options}},
 };
 
 // The commands: the first one given wins, in this order.

@@ -40,6 +40,7 @@ struct Config {
     uint32_t address_taint_days;
     nlohmann::json interface_rules;
     nlohmann::json fleet;  // core/fleet.h Options; {} = not in a fleet
+    nlohmann::json dnsbl;  // core/dnsbl.h Options; {} = no DNSBL monitoring
 
     bool operator==(const Config&) const = default;
 };

@@ -108,6 +108,7 @@ Status Controller::load_state() {
     }
     pending_ = std::move(*policy);
     if (auto s = load_address_history(); !s) return s;
+    if (auto s = load_dnsbl(); !s) return s;
     return load_hypervisor_map();
 }
 
@@ -244,6 +245,7 @@ void Controller::adopt(Policy p, SlotTable slots, Tiers tiers, const std::set<ui
                        const std::vector<Transition>& changes) {
     vms_.adopt(std::move(p), std::move(slots), reset);
     note_holders();  // the address history follows every policy in force
+    dnsbl_refresh();
     tiers_ = std::move(tiers);
     for (const Transition& t : changes) announce(t);
 }

@@ -22,6 +22,8 @@
 
 #include "core/address_history.h"
 #include "core/clock.h"
+#include "core/dnsbl.h"
+#include "core/dnsbl_listings.h"
 #include "core/fleet.h"
 #include "core/hypervisor.h"
 #include "core/tiers.h"
@@ -49,6 +51,7 @@ struct ControllerOptions {
     std::vector<hv::InterfaceRule> interface_rules;  // config interface_rules (core/hypervisor.h)
     std::string fleet_host;  // in a fleet: this host's name (policy comes from etcd); "" = alone
     uint32_t address_taint_days = 90;  // ip check: complaints this recent taint an address
+    dnsbl::Options dnsbl;              // config dnsbl: zones, interval (dnsbl.cpp); none: off
 };
 
 // Interface name -> the VM id it carries (daemon/identity.cpp).
@@ -80,6 +83,15 @@ public:
     void subscribe(Subscriber s) { subscribers_.push_back(std::move(s)); }
     std::function<void(Snapshot)> on_snapshot;             // after each sweep (metrics)
     std::function<void(const std::string&)> on_blocklist;  // a sampled reply names a blocklist
+
+    // DNSBL monitoring (dnsbl.cpp): the lookups of the policy in force (handed to the
+    // resolver's thread whenever they change), one answer applied, and what metrics hear.
+    std::vector<dnsbl::Lookup> dnsbl_lookups() const;
+    std::map<std::pair<std::string, std::string>, size_t> dnsbl_counts() const { return dnsbl_.counts(); }
+    void dnsbl_answer(const dnsbl::Lookup& l, const dnsbl::Answer& a);
+    std::function<void(std::vector<dnsbl::Lookup>)> on_dnsbl_lookups;
+    std::function<void(std::string_view result)> on_dnsbl_query;  // classify()'s label
+    std::function<void(const std::map<std::pair<std::string, std::string>, size_t>&)> on_dnsbl_listed;
 
     // Validated policy in; all or nothing: on any failure the old policy stays in force.
     Result<nlohmann::json> apply_policy(const Policy& neu);
@@ -208,6 +220,14 @@ private:
     void note_holders();  // the VMs' addresses in force now, into the history
     Status persist_address_history();
     nlohmann::json taint_json(const IpPrefix& addr) const;
+    // dnsbl.cpp
+    Status load_dnsbl();
+    Status persist_dnsbl();
+    void dnsbl_refresh();  // the lookups follow the policy in force
+    dnsbl::Holder dnsbl_holder(const IpPrefix& addr) const;
+    void announce_dnsbl(const dnsbl::Outcome& out, const dnsbl::Holder& holder);
+    nlohmann::json dnsbl_taint_json(const IpPrefix& addr, int64_t since_unix) const;
+    nlohmann::json dnsbl_of_vm(const std::string& id) const;
     svc::Reply vm_reply(const std::string& id) const;
     svc::Reply changed_vm_reply(const std::string& id);
 
@@ -251,6 +271,9 @@ private:
         std::vector<std::string> gone;
     } fleet_;
     AddressHistory history_;          // who held which address when; complaints (addresses.cpp)
+    dnsbl::Listings dnsbl_;           // DNSBL listing state per address x zone (dnsbl.cpp)
+    std::set<std::string> dnsbl_refusing_;  // zones answering 127.255.255.x (logged once)
+    size_t dnsbl_warned_size_ = 0;
 };
 
 }  // namespace smtpgov::daemon

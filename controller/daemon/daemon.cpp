@@ -56,6 +56,7 @@ Daemon::~Daemon() {
         for (Pending& p : queue_) p.reply.set_value(svc::error_reply("runtime", "smtpgovd is shutting down"));
         queue_.clear();
     }
+    dnsbl_.reset();
     fleet_.reset();  // their threads hand work to the loop: stopped first
     policy_server_.reset();
     checker_.reset();
@@ -81,12 +82,15 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const Config& cfg) {
     if (ec) return Error{ec.value(), "state_dir " + cfg.state_dir + ": " + ec.message()};
     ::chmod(cfg.state_dir.c_str(), 0700);
     ControllerOptions co{cfg.state_dir, cfg.policy, cfg.max_vms, cfg.sweep_interval_ms, cfg.xdp_mode,
-                         cfg.gateway_interfaces, cfg.auto_hold_s, {}, {}};
+                         cfg.gateway_interfaces, cfg.auto_hold_s, {}, {}, cfg.address_taint_days, {}};
     if (auto f = fleet_options(cfg); f && f->enabled()) co.fleet_host = f->host;
     auto rules = hv::parse_interface_rules(cfg.interface_rules);
     if (!rules) return Error{EINVAL, "config: " + rules.error().message};
     co.interface_rules = std::move(*rules);
     co.address_taint_days = cfg.address_taint_days;
+    auto dnsbl = dnsbl::parse_options(cfg.dnsbl);
+    if (!dnsbl) return Error{EINVAL, "config: " + dnsbl.error().message};
+    co.dnsbl = std::move(*dnsbl);
     auto ctl = Controller::load(co, d->clock_);
     if (!ctl) return ctl.error();
     d->ctl_ = std::move(*ctl);
@@ -95,6 +99,7 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const Config& cfg) {
     if (auto s = d->init_loop(); !s) return s.error();
     if (auto s = d->init_steering(); !s) return s.error();
     if (auto s = d->init_fleet(); !s) return s.error();
+    if (auto s = d->init_dnsbl(); !s) return s.error();
     d->sweep();
     ::malloc_trim(0);  // parsing a large policy leaves a lot of freed heap behind
     d->notify_status();
@@ -136,7 +141,10 @@ Status Daemon::init_services() {
         metrics_ = std::move(*m);
         publisher_ = std::thread([this] { publisher_loop(); });
         ctl_->subscribe([m = metrics_.get()](const TierChange& ch) {
-            if (ch.ticket) m->count_ticket(ch.event.to > ch.event.from ? "escalated" : "recovered");
+            if (ch.ticket)
+                m->count_ticket(ch.event.type == "dnsbl_listed"   ? "dnsbl_listed"
+                                : ch.event.to > ch.event.from ? "escalated"
+                                                              : "recovered");
             if (ch.event.type == "proxy_down" || ch.event.type == "proxy_up")
                 m->count_proxy_transition(ch.event.type == "proxy_up" ? "steer" : ch.event.evidence.value("fail_mode", ""));
         });

@@ -24,6 +24,7 @@
 #include "kern/event_ring.h"
 #include "kern/link_watcher.h"
 #include "svc/control_server.h"
+#include "svc/dnsbl_resolver.h"
 #include "svc/fleet_agent.h"
 #include "svc/policy_server.h"
 #include "svc/proxy_check.h"
@@ -56,6 +57,8 @@ private:
     // daemon_fleet.cpp: the fleet agent (config key fleet), fed after each sweep.
     Status init_fleet();
     void fleet_tick();
+    // daemon_dnsbl.cpp: the DNSBL resolver (config key dnsbl), its answers posted here.
+    Status init_dnsbl();
     void configure_checker();
     void post(std::function<void()> task);
     void attach_matching();
@@ -103,6 +106,7 @@ private:
     std::unique_ptr<svc::ProxyChecker> checker_;
     std::unique_ptr<svc::PolicyServer> policy_server_;
     std::unique_ptr<svc::FleetAgent> fleet_;
+    std::unique_ptr<svc::DnsblResolver> dnsbl_;
 };
 
 }  // namespace smtpgov::daemon

@@ -10,6 +10,7 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include "core/dnsbl.h"
 #include "metrics/http_server.h"
 #include "metrics/snapshot_collector.h"
 
@@ -38,6 +39,17 @@ MetricsExporter::MetricsExporter(const std::string& listen, MetricsOptions opts)
                               .Help("Scanning proxy health transitions (per address family): into the fail "
                                     "mode (to=throttle|block) or back to steering (to=steer)")
                               .Register(*registry_);
+    dnsbl_listed_ = &prometheus::BuildGauge()
+                         .Name("smtpgov_dnsbl_listed_addresses")
+                         .Help("Governed addresses listed now in a DNSBL zone, by zone and holder "
+                               "(vm: a VM's address, quarantine: a proxy.egress address, none)")
+                         .Register(*registry_);
+    dnsbl_queries_ = &prometheus::BuildCounter()
+                          .Name("smtpgov_dnsbl_queries_total")
+                          .Help("DNSBL lookups answered, by result (listed, not_listed, or why the answer is "
+                                "an error: list_refuses, outside_127, nodata, servfail, refused, timeout, "
+                                "truncated, malformed, unreachable, other)")
+                          .Register(*registry_);
     // A sweep is a batched map read: expected in the 100 us .. 100 ms range.
     sweep_ = &prometheus::BuildHistogram()
                   .Name("smtpgov_sweep_duration_seconds")
@@ -140,6 +152,33 @@ void MetricsExporter::count_blocklist_sample(std::string_view blocklist) {
 
 void MetricsExporter::count_proxy_transition(std::string_view to) {
     proxy_transitions_->Add({{"to", std::string(to)}}).Increment();
+    ++version_;
+}
+
+void MetricsExporter::set_dnsbl_zones(const std::vector<std::string>& zones) {
+    {
+        std::lock_guard lock(dnsbl_mu_);
+        dnsbl_zones_ = zones;
+    }
+    for (const std::string& z : zones)
+        for (const char* holder : {"vm", "quarantine", "none"}) dnsbl_listed_->Add({{"zone", z}, {"holder", holder}});
+    for (std::string_view r : dnsbl::result_labels()) dnsbl_queries_->Add({{"result", std::string(r)}});
+    ++version_;
+}
+
+void MetricsExporter::set_dnsbl_listed(const std::map<std::pair<std::string, std::string>, size_t>& counts) {
+    std::lock_guard lock(dnsbl_mu_);
+    for (const std::string& z : dnsbl_zones_)
+        for (const char* holder : {"vm", "quarantine", "none"}) {
+            auto it = counts.find({z, holder});
+            dnsbl_listed_->Add({{"zone", z}, {"holder", holder}})
+                .Set(it == counts.end() ? 0.0 : static_cast<double>(it->second));
+        }
+    ++version_;
+}
+
+void MetricsExporter::count_dnsbl_query(std::string_view result) {
+    dnsbl_queries_->Add({{"result", std::string(result)}}).Increment();
     ++version_;
 }
 

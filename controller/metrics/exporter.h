@@ -10,10 +10,13 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "core/result.h"
 #include "core/view.h"
@@ -21,6 +24,7 @@
 namespace prometheus {
 class Registry;
 class Counter;
+class Gauge;
 template <typename T> class Family;
 class Histogram;
 }  // namespace prometheus
@@ -76,6 +80,14 @@ public:
     // _outbox_records, _writes_total{kind} (records, requests, conflicts).
     void set_fleet(const FleetMetrics& f);
 
+    // DNSBL monitoring: the configured zones get their series at 0 (so an alert sees a drop
+    // to 0), then smtpgov_dnsbl_listed_addresses{zone,holder} (holder: vm, quarantine, none)
+    // is set from the counts of addresses listed now, and each answer is counted in
+    // smtpgov_dnsbl_queries_total{result} (result: core/dnsbl.h result_labels()).
+    void set_dnsbl_zones(const std::vector<std::string>& zones);
+    void set_dnsbl_listed(const std::map<std::pair<std::string, std::string>, size_t>& counts);
+    void count_dnsbl_query(std::string_view result);
+
     // The port actually bound (useful with port 0).
     int port() const;
 
@@ -85,6 +97,10 @@ private:
     prometheus::Family<prometheus::Counter>* tickets_ = nullptr;
     prometheus::Family<prometheus::Counter>* blocklist_samples_ = nullptr;
     prometheus::Family<prometheus::Counter>* proxy_transitions_ = nullptr;
+    prometheus::Family<prometheus::Gauge>* dnsbl_listed_ = nullptr;
+    prometheus::Family<prometheus::Counter>* dnsbl_queries_ = nullptr;
+    std::vector<std::string> dnsbl_zones_;  // guarded by dnsbl_mu_
+    std::mutex dnsbl_mu_;
     prometheus::Histogram* sweep_ = nullptr;
     struct FleetSeries;
     std::unique_ptr<FleetSeries> fleet_;  // registered on the first set_fleet()

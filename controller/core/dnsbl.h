@@ -1,0 +1,91 @@
+// DNSBL monitoring (DESIGN.md "Address reputation contract"), the pure half: the
+// daemon config's "dnsbl" section, which addresses are looked up in which zone and under
+// what name, and what an answer means. No I/O here: svc/dnsbl_resolver.h asks the
+// resolver, core/dnsbl_schedule.h decides when, core/dnsbl_listings.h keeps the state.
+//
+// What an answer means (think of a hijacking resolver and of Spamhaus' error codes):
+//   A record(s), all in 127.0.0.0/8        listed (the codes say why; TXT is the reason)
+//   an A in 127.255.255.0/24                error: the list refuses this resolver
+//                                            (Spamhaus 252 typo, 254 public resolver,
+//                                            255 rate-limited): never a listing
+//   an A outside 127.0.0.0/8                error: a resolver that rewrites NXDOMAIN
+//   NXDOMAIN                                 not listed
+//   anything else (NODATA, SERVFAIL, REFUSED, timeout, truncated, malformed, resolver
+//   down)                                    error: the state stays as it was
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/ip_prefix.h"
+#include "core/result.h"
+
+namespace smtpgov::dnsbl {
+
+struct Zone {
+    std::string name;   // "zen.spamhaus.org" (no trailing dot)
+    bool ipv6 = false;  // the zone lists IPv6 addresses (nibble names)
+    bool operator==(const Zone&) const = default;
+};
+
+// The daemon config's "dnsbl" object.
+struct Options {
+    std::vector<Zone> zones;
+    std::optional<Endpoint> resolver;  // required when zones are set
+    uint32_t interval_s = 3600;
+    uint32_t queries_per_s = 10;
+    uint32_t max_per_prefix = 256;
+    bool enabled() const { return !zones.empty(); }
+};
+// {} or null: off. Errors name the key ("dnsbl/zones/1/zone: ...").
+Result<Options> parse_options(const nlohmann::json& v);
+
+// One address looked up in one zone.
+struct Lookup {
+    IpPrefix address;  // a host address
+    std::string zone;
+    auto operator<=>(const Lookup&) const = default;
+};
+
+// "7.113.0.203.zen.spamhaus.org"; IPv6: 32 nibbles, least significant first. None for
+// an IPv6 address in a zone that lists IPv4 only, or for a prefix.
+std::optional<std::string> query_name(const IpPrefix& host, const Zone& z);
+
+// The first `max` host addresses of a prefix (all of a shorter one); a host is itself.
+std::vector<IpPrefix> hosts_of(const IpPrefix& p, uint32_t max);
+
+// Every lookup of these addresses (hosts or prefixes) in every zone that takes them.
+std::vector<Lookup> lookups_of(const std::vector<IpPrefix>& addresses, const std::vector<Zone>& zones,
+                               uint32_t max_per_prefix);
+
+// What the resolver said, before it is judged.
+struct Answer {
+    enum class Status { Ok, NxDomain, NoData, ServFail, Refused, Timeout, Truncated, Malformed, Unreachable, Other };
+    Status status = Status::Other;
+    std::vector<std::string> a;    // dotted quads of the A records (Status::Ok)
+    uint32_t ttl_s = 0;            // the smallest TTL of the A records
+    std::vector<std::string> txt;  // TXT strings of the same name, when asked
+    std::string detail;            // the resolver library's words, for errors
+};
+
+enum class Kind { Listed, NotListed, Error };
+
+struct Verdict {
+    Kind kind = Kind::Error;
+    std::vector<std::string> codes;  // the A records of a listing
+    std::string reason;              // TXT strings joined by "; "
+    std::string error;               // why an answer is an error
+    bool list_refuses = false;       // 127.255.255.x: the list refuses this resolver
+    std::string label;               // smtpgov_dnsbl_queries_total{result}: a fixed set
+};
+Verdict classify(const Answer& a);
+
+// Every value label() can take, for metrics that start at 0.
+const std::vector<std::string_view>& result_labels();
+
+}  // namespace smtpgov::dnsbl
