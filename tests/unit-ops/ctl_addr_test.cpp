@@ -66,7 +66,7 @@ TEST(CtlAddr, IpCheckExitCodes) {
                  ok({{"address", "203.0.113.7"}})};
     CtlRun clean = run_cmd(d, {"ip", "check", "203.0.113.7"});
     EXPECT_EQ(clean.code, kExitOk);
-    EXPECT_EQ(clean.out, "203.0.113.7: clean (no complaint within 90 days)\n");
+    EXPECT_EQ(clean.out, "203.0.113.7: clean (no complaint or DNSBL listing within 90 days)\n");
     EXPECT_EQ(d.requests[0], (json{{"cmd", "ip.check"}, {"addr", "203.0.113.7"}}));
     CtlRun tainted = run_cmd(d, {"ip", "check", "203.0.113.7"});
     EXPECT_EQ(tainted.code, kExitTainted);
@@ -99,6 +99,31 @@ TEST(CtlAddr, IpShowRendersHolderHistoryAndComplaints) {
     CtlRun r = run_cmd(d, {"--json", "ip", "show", "203.0.113.10"});
     EXPECT_EQ(r.code, kExitOk);
     EXPECT_EQ(json::parse(r.out), ip);
+}
+
+}  // namespace
+}  // namespace smtpgov::ctl
+
+namespace smtpgov::ctl {
+namespace {
+
+TEST(CtlAddr, DnsblListingsRenderAsATable) {
+    const json listings{{{"address", "203.0.113.7"}, {"zone", "zen.example"}, {"reason", "spam source"},
+                         {"since_unix", 1795301454}, {"holder", "vm:a"}, {"charged", true}, {"listed_now", true}},
+                        {{"address", "203.0.113.7"}, {"zone", "old.example"}, {"reason", ""}, {"from_unix", 1795000000},
+                         {"to_unix", 1795100000}, {"holder", "vm:b"}, {"charged", false}, {"listed_now", false}},
+                        {{"address", "203.0.113.8"}, {"zone", "zen.example"}, {"reason", "x"}, {"since_unix", 1795301454},
+                         {"holder", "vm:a"}, {"charged", false}, {"predates_holder", true}}};
+    const std::string out = render_dnsbl(listings);
+    EXPECT_NE(out.find("zen.example  203.0.113.7  2026-11-21T22:50:54Z  listed now"), std::string::npos) << out;
+    EXPECT_NE(out.find("listed now            vm:a    yes"), std::string::npos) << out;
+    EXPECT_NE(out.find("spam source"), std::string::npos) << out;
+    EXPECT_NE(out.find("old.example"), std::string::npos) << out;
+    EXPECT_NE(out.find("no (predates holder)"), std::string::npos) << out;
+    EXPECT_EQ(render_dnsbl(json::array()), "  none\n");
+    json ip{{"address", "203.0.113.7"}, {"tainted", true}, {"taint_days", 90},
+            {"reasons", {"listed now in zen.example: 203.0.113.7 (spam source)"}}, {"dnsbl", listings}};
+    EXPECT_NE(render_ip_show(ip).find("dnsbl listings:\nZONE"), std::string::npos) << render_ip_show(ip);
 }
 
 }  // namespace

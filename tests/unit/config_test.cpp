@@ -41,6 +41,8 @@ const json kSamples = {
     {"address_taint_days", 30},
     {"interface_rules", json::parse(R"([{"match": "^tap(\\d+)i\\d+$", "id": "pve-$1", "tenant": "pve"}])")},
     {"fleet", json::parse(R"({"etcd": ["http://10.0.0.5:2379", "https://10.0.0.6:2379"], "host": "hv-01", "prefix": "/sg"})")},
+    {"dnsbl", json::parse(R"({"zones": ["zen.spamhaus.org", {"zone": "v6.example", "ipv6": true}],
+                              "resolver": "127.0.0.1:53", "interval_s": 600, "queries_per_s": 5, "max_per_prefix": 16})")},
 };
 
 // The defaults the README and DESIGN promise; the table must keep them.
@@ -64,6 +66,7 @@ const json kDefaults = {
     {"address_taint_days", 90},
     {"interface_rules", json::array()},
     {"fleet", json::object()},
+    {"dnsbl", json::object()},
 };
 
 std::string write_file(const std::string& name, const std::string& text) {
@@ -206,6 +209,8 @@ TEST(ConfigKeys, CheckNamesEveryBadValue) {
          {json::parse(R"([{"match": "^tap", "id": "a"}, {"match": "(", "id": "b"}])"),
           "interface_rules: /1/match: not a regular expression: Mismatched '(' and ')' in regular expression"}},
         {"fleet", {json::parse(R"({"etcd": ["10.0.0.5:2379"]})"), "fleet: /etcd/0: must be an http:// or https:// URL"}},
+        {"dnsbl", {json::parse(R"({"zones": ["zen.spamhaus.org"], "resolver": "127.0.0.1:53", "interval_s": 0})"),
+                   "dnsbl: /interval_s: must be an integer 1..604800"}},
     };
     json doc = json::object();
     std::vector<std::string> expected;

@@ -118,7 +118,7 @@ int cmd_ip_check(const Invocation& inv, Transport& d, std::ostream& out, std::os
 std::string render_ip_check(const json& ip) {
     std::string out = s(ip, "address") + ": ";
     if (!ip.value("tainted", false))
-        return out + "clean (no complaint within " + std::to_string(i64(ip, "taint_days")) + " days)\n";
+        return out + "clean (no complaint or DNSBL listing within " + std::to_string(i64(ip, "taint_days")) + " days)\n";
     out += "tainted\n";
     if (ip.contains("reasons") && ip["reasons"].is_array())
         for (const auto& r : ip["reasons"]) out += "  " + (r.is_string() ? r.get<std::string>() : r.dump()) + "\n";
@@ -143,11 +143,23 @@ std::string render_ip_show(const json& ip) {
             comp.add({when(c, "arrival_unix"), s(c, "address"), s(c, "vm"), s(c, "feedback_type"),
                       s(c, "reporting_mta").empty() ? "-" : s(c, "reporting_mta")});
     out += "\ncomplaints:\n" + (comp.empty() ? std::string("  none\n") : comp.str());
-    out += "\ndnsbl listings:\n";
-    if (!ip.contains("dnsbl") || !ip["dnsbl"].is_array() || ip["dnsbl"].empty()) out += "  none\n";
-    else
-        for (const auto& l : ip["dnsbl"]) out += "  " + l.dump() + "\n";
-    return out;
+    return out + "\ndnsbl listings:\n" + render_dnsbl(ip.contains("dnsbl") ? ip["dnsbl"] : json());
+}
+
+std::string render_dnsbl(const json& listings) {
+    Table t({"ZONE", "ADDRESS", "SINCE", "UNTIL", "HOLDER", "CHARGED", "REASON"}, {});
+    if (listings.is_array())
+        for (const auto& l : listings) {
+            const bool now = !l.contains("to_unix");  // listed now: ip show's listed_now, vm show's all
+            const std::string holder = s(l, "holder");
+            t.add({s(l, "zone"), s(l, "address"), when(l, now ? "since_unix" : "from_unix"),
+                   now ? std::string("listed now") : when(l, "to_unix"), holder,
+                   l.value("charged", false) ? "yes"
+                   : l.value("predates_holder", false) && holder.rfind("vm:", 0) == 0 ? "no (predates holder)"
+                                                                                    : "no",
+                   s(l, "reason").empty() ? "-" : s(l, "reason")});
+        }
+    return t.empty() ? std::string("  none\n") : t.str();
 }
 
 }  // namespace smtpgov::ctl

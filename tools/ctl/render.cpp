@@ -1,5 +1,7 @@
 #include "render.h"
 
+#include "addresses.h"
+
 #include <algorithm>
 #include <cstdio>
 #include <ctime>
@@ -186,6 +188,7 @@ std::string render_vm_show(const json& vm) {
     Table rep({"REPLY", "COUNT"}, {Align::Left, Align::Right});
     for (const char* r : kReplies) rep.add({r, std::to_string(count(field(vm, "replies"), r))});
     out += "\n" + rep.str();
+    if (vm.contains("dnsbl")) out += "\ndnsbl listings:\n" + render_dnsbl(vm["dnsbl"]);
     const json& tickets = field(vm, "tickets");
     if (tickets.is_array() && !tickets.empty()) {
         Table tk({"TIME", "TYPE", "FROM", "TO", "SCORE", "REASON"},
