@@ -17,7 +17,7 @@ vars_ = {v["name"]: v for v in d["templating"]["list"]}
 ds = vars_.get("datasource")
 assert ds and ds["type"] == "datasource" and ds["query"] == "prometheus", "no Prometheus datasource variable"
 titles = [p["title"] for p in d["panels"]]
-for want in ("SYN rate per VM", "Verdicts", "Tier per VM", "Tickets", "Remote rejections"):
+for want in ("SYN rate per VM", "Verdicts", "Tier per VM", "Tickets", "Remote rejections", "DNSBL: listed addresses"):
     assert any(want in t for t in titles), f"no panel {want!r}: {titles}"
 ids = [p["id"] for p in d["panels"]]
 assert len(ids) == len(set(ids)), "duplicate panel ids"
