@@ -178,7 +178,6 @@ Verdict classify(const Answer& a) {
     case S::ServFail: return error("SERVFAIL from the resolver (" + a.detail + ")", "servfail");
     case S::Refused: return error("the resolver refused the query (" + a.detail + ")", "refused");
     case S::Timeout: return error("no answer in time (" + a.detail + ")", "timeout");
-    case S::Truncated: return error("a truncated answer (" + a.detail + ")", "truncated");
     case S::Malformed: return error("a malformed answer (" + a.detail + ")", "malformed");
     case S::Unreachable: return error("the resolver cannot be reached (" + a.detail + ")", "unreachable");
     case S::Other: return error("lookup failed (" + a.detail + ")", "other");
@@ -209,7 +208,7 @@ Verdict classify(const Answer& a) {
 const std::vector<std::string_view>& result_labels() {
     static const std::vector<std::string_view> labels{"listed",  "not_listed", "list_refuses", "outside_127",
                                                       "nodata",  "servfail",   "refused",      "timeout",
-                                                      "truncated", "malformed", "unreachable", "other"};
+                                                      "malformed", "unreachable", "other"};
     return labels;
 }
 

@@ -10,8 +10,9 @@
 //                                            255 rate-limited): never a listing
 //   an A outside 127.0.0.0/8                error: a resolver that rewrites NXDOMAIN
 //   NXDOMAIN                                 not listed
-//   anything else (NODATA, SERVFAIL, REFUSED, timeout, truncated, malformed, resolver
-//   down)                                    error: the state stays as it was
+//   anything else (NODATA, SERVFAIL, REFUSED, timeout, malformed, resolver down; a
+//   truncated answer is asked again over TCP, and fails as one of these)
+//                                            error: the state stays as it was
 #pragma once
 
 #include <cstdint>
@@ -65,7 +66,9 @@ std::vector<Lookup> lookups_of(const std::vector<IpPrefix>& addresses, const std
 
 // What the resolver said, before it is judged.
 struct Answer {
-    enum class Status { Ok, NxDomain, NoData, ServFail, Refused, Timeout, Truncated, Malformed, Unreachable, Other };
+    // A truncated (TC) answer is asked again over TCP by c-ares; when that fails too it
+    // is Unreachable or Timeout.
+    enum class Status { Ok, NxDomain, NoData, ServFail, Refused, Timeout, Malformed, Unreachable, Other };
     Status status = Status::Other;
     std::vector<std::string> a;    // dotted quads of the A records (Status::Ok)
     uint32_t ttl_s = 0;            // the smallest TTL of the A records

@@ -48,7 +48,7 @@ MetricsExporter::MetricsExporter(const std::string& listen, MetricsOptions opts)
                           .Name("smtpgov_dnsbl_queries_total")
                           .Help("DNSBL lookups answered, by result (listed, not_listed, or why the answer is "
                                 "an error: list_refuses, outside_127, nodata, servfail, refused, timeout, "
-                                "truncated, malformed, unreachable, other)")
+                                "malformed, unreachable, other)")
                           .Register(*registry_);
     // A sweep is a batched map read: expected in the 100 us .. 100 ms range.
     sweep_ = &prometheus::BuildHistogram()
