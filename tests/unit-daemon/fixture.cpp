@@ -66,6 +66,7 @@ void ControllerTest::restart() {
     ctl.reset();
     ControllerOptions o{dir, dir + "/policy-file.json", maps.max_vms(), 1000, "auto", gateways, hold_s};
     o.fleet_host = fleet_host;
+    o.dnsbl = dnsbl;
     auto c = Controller::load(o, clock);
     ASSERT_TRUE(c) << c.error().message;
     ctl = std::move(*c);

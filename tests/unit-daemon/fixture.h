@@ -64,6 +64,7 @@ protected:
     std::vector<std::string> gateways;  // gateway_interfaces
     uint32_t hold_s = 300;              // auto_hold_s
     std::string fleet_host;             // in a fleet as this host ("" = alone)
+    dnsbl::Options dnsbl;               // config dnsbl (none: off)
 };
 
 // The kind of a refused reply ("usage", "validation", ...), "" when it was ok.
