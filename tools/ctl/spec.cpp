@@ -108,13 +108,14 @@ const std::vector<CommandSpec>& commands() {
          "counts a complaint against the VM that held that address at that time. Exits 2 when the message is "
          "not an ARF report or names no address or time, 1 when no VM held the address then.",
          {{"FILE", ValueKind::File, "the report (a whole message), or - for standard input", {}}}, {}, true},
-        {{"ip", "show"}, "show who held an address when, and its complaints",
+        {{"ip", "show"}, "show who held an address when, its complaints and DNSBL listings",
          "Shows the VMs and tenants that held ADDR (an address, or a prefix) over time, the holder now, the "
-         "feedback-loop complaints about it and whether it is tainted (ip check).",
+         "feedback-loop complaints about it, its DNSBL listings (now, and ended within address_taint_days: zone, "
+         "since, holder, whether it was charged, the list's reason) and whether it is tainted (ip check).",
          {{"ADDR", ValueKind::String, "IPv4 or IPv6 address or prefix", {}}}, {}, true},
         {{"ip", "check"}, "exit 0 when an address is clean, 3 when tainted",
-         "For provisioning systems, before handing ADDR to a customer: exits 3 when it is tainted (complained "
-         "about within the daemon's address_taint_days), 0 when clean, 1 when the daemon cannot answer (treat "
+         "For provisioning systems, before handing ADDR to a customer: exits 3 when it is tainted (DNSBL-listed "
+         "now, or complained about or listed within the daemon's address_taint_days), 0 when clean, 1 when the daemon cannot answer (treat "
          "that as not clean).",
          {{"ADDR", ValueKind::String, "IPv4 or IPv6 address or prefix", {}}}, {}, true},
         {{"flow", "original-dst"}, "print where a steered flow was going",
