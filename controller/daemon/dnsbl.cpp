@@ -9,7 +9,8 @@
 //   - persisted (<state_dir>/dnsbl.json) before the signal is given, so a restart never
 //     charges a listing twice;
 //   - announced once: dnsbl_listed (and a ticket) / dnsbl_delisted to every subscriber
-//     (event log, webhook, metrics), and the listed counts to on_dnsbl_listed.
+//     (event log, webhook, metrics; no ticket for a quarantine egress address, where a
+//     listing is expected), and the listed counts to on_dnsbl_listed.
 #include <algorithm>
 
 #include "daemon/controller.h"
@@ -146,7 +147,7 @@ void Controller::announce_dnsbl(const dnsbl::Outcome& out, const dnsbl::Holder& 
     e.evidence["holder"] = holder.label();
     e.evidence["listed"] = listed;
     if (!out.previous_holder.empty()) e.evidence["previous_holder"] = out.previous_holder;
-    ch.ticket = listed;
+    ch.ticket = listed && holder.kind != dnsbl::Holder::Kind::Quarantine;  // expected there: an event only
     if (listed && holder.kind == dnsbl::Holder::Kind::Vm) log::warning("dnsbl: " + why);
     else log::notice("dnsbl: " + why);
     for (const Subscriber& sub : subscribers_) sub(ch);

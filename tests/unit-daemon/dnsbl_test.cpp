@@ -105,6 +105,7 @@ TEST_F(DnsblControllerTest, AListingThatPredatesTheHolderOrIsQuarantineChargesNo
     listed(kQ);  // the quarantine egress: expected
     ASSERT_EQ(heard_of("dnsbl_listed"), 1u);
     EXPECT_EQ(heard.back().event.evidence["holder"], "quarantine");
+    EXPECT_FALSE(heard.back().ticket);  // expected there
     EXPECT_EQ(heard.back().event.vm, "");
     EXPECT_EQ(ctl->dnsbl_counts().at({"z.test", "quarantine"}), 1u);
     listed(kY);  // the first lookup: already listed, not b's doing

@@ -99,6 +99,7 @@ sg_daemon_start "$SG_TMP/smtpgovd.json"
 wait_for 5 "X and Y looked up clean" '(($(metric "smtpgov_dnsbl_queries_total{result=\"not_listed\"}") >= 2))'
 wait_for 5 "the quarantine egress listed" '[[ $(metric "$LISTED_Q") == 1 ]]'
 assert_eq "$(events dnsbl_listed holder=quarantine address=$Q)" 1 "dnsbl_listed events of the quarantine egress"
+assert_eq "$(events ticket address=$Q)" 0 "tickets for the quarantine egress (a listing there is expected)"
 assert_eq "$(metric "$LISTED_VM")" 0 "VM addresses listed"
 assert_eq "$(score a)" 0 "a's score before any listing"
 
