@@ -196,6 +196,13 @@ Verdict classify(const Answer& a) {
         v.list_refuses = true;
         return v;
     }
+    if (a.control && *a.control != S::NxDomain) {
+        if (*a.control == S::Ok && !a.control_a.empty())
+            return error("the zone lists its test entry 127.0.0.1 too (RFC 5782): it lists the world, so this "
+                         "listing is not believed",
+                         "lists_the_world");
+        return error("the zone's test entry 127.0.0.1 could not be checked with this listing", "other");
+    }
     Verdict v;
     v.kind = Kind::Listed;
     v.codes = a.a;
@@ -205,10 +212,58 @@ Verdict classify(const Answer& a) {
     return v;
 }
 
+namespace {
+
+IpPrefix loopback_host(uint8_t last) {
+    IpPrefix p;
+    p.addr[0] = 127;
+    p.addr[3] = last;
+    p.len = 32;
+    return p;
+}
+const IpPrefix& entry_127_0_0_1() {
+    static const IpPrefix p = loopback_host(1);
+    return p;
+}
+const IpPrefix& entry_127_0_0_2() {
+    static const IpPrefix p = loopback_host(2);
+    return p;
+}
+
+}  // namespace
+
+std::vector<Lookup> test_lookups(const std::vector<Zone>& zones) {
+    std::vector<Lookup> out;
+    for (const Zone& z : zones) {
+        out.push_back({entry_127_0_0_1(), z.name});
+        out.push_back({entry_127_0_0_2(), z.name});
+    }
+    return out;
+}
+
+bool is_test_entry(const IpPrefix& host) { return host == entry_127_0_0_1() || host == entry_127_0_0_2(); }
+
+void note_test_answer(ZoneCheck& z, const IpPrefix& entry, const Verdict& v) {
+    if (v.kind == Kind::Error) return;
+    (entry == entry_127_0_0_1() ? z.lists_127_0_0_1 : z.lists_127_0_0_2) = v.kind == Kind::Listed;
+}
+
+Verdict gated(const Verdict& v, const ZoneCheck& z) {
+    if (v.kind == Kind::Listed && z.lists_127_0_0_1.value_or(false))
+        return error("the zone lists its test entry 127.0.0.1 (RFC 5782): it lists the world, its listings are not "
+                     "believed",
+                     "lists_the_world");
+    if (v.kind == Kind::NotListed && !z.lists_127_0_0_2.value_or(true))
+        return error("the zone does not list its test entry 127.0.0.2 (RFC 5782): its answers are not believed",
+                     "test_entry_missing");
+    return v;
+}
+
 const std::vector<std::string_view>& result_labels() {
     static const std::vector<std::string_view> labels{"listed",  "not_listed", "list_refuses", "outside_127",
                                                       "nodata",  "servfail",   "refused",      "timeout",
-                                                      "malformed", "unreachable", "other"};
+                                                      "malformed", "unreachable", "other",
+                                                      "lists_the_world", "test_entry_missing"};
     return labels;
 }
 

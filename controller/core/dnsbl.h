@@ -9,6 +9,7 @@
 //                                            (Spamhaus 252 typo, 254 public resolver,
 //                                            255 rate-limited): never a listing
 //   an A outside 127.0.0.0/8                error: a resolver that rewrites NXDOMAIN
+//   a listing while the zone lists 127.0.0.1 error: the zone lists the world (RFC 5782)
 //   NXDOMAIN                                 not listed
 //   anything else (NODATA, SERVFAIL, REFUSED, timeout, malformed, resolver down; a
 //   truncated answer is asked again over TCP, and fails as one of these)
@@ -74,6 +75,10 @@ struct Answer {
     uint32_t ttl_s = 0;            // the smallest TTL of the A records
     std::vector<std::string> txt;  // TXT strings of the same name, when asked
     std::string detail;            // the resolver library's words, for errors
+    // With a listing, the zone's 127.0.0.1 (RFC 5782: never listed) is asked at once: a
+    // zone that lists it lists the world, and this listing is not believed.
+    std::optional<Status> control;          // how that lookup went (none: not asked)
+    std::vector<std::string> control_a;     // its A records
 };
 
 enum class Kind { Listed, NotListed, Error };
@@ -87,6 +92,26 @@ struct Verdict {
     std::string label;               // smtpgov_dnsbl_queries_total{result}: a fixed set
 };
 Verdict classify(const Answer& a);
+
+// RFC 5782 test entries: every IPv4 list lists 127.0.0.2 and never 127.0.0.1. Each zone's
+// two are looked up with the governed addresses, and their answers gate the others:
+//   127.0.0.1 listed     the zone lists the world (a list shut down with a wildcard, or a
+//                        lying resolver): its listings are errors, never charged
+//   127.0.0.2 not listed the zone's answers do not reach us (a resolver that says
+//                        NXDOMAIN to everything): its "not listed" are errors, never a
+//                        delisting
+// Unknown (not answered yet, or an error) gates nothing.
+struct ZoneCheck {
+    std::optional<bool> lists_127_0_0_1, lists_127_0_0_2;
+    bool operator==(const ZoneCheck&) const = default;
+};
+std::vector<Lookup> test_lookups(const std::vector<Zone>& zones);
+// 127.0.0.1 or 127.0.0.2: a test entry, not a governed address.
+bool is_test_entry(const IpPrefix& host);
+// What a test entry's answer says about its zone (an error says nothing).
+void note_test_answer(ZoneCheck& z, const IpPrefix& entry, const Verdict& v);
+// The verdict about a governed address, judged by what its zone's test entries said.
+Verdict gated(const Verdict& v, const ZoneCheck& z);
 
 // Every value label() can take, for metrics that start at 0.
 const std::vector<std::string_view>& result_labels();

@@ -224,6 +224,8 @@ private:
     Status load_dnsbl();
     Status persist_dnsbl();
     void dnsbl_refresh();  // the lookups follow the policy in force
+    void dnsbl_test_answer(const dnsbl::Lookup& l, const dnsbl::Verdict& v);
+    void dnsbl_apply(const dnsbl::Lookup& l, const dnsbl::Verdict& v);
     dnsbl::Holder dnsbl_holder(const IpPrefix& addr) const;
     void announce_dnsbl(const dnsbl::Outcome& out, const dnsbl::Holder& holder);
     nlohmann::json dnsbl_taint_json(const IpPrefix& addr, int64_t since_unix) const;
@@ -273,6 +275,7 @@ private:
     AddressHistory history_;          // who held which address when; complaints (addresses.cpp)
     dnsbl::Listings dnsbl_;           // DNSBL listing state per address x zone (dnsbl.cpp)
     std::set<std::string> dnsbl_refusing_;  // zones answering 127.255.255.x (logged once)
+    std::map<std::string, dnsbl::ZoneCheck> dnsbl_zones_;  // what each zone's test entries said
     size_t dnsbl_warned_size_ = 0;
 };
 

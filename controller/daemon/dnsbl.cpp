@@ -60,7 +60,9 @@ std::vector<dnsbl::Lookup> Controller::dnsbl_lookups() const {
     const Policy& p = vms_.policy();
     for (const Vm& vm : p.vms) addrs.insert(addrs.end(), vm.addresses.begin(), vm.addresses.end());
     if (p.proxy) addrs.insert(addrs.end(), p.proxy->egress.begin(), p.proxy->egress.end());
-    return dnsbl::lookups_of(addrs, o.zones, o.max_per_prefix);
+    std::vector<dnsbl::Lookup> out = dnsbl::lookups_of(addrs, o.zones, o.max_per_prefix);
+    for (const dnsbl::Lookup& t : dnsbl::test_lookups(o.zones)) out.push_back(t);
+    return out;
 }
 
 // Every policy put in force: the lookups follow it (a listing of an address no longer
@@ -92,17 +94,45 @@ dnsbl::Holder Controller::dnsbl_holder(const IpPrefix& addr) const {
     return {};
 }
 
+// A zone's RFC 5782 test entry answered: what it says gates the zone's other answers.
+void Controller::dnsbl_test_answer(const dnsbl::Lookup& l, const dnsbl::Verdict& v) {
+    dnsbl::ZoneCheck& z = dnsbl_zones_[l.zone];
+    const dnsbl::ZoneCheck before = z;
+    dnsbl::note_test_answer(z, l.address, v);
+    if (z.lists_127_0_0_1 != before.lists_127_0_0_1 && z.lists_127_0_0_1.value_or(false))
+        log::error("dnsbl: " + l.zone + " lists its test entry 127.0.0.1 (RFC 5782): it lists the world (a list "
+                   "that was shut down, or a lying resolver); its listings are ignored until it stops");
+    else if (z.lists_127_0_0_1 != before.lists_127_0_0_1 && before.lists_127_0_0_1.value_or(false))
+        log::notice("dnsbl: " + l.zone + " no longer lists 127.0.0.1: its listings count again");
+    if (z.lists_127_0_0_2 != before.lists_127_0_0_2 && !z.lists_127_0_0_2.value_or(true))
+        log::error("dnsbl: " + l.zone + " does not list its test entry 127.0.0.2 (RFC 5782): the list's answers do "
+                   "not reach this resolver; no delisting is believed until it does");
+    else if (z.lists_127_0_0_2 != before.lists_127_0_0_2 && !before.lists_127_0_0_2.value_or(true))
+        log::notice("dnsbl: " + l.zone + " lists 127.0.0.2 again: its answers count again");
+}
+
 void Controller::dnsbl_answer(const dnsbl::Lookup& l, const dnsbl::Answer& a) {
-    const dnsbl::Verdict v = dnsbl::classify(a);
+    const bool test = dnsbl::is_test_entry(l.address);
+    const dnsbl::Verdict raw = dnsbl::classify(a);
+    if (test) dnsbl_test_answer(l, raw);
+    const dnsbl::Verdict v = test ? raw : dnsbl::gated(raw, dnsbl_zones_[l.zone]);
     if (on_dnsbl_query) on_dnsbl_query(v.label);
-    if (v.kind == dnsbl::Kind::Error) {
-        if (v.list_refuses && dnsbl_refusing_.insert(l.zone).second)
+    if (v.list_refuses) {
+        if (dnsbl_refusing_.insert(l.zone).second)
             log::error("dnsbl: " + l.zone + ": the list refuses this resolver (answer " + a.a.front() +
                        "); no listing is counted from it. Use a resolver the list accepts (README \"DNSBL monitoring\")");
-        else log::debug("dnsbl: " + l.address.to_string() + " in " + l.zone + ": " + v.error + ": state unchanged");
+        return;
+    }
+    if (v.kind == dnsbl::Kind::Error) {
+        log::debug("dnsbl: " + l.address.to_string() + " in " + l.zone + ": " + v.error + ": state unchanged");
         return;
     }
     if (dnsbl_refusing_.erase(l.zone)) log::notice("dnsbl: " + l.zone + " answers this resolver again");
+    if (!test) dnsbl_apply(l, v);
+}
+
+// A good answer about a governed address: the listing state, announced, and the charge.
+void Controller::dnsbl_apply(const dnsbl::Lookup& l, const dnsbl::Verdict& v) {
     const dnsbl::Holder holder = dnsbl_holder(l.address);
     const dnsbl::Outcome out = dnsbl_.apply(l, holder, v, clock_->wall_ms() / 1000);
     if (out.change == dnsbl::Change::None) {

@@ -47,7 +47,8 @@ MetricsExporter::MetricsExporter(const std::string& listen, MetricsOptions opts)
     dnsbl_queries_ = &prometheus::BuildCounter()
                           .Name("smtpgov_dnsbl_queries_total")
                           .Help("DNSBL lookups answered, by result (listed, not_listed, or why the answer is "
-                                "an error: list_refuses, outside_127, nodata, servfail, refused, timeout, "
+                                "an error: list_refuses, outside_127, lists_the_world, test_entry_missing, nodata, "
+                                "servfail, refused, timeout, "
                                 "malformed, unreachable, other)")
                           .Register(*registry_);
     // A sweep is a batched map read: expected in the 100 us .. 100 ms range.

@@ -223,6 +223,29 @@ void DnsblResolver::txt_answered(Query* q, int status, const unsigned char* buf,
         return;
     }
     if (status == ARES_SUCCESS) q->answer.txt = parse_txt(buf, len);  // none: a listing without a reason
+    // The zone's 127.0.0.1 must not be listed (RFC 5782): asked with every listing but
+    // those of the test entries themselves (the controller judges those alone).
+    if (dnsbl::is_test_entry(q->lookup.address)) return finish(q);
+    channel_->sched.spend(mono_ms());
+    const std::string name = "1.0.0.127." + q->lookup.zone;
+    ares_query(channel_->ch, name.c_str(), ns_c_in, ns_t_a,
+               [](void* arg, int st, int, unsigned char* b, int l) {
+                   auto* qq = static_cast<Query*>(arg);
+                   qq->self->control_answered(qq, st, b, l);
+               },
+               q);
+}
+
+void DnsblResolver::control_answered(Query* q, int status, const unsigned char* buf, int len) {
+    if (status == ARES_EDESTRUCTION || status == ARES_ECANCELLED) {
+        delete q;
+        return;
+    }
+    Answer c;
+    c.status = status_of(status);
+    if (status == ARES_SUCCESS && !parse_a(buf, len, c)) c.status = Answer::Status::Malformed;
+    q->answer.control = c.status;
+    q->answer.control_a = std::move(c.a);
     finish(q);
 }
 

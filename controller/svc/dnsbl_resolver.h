@@ -2,7 +2,8 @@
 // scheduler (core/dnsbl_schedule.h) says what is due, c-ares asks the one configured
 // resolver (never /etc/resolv.conf: a public resolver is refused by the big lists, and
 // a host's resolver may rewrite NXDOMAIN), and each answer is handed to the report
-// callback on this thread. A listing's TXT (the reason) is asked right after its A.
+// callback on this thread. A listing's TXT (the reason) is asked right after its A, then
+// the zone's 127.0.0.1 (RFC 5782: never listed; a zone that lists it lists the world).
 // The daemon's loop never waits for DNS: the callback only posts the answer to it, and
 // the listing state is decided there (core/dnsbl_listings.h).
 //
@@ -53,6 +54,7 @@ private:
     void wait(int64_t now_ms);
     void answered(Query* q, int status, const unsigned char* buf, int len);
     void txt_answered(Query* q, int status, const unsigned char* buf, int len);
+    void control_answered(Query* q, int status, const unsigned char* buf, int len);
     void finish(Query* q);
 
     dnsbl::Options opts_;

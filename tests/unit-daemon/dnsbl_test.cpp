@@ -50,7 +50,7 @@ protected:
 
 TEST_F(DnsblControllerTest, AListingDuringTheTenureChargesTheHolderOnce) {
     start(two(kX, kY));
-    EXPECT_EQ(ctl->dnsbl_lookups().size(), 3u);  // X, Y and the quarantine egress Q
+    EXPECT_EQ(ctl->dnsbl_lookups().size(), 5u);  // X, Y, the quarantine egress Q, 127.0.0.1 and .2
     clean(kX);
     clean(kY);
     EXPECT_EQ(heard_of("dnsbl_listed"), 0u);
@@ -126,9 +126,38 @@ TEST_F(DnsblControllerTest, AListingThatPredatesTheHolderOrIsQuarantineChargesNo
     // addresses no longer governed (X, and Q without a proxy): their listings end, they
     // are looked up no more; Y stays listed
     ASSERT_TRUE(apply(policy({vm("a", {{"addresses", {kY}}})})).value("ok", false));
-    EXPECT_EQ(ctl->dnsbl_lookups().size(), 1u);
+    EXPECT_EQ(ctl->dnsbl_lookups().size(), 3u);
     EXPECT_EQ(ctl->dnsbl_counts(), (std::map<std::pair<std::string, std::string>, size_t>{{{"z.test", "vm"}, 1}}));
     EXPECT_TRUE(tainted(kX));  // ended now: within the window
+}
+
+TEST_F(DnsblControllerTest, ATestEntryGatesItsZone) {
+    start(two(kX, kY));
+    clean(kX);
+    clean(kY);
+    listed("127.0.0.2");
+    clean("127.0.0.1");
+    listed(kX);  // believed: the zone behaves
+    EXPECT_EQ(heard_of("dnsbl_listed"), 1u);
+    EXPECT_EQ(score("a"), 500);
+    // the zone starts to list the world: no listing is believed, nobody charged
+    listed("127.0.0.1");
+    listed(kY);
+    EXPECT_EQ(heard_of("dnsbl_listed"), 1u);
+    EXPECT_EQ(score("b"), 0);
+    // ... and it stops: listings count again
+    clean("127.0.0.1");
+    listed(kY);
+    EXPECT_EQ(heard_of("dnsbl_listed"), 2u);
+    // the zone's answers stop reaching us (NXDOMAIN for its 127.0.0.2): no delisting
+    clean("127.0.0.2");
+    clean(kX);
+    clean(kY);
+    EXPECT_EQ(heard_of("dnsbl_delisted"), 0u);
+    EXPECT_EQ(ctl->dnsbl_counts().at({"z.test", "vm"}), 2u);
+    listed("127.0.0.2");
+    clean(kX);
+    EXPECT_EQ(heard_of("dnsbl_delisted"), 1u);
 }
 
 }  // namespace

@@ -127,6 +127,33 @@ TEST(DnsblClassify, OnlyLoopbackAnswersAreListings) {
     }
 }
 
+TEST(DnsblClassify, AZoneThatListsTheWorldIsNotBelieved) {
+    Answer a = ok({"127.0.0.2"});
+    a.control = Answer::Status::NxDomain;  // 127.0.0.1 not listed: as RFC 5782 says
+    EXPECT_EQ(classify(a).kind, Kind::Listed);
+    a.control = Answer::Status::Ok;
+    a.control_a = {"127.0.0.2"};  // 127.0.0.1 listed: the zone lists everything
+    EXPECT_EQ(classify(a).kind, Kind::Error);
+    EXPECT_EQ(classify(a).label, "lists_the_world");
+    a.control = Answer::Status::Timeout;  // could not check: not believed now
+    EXPECT_EQ(classify(a).kind, Kind::Error);
+    // the periodic test entries gate their zone
+    ZoneCheck z;
+    EXPECT_EQ(gated(classify(ok({"127.0.0.2"})), z).kind, Kind::Listed);  // unknown: gates nothing
+    note_test_answer(z, ip("127.0.0.1"), classify(ok({"127.0.0.2"})));
+    EXPECT_EQ(gated(classify(ok({"127.0.0.2"})), z).label, "lists_the_world");
+    note_test_answer(z, ip("127.0.0.1"), classify(status(Answer::Status::ServFail)));  // an error says nothing
+    EXPECT_EQ(gated(classify(ok({"127.0.0.2"})), z).kind, Kind::Error);
+    note_test_answer(z, ip("127.0.0.1"), classify(status(Answer::Status::NxDomain)));
+    EXPECT_EQ(gated(classify(ok({"127.0.0.2"})), z).kind, Kind::Listed);
+    note_test_answer(z, ip("127.0.0.2"), classify(status(Answer::Status::NxDomain)));
+    EXPECT_EQ(gated(classify(status(Answer::Status::NxDomain)), z).label, "test_entry_missing");
+    EXPECT_TRUE(is_test_entry(ip("127.0.0.1")));
+    EXPECT_FALSE(is_test_entry(ip("127.0.0.3")));
+    EXPECT_EQ(test_lookups({{"a.example", false}}).size(), 2u);
+    EXPECT_EQ(query_name(test_lookups({{"a.example", false}})[0].address, {"a.example", false}), "1.0.0.127.a.example");
+}
+
 TEST(DnsblScheduler, PacedAtTheRateAndOncePerInterval) {
     Scheduler s(10, 4);  // every lookup once per 10 s, at most 4 queries a second
     std::vector<Lookup> all;

@@ -5,7 +5,9 @@ usage: dns_responder.py ADDR PORT CONTROL_FILE LOG_FILE
 
 Answers A and TXT queries on UDP and TCP. CONTROL_FILE (JSON, read at every query) says
 how: {"mode": MODE, "listed": ["203.0.113.10", ...]}. Modes:
-  normal       a listed address: A 127.0.0.2 and TXT "sgdb fault test listing"; else NXDOMAIN
+  normal       a listed address (and RFC 5782's 127.0.0.2): A 127.0.0.2 and TXT
+               "sgdb fault test listing"; else NXDOMAIN
+  world        every name listed (127.0.0.1 too: a list that was shut down with a wildcard)
   servfail     RCODE 2 to everything
   timeout      no answer at all
   truncated    UDP: an empty answer with the TC bit; TCP: the connection closed unanswered
@@ -90,7 +92,7 @@ def answer(msg, proto):
         return reply(msg, q, answers=[a("127.255.255.254")] if qtype == 1 else [])
     if mode == "outside":
         return reply(msg, q, answers=[a("198.51.100.80")] if qtype == 1 else [])
-    if address_of(q[2]) not in c.get("listed", []):
+    if mode != "world" and address_of(q[2]) not in c.get("listed", []) + ["127.0.0.2"]:
         return reply(msg, q, rcode=3)
     if qtype == 16:
         text = b"sgdb fault test listing"

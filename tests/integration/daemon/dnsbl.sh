@@ -28,12 +28,12 @@ ZDIR=$SG_TMP/zone
 mkdir -p "$ZDIR"
 chmod 711 "$SG_TMP"
 chmod 755 "$ZDIR"
-zone() {  # zone ADDR...: the listed addresses (A 127.0.0.2, TXT "$REASON <addr>")
+zone() {  # zone ADDR...: the listed addresses (A 127.0.0.2, TXT "$REASON <addr>"), and RFC 5782's 127.0.0.2
     {
         echo '$SOA 1 ns.sgdb.test hostmaster.sgdb.test 0 60 60 600 1'
         echo "\$TTL 1"
         echo ":127.0.0.2:$REASON \$"
-        printf '%s\n' "$@"
+        printf '%s\n' 127.0.0.2 "$@"
     } >"$ZDIR/zone.tmp"
     chmod 644 "$ZDIR/zone.tmp"
     mv "$ZDIR/zone.tmp" "$ZDIR/zone"
@@ -96,7 +96,8 @@ LISTED_Q="smtpgov_dnsbl_listed_addresses{holder=\"quarantine\",zone=\"$ZONE\"}"
 t0=$(date +%s.%N)
 sg_daemon_start "$SG_TMP/smtpgovd.json"
 # first round: X and Y looked up clean, Q listed as quarantine
-wait_for 5 "X and Y looked up clean" '(($(metric "smtpgov_dnsbl_queries_total{result=\"not_listed\"}") >= 2))'
+# (each zone's RFC 5782 test entries are looked up too: 127.0.0.1 clean, 127.0.0.2 listed)
+wait_for 5 "X, Y and 127.0.0.1 looked up clean" '(($(metric "smtpgov_dnsbl_queries_total{result=\"not_listed\"}") >= 3))'
 wait_for 5 "the quarantine egress listed" '[[ $(metric "$LISTED_Q") == 1 ]]'
 assert_eq "$(events dnsbl_listed holder=quarantine address=$Q)" 1 "dnsbl_listed events of the quarantine egress"
 assert_eq "$(events ticket address=$Q)" 0 "tickets for the quarantine egress (a listing there is expected)"
@@ -126,7 +127,8 @@ charged=$(score a)
 # a restart: the listing is known, nothing is charged twice
 sg_daemon_stop
 sg_daemon_start "$SG_TMP/smtpgovd.json"
-wait_for 6 "X and Q looked up again after the restart" '(($(metric "smtpgov_dnsbl_queries_total{result=\"listed\"}") >= 2))'
+wait_for 6 "X, Q and 127.0.0.2 looked up again after the restart" \
+    '(($(metric "smtpgov_dnsbl_queries_total{result=\"listed\"}") >= 3))'
 python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) <= float(sys.argv[2]) else 1)" "$(score a)" "$charged" ||
     fail "a charged again after the restart: $(score a) > $charged"
 assert_eq "$(events dnsbl_listed address=$X)" 1 "dnsbl_listed events for X after the restart"
