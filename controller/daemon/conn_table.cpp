@@ -50,7 +50,7 @@ Endpoint original_dst(const sg_conn_key& k) {
 }
 
 // Reads the next batch once the last one is done with; deletes at most kMaxDeletes
-// entries (and stops after kStepBudgetNs) per step: what is left of the batch waits for
+// entries (and stops after its time budget, kStepBudgetNs) per step: what is left of the batch waits for
 // the next step, so a step is short even when a whole batch is idle.
 Result<uint32_t> ConnTable::step(uint64_t now_ns) {
     if (!in_pass_) {
@@ -72,7 +72,7 @@ Result<uint32_t> ConnTable::step(uint64_t now_ns) {
     for (; pos_ < buf_.size(); ++pos_) {
         const auto& [k, c] = buf_[pos_];
         if (purged(c) || conn_expired(c, now_ns)) {
-            if (removed >= kMaxDeletes || (removed % 256 == 255 && mono_ns() - t0 > kStepBudgetNs)) break;
+            if (removed >= kMaxDeletes || (removed % 256 == 255 && mono_ns() - t0 > budget_ns_)) break;
             auto gone = remove_expired(k, now_ns);
             if (!gone) return gone.error();  // this entry is tried again by the next step
             if (*gone) {

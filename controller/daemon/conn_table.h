@@ -37,7 +37,8 @@ public:
     static constexpr uint32_t kMaxDeletes = 4096;   // entries deleted per step (about 8 us each)
     static constexpr uint64_t kStepBudgetNs = 10'000'000;  // and no deleting past 10 ms
 
-    explicit ConnTable(Maps& maps) : maps_(maps) {}
+    // step_budget_ns: tests pass their own (a step's deletions stop on it, checked every 256)
+    explicit ConnTable(Maps& maps, uint64_t step_budget_ns = kStepBudgetNs) : maps_(maps), budget_ns_(step_budget_ns) {}
 
     // Counts of the last complete pass.
     struct Counts {
@@ -80,6 +81,7 @@ private:
     };
 
     Maps& maps_;
+    uint64_t budget_ns_;
     BatchCursor cursor_;
     ConnEntries buf_;
     size_t pos_ = 0;                       // the next entry of buf_ to look at

@@ -149,7 +149,7 @@ TEST(ConnTableTest, DeletionsPerStepAreCapped) {
         Conn c = conn(1, addr, 40000, "203.0.113.25", false, i % 2 ? now : now - 700 * kS);
         ASSERT_TRUE(m.update(MapId::Conn, &c.key, &c.val));
     }
-    ConnTable t(m);
+    ConnTable t(m, UINT64_MAX);  // the count cap alone (a loaded machine must not make the time cap bite)
     auto r = t.step(now);
     ASSERT_TRUE(r);
     EXPECT_EQ(*r, ConnTable::kMaxDeletes);
@@ -160,6 +160,24 @@ TEST(ConnTableTest, DeletionsPerStepAreCapped) {
     EXPECT_EQ(t.deleted(), 5'000u);
     EXPECT_EQ(t.counts().tracked, 5'000u);
     EXPECT_EQ(m.count(MapId::Conn), 5'000u);
+}
+
+// The time cap: checked every 256 deletions, so a budget already spent stops a step at 255.
+TEST(ConnTableTest, DeletionsStopWhenTheStepBudgetIsSpent) {
+    MemoryMaps m;
+    const uint64_t now = 10'000 * kS;
+    for (uint32_t i = 0; i < 1'000; ++i) {
+        char addr[32];
+        std::snprintf(addr, sizeof addr, "10.2.%u.%u", i >> 8, i & 255);
+        Conn c = conn(1, addr, 40000, "203.0.113.25", false, now - 700 * kS);
+        ASSERT_TRUE(m.update(MapId::Conn, &c.key, &c.val));
+    }
+    ConnTable t(m, 0);
+    auto r = t.step(now);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(*r, 255u);
+    while (!t.complete()) ASSERT_TRUE(t.step(now));
+    EXPECT_EQ(m.count(MapId::Conn), 0u) << "the rest goes in later steps";
 }
 
 // Slots given to new VMs: the old owner's entries go, the new owner's stay.
