@@ -3,10 +3,15 @@
 # ring-buffer event, CLOCK_MONOTONIC) to smtpgovd having escalated the VM (transition
 # time, CLOCK_MONOTONIC; both in the tier_change event's evidence). Prints p50/p99 over
 # B bursts (default 20). Target: p99 <= 50 ms. Root; uses the netns testbed.
-#   tools/bench/escalation_latency.sh [BURSTS]   (SG_BIN: build/bin by default)
+#   tools/bench/escalation_latency.sh [--json] [BURSTS]   (SG_BIN: build/bin by default)
+# --json prints one object instead of the table (tools/bench/run.sh reads it);
+# SG_LAT_PREFIX names its testbed and pin directory (default: bnlat, pins as the tests').
 source "$(dirname "$(readlink -f "$0")")/../../tests/integration/daemon/common.sh"
+as_json=0
+[[ ${1:-} == --json ]] && { as_json=1; shift; }
 bursts=${1:-20}
-sg_init bnlat
+sg_init "${SG_LAT_PREFIX:-bnlat}"
+[[ -n ${SG_LAT_PREFIX:-} ]] && SG_BPFFS=/sys/fs/bpf/$SG_PREFIX
 sg_testbed --vms 2 up >/dev/null
 eval "$(sg_testbed env)"
 sgd_policy "$SG_TMP/policy.json"
@@ -32,10 +37,15 @@ for line in sys.stdin:
     if e["vm"] == "spammer" and e["type"] == "tier_change" and "trigger_ts_ns" in ev:
         print((ev["decided_ts_ns"] - ev["trigger_ts_ns"]) / 1e6); break' >>"$SG_TMP/latencies"
 done
-python3 - "$SG_TMP/latencies" "$bursts" <<'PY'
-import sys
+python3 - "$SG_TMP/latencies" "$bursts" "$as_json" <<'PY'
+import json, sys
 v = sorted(float(x) for x in open(sys.argv[1]) if x.strip())
 pct = lambda p: v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))]
+if sys.argv[3] == "1":
+    print(json.dumps({"bursts": int(sys.argv[2]), "escalated": len(v), "p50_ms": pct(50) if v else None,
+                      "p99_ms": pct(99) if v else None, "min_ms": v[0] if v else None,
+                      "max_ms": v[-1] if v else None, "samples_ms": v}))
+    sys.exit(0)
 print()
 print("| metric | value | target |")
 print("|---|---|---|")
