@@ -29,6 +29,9 @@ packages=(
     rspamd
     # testbed: GRO on veths (XDP_TX/live frames need the peer in NAPI mode), SYN counters
     ethtool nftables
+    # tools/bench/run.sh: the hashlimit contender runs under iptables-legacy (Debian 12's
+    # `iptables` is the nft backend), the plot is gnuplot's
+    iptables gnuplot-nox
     # the Debian package and its unit (tests/integration/ops/deb.sh, unit.sh): lintian,
     # man pages checked, systemd-analyze verify/security, the daemon's system calls
     lintian man-db systemd strace

@@ -15,7 +15,7 @@
 # sources on the tap, smtpgov in gateway mode), flood-plus-legit (a tap flood while a
 # veth VM sends real SMTP sessions). Writes DIR/results.json, DIR/results.png (gnuplot)
 # and prints the table. Defaults: 5 rounds, 1,000,000 frames per run, VMs 1,100,10000,
-# 20 detection bursts; --quick: 3 rounds, 300,000 frames, VMs 1,10000, 10 bursts (under
+# 20 detection bursts; --quick: 3 rounds, 500,000 frames, VMs 1,10000, 10 bursts (under
 # 10 minutes on 2 cores). --detection-bursts 0 skips tools/bench/escalation_latency.sh.
 set -euo pipefail
 SGBN_SRC=$(cd "$(dirname "$(readlink -f "$0")")/../.." && pwd)
@@ -41,7 +41,7 @@ while (($#)); do
         *) log "run.sh: unknown option $1"; usage 2 >&2 ;;
     esac
 done
-((quick)) && rounds=3 frames=300000 vms_list=1,10000 bursts=10
+((quick)) && rounds=3 frames=500000 vms_list=1,10000 bursts=10
 rounds=${rounds_set:-$rounds} frames=${frames_set:-$frames} vms_list=${vms_set:-$vms_list} bursts=${bursts_set:-$bursts}
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || die "--rounds: a positive number"
 [[ $frames =~ ^[1-9][0-9]*$ ]] && ((frames >= 1000 && frames <= 100000000)) || die "--frames: 1000..100000000"

@@ -109,14 +109,16 @@ print(sum(json.load(sys.stdin)["syn"].values()))'
 smtpgov_off() {
     local i
     if [[ -n $SGBN_DAEMON_PID ]]; then
-        kill "$SGBN_DAEMON_PID" 2>/dev/null
+        kill "$SGBN_DAEMON_PID" 2>/dev/null || true
         for ((i = 0; i < 50; i++)); do kill -0 "$SGBN_DAEMON_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$SGBN_DAEMON_PID" 2>/dev/null
-        wait "$SGBN_DAEMON_PID" 2>/dev/null
+        kill -9 "$SGBN_DAEMON_PID" 2>/dev/null || true
+        wait "$SGBN_DAEMON_PID" 2>/dev/null || true
         SGBN_DAEMON_PID=""
     fi
     # its links and maps stay pinned by design (kill -9 loses no enforcement): remove them
-    [[ -d $SGBN_BPFFS_SMTPGOV ]] && hv "$SGBN_BIN/smtpgovd" --bpffs "$SGBN_BPFFS_SMTPGOV" --remove >/dev/null 2>&1
+    if [[ -d $SGBN_BPFFS_SMTPGOV ]]; then
+        hv "$SGBN_BIN/smtpgovd" --bpffs "$SGBN_BPFFS_SMTPGOV" --remove >/dev/null 2>&1 || true
+    fi
     rm -rf "$SGBN_BPFFS_SMTPGOV"
     return 0
 }
