@@ -12,6 +12,7 @@
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
 #include <net/if.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -319,6 +320,12 @@ nlohmann::json summary(const SynOptions& o, const Plan& plan, const Sender* send
         dsts.push_back(d.str());
     for (uint16_t port : o.dports)
         ports.push_back(port);
+    // this process's CPU time: with the receiver on the same CPU and no RPS, the veth's
+    // receive path runs inside its sends (tools/bench/run.sh subtracts a floor from it)
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    const double cpu_s = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                         (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
     return {
         {"mode", "syn"},
         {"method", sender ? sender->method() : "none"},
@@ -334,6 +341,7 @@ nlohmann::json summary(const SynOptions& o, const Plan& plan, const Sender* send
         {"rate", elapsed > 0 ? (double)pacer.total() / elapsed : 0.0},
         {"iface_tx_dropped", after.tx_dropped - before.tx_dropped},
         {"iface_xdp_xmit_errors", after.xdp_xmit_errors - before.xdp_xmit_errors},
+        {"cpu_s", cpu_s},
     };
 }
 

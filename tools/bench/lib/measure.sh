@@ -1,6 +1,6 @@
 # tools/bench/run.sh: one measured run (a contender on a scenario's flood), appended to
 # $SGBN_OUT/raw.jsonl as one JSON object; results.py turns the runs into rows.
-# Sourced after topo.sh and contenders.sh; needs $SGBN_FRAMES, $SGBN_VETH_RATE,
+# Sourced after topo.sh and contenders.sh; needs $SGBN_FRAMES,
 # $SGBN_SESSIONS, $SGBN_GEN_CPU, $SGBN_MAX_S.
 
 # scenario_iface SCENARIO: the interface the scenario floods through
@@ -16,6 +16,27 @@ busy_ticks() {
     echo $((u + n + s + irq + sirq + st))
 }
 
+# tasks_ns PID...: CPU time (ns, the scheduler's exact sum) of every thread of the PIDs
+tasks_ns() {
+    local t=0 f ns _rest
+    for f in "${@/#//proc/}"; do
+        for f in "$f"/task/*/schedstat; do
+            [[ -r $f ]] && read -r ns _rest <"$f" 2>/dev/null && t=$((t + ns))
+        done
+    done
+    echo "$t"
+}
+
+# the generator CPU's softirq thread: receive work the kernel defers out of the sender's
+# context when it piles up (the other CPU's is left out: nothing of ours runs there but
+# smtpgovd, and its softirqs are other load's)
+SGBN_KSOFTIRQD=()
+for f in /proc/[0-9]*/comm; do
+    read -r c <"$f" 2>/dev/null || continue
+    [[ $c == "ksoftirqd/$SGBN_GEN_CPU" ]] && f=${f%/comm} && SGBN_KSOFTIRQD+=("${f#/proc/}")
+done
+((${#SGBN_KSOFTIRQD[@]} == 1)) || die "no ksoftirqd/$SGBN_GEN_CPU thread found"
+
 # generate SCENARIO OUTFILE: the flood, bounded in count and time, pinned to one CPU
 generate() {
     local scenario=$1 out=$2
@@ -27,9 +48,9 @@ generate() {
             --dst "$SGBN_TARGET_V4" --count "$SGBN_FRAMES" --max-seconds "$SGBN_MAX_S" \
             --sources "$(scenario_sources "$scenario")" >"$out"
     else
-        # AF_PACKET from the VM's side of the veth, at the equal offered load of every veth row
+        # AF_PACKET from the VM's side of the veth, as fast as it goes
         taskset -c "$SGBN_GEN_CPU" "$SGBN_BIN/smtpgov-flood" --netns "$SGBN_NS_VM1" syn --method packet \
-            --dst "$SGBN_TARGET_V4" --rate "$SGBN_VETH_RATE" --count "$SGBN_FRAMES" --duration "$SGBN_MAX_S" \
+            --dst "$SGBN_TARGET_V4" --rate max --count "$SGBN_FRAMES" --duration "$SGBN_MAX_S" \
             --json >"$out"
     fi
 }
@@ -50,7 +71,7 @@ wait_judged() {
 
 # run_one ROUND SCENARIO CONTENDER MODE VMS
 run_one() {
-    local round=$1 scenario=$2 name=$3 mode=$4 vms=$5 ifc j0 j1 a0 a1 b0 b1 legit_pid="" legit=null sent
+    local round=$1 scenario=$2 name=$3 mode=$4 vms=$5 ifc j0 j1 a0 a1 b0 b1 d0 d1 k0 k1 legit_pid="" legit=null sent
     SGBN_SCENARIO=$scenario
     ifc=$(scenario_iface "$scenario")
     contender_on "$name" "$mode" "$ifc" "$scenario" "$vms"
@@ -63,9 +84,11 @@ run_one() {
         legit_pid=$!
         sleep 0.05
     fi
+    d0=$(tasks_ns ${SGBN_DAEMON_PID:+"$SGBN_DAEMON_PID"}) k0=$(tasks_ns "${SGBN_KSOFTIRQD[@]}")
     b0=$(busy_ticks)
     generate "$scenario" "$SGBN_TMP/gen.json" || { contender_off "$name" "$mode" "$ifc"; die "the generator failed ($scenario, $name)"; }
     b1=$(busy_ticks)
+    d1=$(tasks_ns ${SGBN_DAEMON_PID:+"$SGBN_DAEMON_PID"}) k1=$(tasks_ns "${SGBN_KSOFTIRQD[@]}")
     if [[ -n $legit_pid ]]; then
         wait "$legit_pid" || die "the SMTP session client failed ($name)"
         legit=$(cat "$SGBN_TMP/legit.json")
@@ -75,10 +98,10 @@ run_one() {
     j1=$(wait_judged "$name" "$sent" "$j0")
     a1=$(admitted_count)
     contender_off "$name" "$mode" "$ifc"
-    printf '{"round": %d, "scenario": "%s", "iface": "%s", "contender": "%s", "xdp_mode": %s, "vms": %s, "rate": %d, "burst": %d, "sources": %d, "judged": %d, "admitted": %d, "busy_ticks": %d, "clk_tck": %d, "gen": %s, "legit": %s}\n' \
+    printf '{"round": %d, "scenario": "%s", "iface": "%s", "contender": "%s", "xdp_mode": %s, "vms": %s, "rate": %d, "burst": %d, "sources": %d, "judged": %d, "admitted": %d, "busy_ticks": %d, "clk_tck": %d, "daemon_ns": %d, "ksoftirqd_ns": %d, "gen": %s, "legit": %s}\n' \
         "$round" "$scenario" "$(scenario_kind "$scenario")" "$name" \
         "$([[ $mode == - ]] && echo null || echo "\"$mode\"")" "$([[ $name == smtpgov ]] && echo "$vms" || echo null)" \
         "$SGBN_RATE" "$SGBN_BURST" "$(scenario_sources "$scenario")" $((j1 - j0)) $((a1 - a0)) $((b1 - b0)) \
-        "$(getconf CLK_TCK)" "$(cat "$SGBN_TMP/gen.json")" "$legit" >>"$SGBN_OUT/raw.jsonl"
-    log "round $round $scenario $name${mode/#-/} ${vms:+vms=$vms}: sent $sent, judged $((j1 - j0)), admitted $((a1 - a0)), busy $((b1 - b0)) ticks"
+        "$(getconf CLK_TCK)" $((d1 - d0)) $((k1 - k0)) "$(cat "$SGBN_TMP/gen.json")" "$legit" >>"$SGBN_OUT/raw.jsonl"
+    log "round $round $scenario $name${mode/#-/} ${vms/#-/}: sent $sent, judged $((j1 - j0)), admitted $((a1 - a0)), machine busy $((b1 - b0)) ticks, smtpgovd $(((d1 - d0) / 1000000)) ms, ksoftirqd $(((k1 - k0) / 1000000)) ms"
 }

@@ -6,7 +6,7 @@
 #   sgbn-hv    sgbnt0 tap 198.18.1.1/24 (its "VM" 198.18.1.2, and the 1,000 spoofed
 #              sources 10.99.0.0-10.99.3.231 of many-sources, written by tap_writer)
 #              sgbnv1 198.18.2.1/24, sgbnv2 198.18.3.1/24, sgbnup 198.19.0.1/24 (uplink);
-#              forwarding on, rp_filter off: the contenders run here
+#              forwarding on, rp_filter off, smtpgovd on CPU 1: the contenders run here
 #   sgbn-inet  eth0 198.19.0.2/24; 203.0.113.25 (SMTP sink), 203.0.113.26 (flood target);
 #              a netdev-ingress nft counter of the flood's SYNs that got through
 #              ("admitted"), which then drops them (no RST storms back)
@@ -72,15 +72,19 @@ topo_up() {
     in_ns "$SGBN_NS_INET" ip route add 198.18.0.0/16 via 198.19.0.1
     in_ns "$SGBN_NS_INET" ip route add "$SGBN_SPOOF_PREFIX" via 198.19.0.1
     hv ip route add 203.0.113.0/24 via 198.19.0.2
-    # the receiver's CPU: RPS moves the veth's skb path to CPU 1 (the generators run on
-    # CPU 0). Not on the tap: a tap's write() hands each frame to the stack inline
-    # (netif_receive_skb in the writer's context, as in QEMU's thread); with RPS the
-    # frames queue for CPU 1 and the backlog drops them before any filter sees them
-    # (measured: 10-55% of a 100k-frame flood lost), so the tap's receiver runs in the
-    # writer's thread. Native XDP on a veth runs in its NAPI poll on the sender's CPU.
-    if (($(nproc) >= 2)); then
-        in_ns_sys "$SGBN_NS_HV" sh -c "echo 2 >/sys/class/net/$SGBN_VETH/queues/rx-0/rps_cpus"
-    fi
+    # Nothing but the flood on the flooded links, so that every contender's count can be
+    # compared with the frames sent exactly: no IPv6 (router solicitations, MLD), static
+    # neighbours on the veth VM's link (no ARP)
+    for ns in "$SGBN_NS_HV" "$SGBN_NS_VM1" "$SGBN_NS_VM2" "$SGBN_NS_INET"; do
+        in_ns_sys "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+    done
+    in_ns "$SGBN_NS_VM1" ip neigh replace 198.18.2.1 lladdr "$(topo_mac "$SGBN_NS_HV" "$SGBN_VETH")" dev eth0 nud permanent
+    hv ip neigh replace "$SGBN_VM1_V4" lladdr "$(topo_mac "$SGBN_NS_VM1" eth0)" dev "$SGBN_VETH" nud permanent
+    # No RPS: on a tap, write() hands each frame to the stack inline (as in QEMU's thread),
+    # and a veth's receive runs at the end of each send; both in the generator's task, where
+    # its CPU time measures them exactly. With RPS to the other CPU the backlog dropped
+    # 10-55% of a tap flood before any filter saw it, and the other CPU's work could only
+    # be counted from /proc/stat's ticks, which other load on the machine swamps.
     # admitted: the flood's SYNs that reached the internet (after any filter)
     in_ns "$SGBN_NS_INET" nft -f - <<NFT
 table netdev sgbn {
@@ -91,34 +95,19 @@ table netdev sgbn {
     }
 }
 NFT
-    # neighbours resolved before any flood (the veth VM's and the uplink's)
-    in_ns "$SGBN_NS_VM1" ping -c1 -W2 198.18.2.1 >/dev/null
+    # neighbours resolved before any flood (the legit VM's and the uplink's)
     in_ns "$SGBN_NS_VM2" ping -c1 -W2 198.18.3.1 >/dev/null
     hv ping -c1 -W2 198.19.0.2 >/dev/null
     mkdir -p "$SGBN_BPFFS_DROP"
 }
 
-topo_tap_mac() { hv cat "/sys/class/net/$SGBN_TAP/address" 2>/dev/null || in_ns_sys "$SGBN_NS_HV" cat "/sys/class/net/$SGBN_TAP/address"; }
+# topo_mac NS DEV: the MAC address of DEV in NS
+topo_mac() { in_ns "$1" ip -o link show dev "$2" | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2; }
+topo_tap_mac() { topo_mac "$SGBN_NS_HV" "$SGBN_TAP"; }
 
 # admitted_count: the flood SYNs counted at the internet's ingress so far
 admitted_count() {
     in_ns "$SGBN_NS_INET" nft -j list counter netdev sgbn admitted | python3 -c '
 import json, sys
 print(next(o["counter"]["packets"] for o in json.load(sys.stdin)["nftables"] if "counter" in o))'
-}
-
-# cpu_busy_ns: busy CPU time of the whole machine so far (user, nice, system, irq,
-# softirq, steal from /proc/stat), in ns; followed by the same per CPU
-cpu_busy_ns() {
-    python3 -c '
-import os
-hz = os.sysconf("SC_CLK_TCK")
-out = []
-for line in open("/proc/stat"):
-    if not line.startswith("cpu"):
-        break
-    f = [int(x) for x in line.split()[1:]]
-    busy = f[0] + f[1] + f[2] + f[5] + f[6] + f[7]
-    out.append(str(busy * 1000000000 // hz))
-print(" ".join(out))'
 }
