@@ -229,40 +229,46 @@ def table(rows, machine, rounds, quick):
     return "\n".join(out)
 
 
+COLOURS = {"empty-xdp": 0x8c8c8c, "tc-drop": 0xb0b0b0, "smtpgov": 0x3b75af, "nftables": 0xdd8452,
+           "iptables-hashlimit": 0xc44e52, "none": 0x55a868}
+
+
 def label(r):
     short = {"one-vm-flood": "tap", "one-vm-flood-veth": "veth", "many-sources": "1k-src", "flood-plus-legit": "legit"}
-    extra = ",".join(x for x in (r["xdp_mode"] and r["xdp_mode"][:3], r["vms"] and f"{r['vms']}vm") if x)
-    return f"{short.get(r['scenario'], r['scenario'])}:{r['contender'].replace('iptables-', '')}" + (
-        f"({extra})" if extra else "")
+    mode = {"native": "drv", "generic": "gen"}.get(r["xdp_mode"])
+    vms = r["vms"] and (f"{r['vms'] // 1000}k" if r["vms"] >= 1000 else str(r["vms"]))
+    extra = " ".join(x for x in (mode, vms) if x)
+    return f"{short.get(r['scenario'], r['scenario'])} {r['contender'].replace('iptables-', '')}" + (
+        f" {extra}" if extra else "")
 
 
 def plot(rows, path):
     """Three panels (gnuplot): Mpps, receiver ns/frame, admitted accuracy, per row."""
     data = path + ".dat"
+    num = lambda v: "NaN" if v is None else f"{v:.4f}"
     with open(data, "w") as f:
         for i, r in enumerate(rows):
-            num = lambda v: "NaN" if v is None else f"{v:.4f}"
             f.write(f"{i} \"{label(r)}\" {num(r['mpps'])} {num(r['receiver_ns_per_frame'])} "
-                    f"{num(r['accuracy_pct'])}\n")
+                    f"{num(r['accuracy_pct'])} {COLOURS.get(r['contender'], 0)}\n")
+    acc = [r["accuracy_pct"] for r in rows if r["accuracy_pct"] is not None] or [0]
+    lo, hi = min(-5, min(acc) - 2), max(5, max(acc) + 2)
     script = f"""
-set terminal pngcairo size 1300,1100 font ",9"
+set terminal pngcairo size 1300,1250 font ",9"
 set output "{path}"
-set multiplot layout 3,1 title "smtpgov side by side (medians over rounds; tools/bench/run.sh)"
-set style fill solid 0.6
+set multiplot layout 3,1 margins 0.06,0.99,0.09,0.95 spacing 0,0.13 title "smtpgov side by side: medians over rounds (tools/bench/run.sh); grey: empty programs, blue: smtpgov, orange: nftables, red: hashlimit, green: no filter"
+set style fill solid 0.7 border -1
 set boxwidth 0.7
 set grid ytics
-set xtics rotate by -40 left
+set xtics rotate by -45 left
 set xrange [-0.8:{len(rows) - 0.2}]
-set lmargin 10
-set bmargin 6
 unset key
-set title "throughput: frames judged per second (Mpps)"
-plot "{data}" using 1:3:xtic(2) with boxes lc rgb "#3b75af"
-set title "receiver cost: ns per frame over the generator's floor (cheapest hook on that interface)"
-plot "{data}" using 1:4:xtic(2) with boxes lc rgb "#c44e52"
-set title "admitted vs burst + rate x seconds (%); target for smtpgov: within +-2%"
-set yrange [-30:50]
-plot "{data}" using 1:5:xtic(2) with boxes lc rgb "#55a868", 2 dt 2 lc rgb "black", -2 dt 2 lc rgb "black"
+set title "throughput: frames judged per second (Mpps); tap: in the writer's thread, veth: in the sender's"
+plot "{data}" using 1:3:6:xtic(2) with boxes lc rgb variable
+set title "receiver cost: ns per frame over the floor (the cheapest hook on that interface kind, same generator)"
+plot "{data}" using 1:4:6:xtic(2) with boxes lc rgb variable
+set title "admitted vs burst + rate x seconds of each one's configured limit (%); dashed: +-2%"
+set yrange [{lo:.1f}:{hi:.1f}]
+plot "{data}" using 1:5:6:xtic(2) with boxes lc rgb variable, 2 dt 2 lc rgb "black", -2 dt 2 lc rgb "black"
 unset multiplot
 """
     r = subprocess.run(["gnuplot"], input=script, text=True, capture_output=True)
