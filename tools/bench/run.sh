@@ -69,21 +69,20 @@ SGBN_RATE=100 SGBN_BURST=200
 SGBN_FRAMES=$frames SGBN_SESSIONS=$((quick ? 20 : 40))
 # every flood is bounded in time as well as count
 SGBN_MAX_S=$((20 + frames / 20000))
-# veth: every contender gets the same offered load, below what the slowest path (no
-# filter, into the stack) keeps up with, so that RPS's backlog on the receiving CPU
-# never overflows (a frame dropped there would not count as judged)
-SGBN_VETH_RATE=${SGBN_VETH_RATE:-150000}
+# the generator (and with it the receive path, which runs in its sends) on CPU 0,
+# smtpgovd on CPU 1
 SGBN_GEN_CPU=0 SGBN_RX_CPU=$(($(nproc) > 1 ? 1 : 0))
 
 source "$SGBN_LIB/topo.sh"
 source "$SGBN_LIB/contenders.sh"
 source "$SGBN_LIB/measure.sh"
 
-sink_pid=""
+sink_pid="" SGBN_LEGIT_PID=""
 cleanup() {
     set +e
     trap - EXIT INT TERM
-    [[ -n $sink_pid ]] && kill "$sink_pid" 2>/dev/null && wait "$sink_pid" 2>/dev/null
+    local p
+    for p in $sink_pid $SGBN_LEGIT_PID; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
     contender_all_off
     topo_down
     rm -rf "$SGBN_TMP"
@@ -96,7 +95,9 @@ topo_up
 SGBN_TAP_MAC=$(topo_tap_mac)
 drop_progs_load
 if [[ ,$scenarios, == *,flood-plus-legit,* ]]; then
-    in_ns "$SGBN_NS_INET" python3 "$SGBN_LIB/smtp_sink.py" --addr "$SGBN_SINK_V4" --max-seconds 7200 >"$SGBN_TMP/sink.log" 2>&1 &
+    # nsenter itself in the background (not the in_ns function's subshell), so that
+    # $! is the sink's own PID and cleanup's kill reaches it
+    nsenter --net="/run/netns/$SGBN_NS_INET" python3 "$SGBN_LIB/smtp_sink.py" --addr "$SGBN_SINK_V4" --max-seconds 7200 >"$SGBN_TMP/sink.log" 2>&1 &
     sink_pid=$!
     for ((i = 0; i < 50; i++)); do grep -q listening "$SGBN_TMP/sink.log" && break; sleep 0.1; done
     grep -q listening "$SGBN_TMP/sink.log" || die "the SMTP sink did not start: $(cat "$SGBN_TMP/sink.log")"
@@ -116,15 +117,16 @@ plan() {
                 echo "$s empty-xdp native -"
                 echo "$s smtpgov native ${vms_list##*,}"
                 echo "$s nftables - -"; echo "$s iptables-hashlimit - -" ;;
-            flood-plus-legit)
-                echo "$s smtpgov native ${vms_list##*,}"
+            flood-plus-legit)   # the flooding VM and the legitimate one at least
+                v=${vms_list##*,}
+                echo "$s smtpgov native $((v < 2 ? 2 : v))"
                 echo "$s nftables - -"; echo "$s iptables-hashlimit - -"; echo "$s none - -" ;;
         esac
     done
 }
 mapfile -t runs < <(plan)
 t0=$SECONDS
-log "$rounds rounds x ${#runs[@]} runs, $frames frames each (veth at $SGBN_VETH_RATE frames/s offered)"
+log "$rounds rounds x ${#runs[@]} runs, $frames frames each"
 for ((r = 1; r <= rounds; r++)); do
     # interleaved: each round visits every run, in an order that rotates by round, so
     # that the machine's drift spreads over the contenders

@@ -78,10 +78,10 @@ run_one() {
     j0=$(contender_judged "$name")
     a0=$(admitted_count)
     if [[ $scenario == flood-plus-legit ]]; then
-        in_ns "$SGBN_NS_VM2" timeout 120 python3 "$SGBN_SRC/tools/bench/smtp_sessions.py" --dst "$SGBN_SINK_V4" \
+        nsenter --net="/run/netns/$SGBN_NS_VM2" timeout 120 python3 "$SGBN_SRC/tools/bench/smtp_sessions.py" --dst "$SGBN_SINK_V4" \
             --sessions "$SGBN_SESSIONS" --concurrency 4 --tag "sgbn-$round-$name" --timeout-s 20 --deadline-s 90 \
             >"$SGBN_TMP/legit.json" &
-        legit_pid=$!
+        legit_pid=$! SGBN_LEGIT_PID=$!
         sleep 0.05
     fi
     d0=$(tasks_ns ${SGBN_DAEMON_PID:+"$SGBN_DAEMON_PID"}) k0=$(tasks_ns "${SGBN_KSOFTIRQD[@]}")
@@ -91,6 +91,7 @@ run_one() {
     d1=$(tasks_ns ${SGBN_DAEMON_PID:+"$SGBN_DAEMON_PID"}) k1=$(tasks_ns "${SGBN_KSOFTIRQD[@]}")
     if [[ -n $legit_pid ]]; then
         wait "$legit_pid" || die "the SMTP session client failed ($name)"
+        SGBN_LEGIT_PID=""
         legit=$(cat "$SGBN_TMP/legit.json")
     fi
     sent=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d.get("frames_written", d.get("sent")))' "$SGBN_TMP/gen.json")

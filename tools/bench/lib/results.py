@@ -162,6 +162,9 @@ def aggregate(runs, detection):
             "limit": limit_of(rs[0]),
             "legit_sessions_ok": sum(x["ok"] for x in legit) if legit else None,
             "legit_sessions_total": sum(x["sessions"] for x in legit) if legit else None,
+            # the sessions start with the flood: both durations, to see that they overlap
+            "legit_elapsed_s": statistics.median(x["elapsed_s"] for x in legit) if legit else None,
+            "flood_elapsed_s": statistics.median(seconds_of(r) for r in rs),
             "detection_ms_p50": detection["p50_ms"] if detection and contender == "smtpgov" else None,
             "detection_ms_p99": detection["p99_ms"] if detection and contender == "smtpgov" else None,
         }
