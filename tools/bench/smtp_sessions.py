@@ -5,7 +5,8 @@ Each session: connect to --dst:--port, greeting, EHLO, MAIL, RCPT, DATA with a s
 message (Message-ID <TAG-I@customer.example>), QUIT. A session is ok when the end of
 DATA got 250 and QUIT got 221. Bounded: every reply waits at most --timeout-s, the
 whole run at most --deadline-s (sessions not finished by then count as failed).
-Prints one JSON object: sessions, ok, failed, elapsed_s (first connect to last end),
+Prints one JSON object: sessions, ok, failed, elapsed_s (first connect to last end;
+start_epoch and end_epoch: the same instants on the wall clock),
 latency_ms of the ok sessions (connect to the reply to QUIT), errors by reason.
 """
 import argparse
@@ -97,7 +98,11 @@ async def run(a):
         errors["deadline"] = unfinished
     starts = [r[1] for r in results] or [0.0]
     ends = [r[2] for r in results] or [0.0]
+    to_epoch = time.time() - time.monotonic()
     return {
+        # wall clock of the first connect and the last end (run.sh checks they fall within a flood)
+        "start_epoch": min(starts) + to_epoch,
+        "end_epoch": max(ends) + to_epoch,
         "sessions": a.sessions,
         "ok": len(ok),
         "failed": a.sessions - len(ok),

@@ -71,22 +71,25 @@ wait_judged() {
 
 # run_one ROUND SCENARIO CONTENDER MODE VMS
 run_one() {
-    local round=$1 scenario=$2 name=$3 mode=$4 vms=$5 ifc j0 j1 a0 a1 b0 b1 d0 d1 k0 k1 legit_pid="" legit=null sent
+    local round=$1 scenario=$2 name=$3 mode=$4 vms=$5 ifc j0 j1 a0 a1 b0 b1 d0 d1 k0 k1 t0 t1 legit_pid="" legit=null sent
     SGBN_SCENARIO=$scenario
     ifc=$(scenario_iface "$scenario")
     contender_on "$name" "$mode" "$ifc" "$scenario" "$vms"
     j0=$(contender_judged "$name")
     a0=$(admitted_count)
     if [[ $scenario == flood-plus-legit ]]; then
-        nsenter --net="/run/netns/$SGBN_NS_VM2" timeout 120 python3 "$SGBN_SRC/tools/bench/smtp_sessions.py" --dst "$SGBN_SINK_V4" \
-            --sessions "$SGBN_SESSIONS" --concurrency 4 --tag "sgbn-$round-$name" --timeout-s 20 --deadline-s 90 \
-            >"$SGBN_TMP/legit.json" &
+        # the sessions start once the flood is under way (results.py checks that they
+        # ended before it did)
+        (sleep 0.1; exec nsenter --net="/run/netns/$SGBN_NS_VM2" timeout 120 python3 "$SGBN_SRC/tools/bench/smtp_sessions.py" \
+            --dst "$SGBN_SINK_V4" --sessions "$SGBN_SESSIONS" --concurrency 2 --tag "sgbn-$round-$name" \
+            --timeout-s 20 --deadline-s 90 >"$SGBN_TMP/legit.json") &
         legit_pid=$! SGBN_LEGIT_PID=$!
-        sleep 0.05
     fi
     d0=$(tasks_ns ${SGBN_DAEMON_PID:+"$SGBN_DAEMON_PID"}) k0=$(tasks_ns "${SGBN_KSOFTIRQD[@]}")
     b0=$(busy_ticks)
+    t0=$EPOCHREALTIME
     generate "$scenario" "$SGBN_TMP/gen.json" || { contender_off "$name" "$mode" "$ifc"; die "the generator failed ($scenario, $name)"; }
+    t1=$EPOCHREALTIME
     b1=$(busy_ticks)
     d1=$(tasks_ns ${SGBN_DAEMON_PID:+"$SGBN_DAEMON_PID"}) k1=$(tasks_ns "${SGBN_KSOFTIRQD[@]}")
     if [[ -n $legit_pid ]]; then
@@ -99,10 +102,10 @@ run_one() {
     j1=$(wait_judged "$name" "$sent" "$j0")
     a1=$(admitted_count)
     contender_off "$name" "$mode" "$ifc"
-    printf '{"round": %d, "scenario": "%s", "iface": "%s", "contender": "%s", "xdp_mode": %s, "vms": %s, "rate": %d, "burst": %d, "sources": %d, "judged": %d, "admitted": %d, "busy_ticks": %d, "clk_tck": %d, "daemon_ns": %d, "ksoftirqd_ns": %d, "gen": %s, "legit": %s}\n' \
+    printf '{"round": %d, "scenario": "%s", "iface": "%s", "contender": "%s", "xdp_mode": %s, "vms": %s, "rate": %d, "burst": %d, "sources": %d, "judged": %d, "admitted": %d, "busy_ticks": %d, "clk_tck": %d, "daemon_ns": %d, "ksoftirqd_ns": %d, "flood_start_epoch": %s, "flood_end_epoch": %s, "gen": %s, "legit": %s}\n' \
         "$round" "$scenario" "$(scenario_kind "$scenario")" "$name" \
         "$([[ $mode == - ]] && echo null || echo "\"$mode\"")" "$([[ $name == smtpgov ]] && echo "$vms" || echo null)" \
         "$SGBN_RATE" "$SGBN_BURST" "$(scenario_sources "$scenario")" $((j1 - j0)) $((a1 - a0)) $((b1 - b0)) \
-        "$(getconf CLK_TCK)" $((d1 - d0)) $((k1 - k0)) "$(cat "$SGBN_TMP/gen.json")" "$legit" >>"$SGBN_OUT/raw.jsonl"
+        "$(getconf CLK_TCK)" $((d1 - d0)) $((k1 - k0)) "$t0" "$t1" "$(cat "$SGBN_TMP/gen.json")" "$legit" >>"$SGBN_OUT/raw.jsonl"
     log "round $round $scenario $name${mode/#-/} ${vms/#-/}: sent $sent, judged $((j1 - j0)), admitted $((a1 - a0)), machine busy $((b1 - b0)) ticks, smtpgovd $(((d1 - d0) / 1000000)) ms, ksoftirqd $(((k1 - k0) / 1000000)) ms"
 }

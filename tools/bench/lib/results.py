@@ -162,7 +162,9 @@ def aggregate(runs, detection):
             "limit": limit_of(rs[0]),
             "legit_sessions_ok": sum(x["ok"] for x in legit) if legit else None,
             "legit_sessions_total": sum(x["sessions"] for x in legit) if legit else None,
-            # the sessions start with the flood: both durations, to see that they overlap
+            # every round's sessions began after the flood began and ended before it ended
+            "legit_within_flood": all(r["legit"]["start_epoch"] >= r["flood_start_epoch"] and
+                                      r["legit"]["end_epoch"] <= r["flood_end_epoch"] for r in rs) if legit else None,
             "legit_elapsed_s": statistics.median(x["elapsed_s"] for x in legit) if legit else None,
             "flood_elapsed_s": statistics.median(seconds_of(r) for r in rs),
             "detection_ms_p50": detection["p50_ms"] if detection and contender == "smtpgov" else None,
@@ -197,6 +199,7 @@ def judge(rows):
         t["admitted_within_2pct"] = None if acc is None else abs(acc) <= TARGET_ACCURACY_PCT
         if row["legit_sessions_total"] is not None:
             t["no_legit_session_lost"] = row["legit_sessions_ok"] == row["legit_sessions_total"]
+            t["legit_sessions_within_flood"] = row["legit_within_flood"]
         p99 = row["detection_ms_p99"]
         t["detection_p99_le_50ms"] = None if p99 is None else p99 <= TARGET_DETECTION_MS
         t["valid"] = row["valid"]
@@ -256,6 +259,13 @@ def plot(rows, path):
                     f"{num(r['accuracy_pct'])} {COLOURS.get(r['contender'], 0)}\n")
     acc = [r["accuracy_pct"] for r in rows if r["accuracy_pct"] is not None] or [0]
     lo, hi = min(-5, min(acc) - 2), max(5, max(acc) + 2)
+
+    def panel(col, field, extra=""):
+        """One bar chart of a column, or an empty frame when no row has that figure."""
+        if all(r[field] is None for r in rows):
+            return 'set yrange [0:1]\nplot 0 lc rgb "white"\nset autoscale y'
+        return f'plot "{data}" using 1:{col}:6:xtic(2) with boxes lc rgb variable{extra}'
+
     script = f"""
 set terminal pngcairo size 1300,1250 font ",9"
 set output "{path}"
@@ -267,12 +277,12 @@ set xtics rotate by -45 left
 set xrange [-0.8:{len(rows) - 0.2}]
 unset key
 set title "throughput: frames judged per second (Mpps); tap: in the writer's thread, veth: in the sender's"
-plot "{data}" using 1:3:6:xtic(2) with boxes lc rgb variable
+{panel(3, "mpps")}
 set title "receiver cost: ns per frame over the floor (the cheapest hook on that interface kind, same generator)"
-plot "{data}" using 1:4:6:xtic(2) with boxes lc rgb variable
+{panel(4, "receiver_ns_per_frame")}
 set title "admitted vs burst + rate x seconds of each one's configured limit (%); dashed: +-2%"
 set yrange [{lo:.1f}:{hi:.1f}]
-plot "{data}" using 1:5:6:xtic(2) with boxes lc rgb variable, 2 dt 2 lc rgb "black", -2 dt 2 lc rgb "black"
+{panel(5, "accuracy_pct", ', 2 dt 2 lc rgb "black", -2 dt 2 lc rgb "black"')}
 unset multiplot
 """
     r = subprocess.run(["gnuplot"], input=script, text=True, capture_output=True)

@@ -22,6 +22,7 @@ def run(rnd, contender, ns, mode=None, vms=None, scenario="one-vm-flood", iface=
             "judged": sent if judged is None else judged, "admitted": admitted,
             "busy_ticks": round(2 * ns * sent * CLK / 1e9), "clk_tck": CLK,
             "daemon_ns": 1000000 if contender == "smtpgov" else 0, "ksoftirqd_ns": 2000000,
+            "flood_start_epoch": 1000.0, "flood_end_epoch": 1000.0 + seconds,
             "gen": {"frames_written": sent, "elapsed_s": seconds,
                     "cpu_user_s": 0.01, "cpu_sys_s": ns * sent / 1e9 - 0.01 - 0.003 + (0.001 if contender != "smtpgov" else 0.0)},
             "legit": legit}
@@ -39,7 +40,8 @@ def canned():
                  run(r, "nftables", 2000, scenario="many-sources", sources=1000, admitted=400000),
                  run(r, "smtpgov", 1800, "native", 1, scenario="many-sources", sources=1000, admitted=401),
                  run(r, "smtpgov", 1900, "native", 1, scenario="flood-plus-legit", admitted=400,
-                     legit={"ok": 20, "sessions": 20, "elapsed_s": 1.5})]
+                     legit={"ok": 20, "sessions": 20, "elapsed_s": 1.5,
+                                                     "start_epoch": 1000.2, "end_epoch": 1001.7})]
     return runs
 
 
@@ -87,6 +89,15 @@ class Aggregate(unittest.TestCase):
         self.assertFalse(s["targets"]["detection_p99_le_50ms"])
         self.assertFalse(s["targets_met"])
         self.assertIn("no:", results.table(rows, {}, 3, True))
+
+    def test_sessions_outside_the_flood_do_not_count(self):
+        runs = canned()
+        runs[-1]["legit"]["end_epoch"] = 1003.0   # round 3's sessions outlived the flood
+        rows = results.aggregate(runs, None)
+        s = next(r for r in rows if r["scenario"] == "flood-plus-legit")
+        self.assertFalse(s["targets"]["legit_sessions_within_flood"])
+        self.assertTrue(s["targets"]["no_legit_session_lost"])
+        self.assertFalse(s["targets_met"])
 
     def test_lost_frames_make_a_row_invalid(self):
         runs = canned()
