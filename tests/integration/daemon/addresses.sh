@@ -12,12 +12,7 @@
 # No testbed: the daemon runs in a namespace of its own (sgaddr-hv) on one veth.
 source "$(dirname "$(readlink -f "$0")")/common.sh"
 sg_init sgaddr
-ip netns add "$SG_PREFIX-hv"
-sg_on_exit 'ip netns del "$SG_PREFIX-hv" 2>/dev/null'
-ip -n "$SG_PREFIX-hv" link set lo up
-ip -n "$SG_PREFIX-hv" link add sgav0 type veth peer name sgav1
-ip -n "$SG_PREFIX-hv" link set sgav0 up
-ip -n "$SG_PREFIX-hv" link set sgav1 up
+sgd_lone_ns sgav
 
 X=203.0.113.10 Y=203.0.113.20 B0=198.51.100.5
 now=$(date +%s)

@@ -258,3 +258,15 @@ sgd_rejection_policy() {
 }
 JSON
 }
+
+# sgd_lone_ns IF: no testbed, a namespace of its own ($SG_PREFIX-hv, removed on exit)
+# with lo up and one veth pair IF0/IF1 inside it (the daemon attaches IF0). Sets NS.
+sgd_lone_ns() {
+    NS=$SG_PREFIX-hv
+    ip netns add "$NS"
+    sg_on_exit 'ip netns del "$NS" 2>/dev/null'
+    ip -n "$NS" link set lo up
+    ip -n "$NS" link add "${1}0" type veth peer name "${1}1"
+    ip -n "$NS" link set "${1}0" up
+    ip -n "$NS" link set "${1}1" up
+}

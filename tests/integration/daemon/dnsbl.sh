@@ -12,13 +12,7 @@
 #    (listed within address_taint_days).
 source "$(dirname "$(readlink -f "$0")")/common.sh"
 sg_init sgdb
-NS=$SG_PREFIX-hv
-ip netns add "$NS"
-sg_on_exit 'ip netns del "$NS" 2>/dev/null'
-ip -n "$NS" link set lo up
-ip -n "$NS" link add sgdbv0 type veth peer name sgdbv1
-ip -n "$NS" link set sgdbv0 up
-ip -n "$NS" link set sgdbv1 up
+sgd_lone_ns sgdbv
 
 X=203.0.113.10 Y=203.0.113.20 Q=198.51.100.25 ZONE=sgdb.test
 REASON="sgdb test listing: spam seen from"

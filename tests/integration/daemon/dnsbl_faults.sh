@@ -12,13 +12,7 @@
 # path still works: X is delisted when the responder says NXDOMAIN again.
 source "$(dirname "$(readlink -f "$0")")/common.sh"
 sg_init sgdbf
-NS=$SG_PREFIX-hv
-ip netns add "$NS"
-sg_on_exit 'ip netns del "$NS" 2>/dev/null'
-ip -n "$NS" link set lo up
-ip -n "$NS" link add sgdbfv0 type veth peer name sgdbfv1
-ip -n "$NS" link set sgdbfv0 up
-ip -n "$NS" link set sgdbfv1 up
+sgd_lone_ns sgdbfv
 
 X=203.0.113.10 Y=203.0.113.20 ZONE=sgdbf.test
 CONTROL=$SG_TMP/dns-control.json QLOG=$SG_TMP/dns-queries.log
