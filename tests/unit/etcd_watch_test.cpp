@@ -3,8 +3,6 @@
 // confirmed every key's watcher reported as an error (the key was never watched).
 #include <gtest/gtest.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -14,6 +12,7 @@
 #include <thread>
 
 #include "core/unique_fd.h"
+#include "loopback_listener.h"
 #include "svc/etcd.h"
 
 using namespace smtpgov;
@@ -25,15 +24,7 @@ namespace {
 class FakeGateway {
 public:
     FakeGateway(int created, std::vector<std::string> lines) : created_(created), lines_(std::move(lines)) {
-        fd_.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        EXPECT_EQ(::bind(fd_.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-        socklen_t len = sizeof a;
-        ::getsockname(fd_.get(), reinterpret_cast<sockaddr*>(&a), &len);
-        port_ = ntohs(a.sin_port);
-        EXPECT_EQ(::listen(fd_.get(), 4), 0);
+        fd_ = sgt::listen_loopback(port_);
         thread_ = std::thread([this] { serve(); });
     }
     ~FakeGateway() { thread_.join(); }

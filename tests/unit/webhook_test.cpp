@@ -13,6 +13,7 @@
 #include <mutex>
 #include <thread>
 
+#include "loopback_listener.h"
 #include "svc/fd_io.h"
 #include "svc/webhook.h"
 
@@ -28,15 +29,7 @@ namespace {
 class TinyHttp {
 public:
     explicit TinyHttp(std::vector<int> statuses = {}) : statuses_(std::move(statuses)) {
-        fd_.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        EXPECT_EQ(::bind(fd_.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-        socklen_t len = sizeof a;
-        ::getsockname(fd_.get(), reinterpret_cast<sockaddr*>(&a), &len);
-        port_ = ntohs(a.sin_port);
-        EXPECT_EQ(::listen(fd_.get(), 16), 0);
+        fd_ = sgt::listen_loopback(port_);
         thread_ = std::thread([this] { loop(); });
     }
     ~TinyHttp() {
@@ -108,7 +101,7 @@ private:
     }
 
     UniqueFd fd_;
-    uint16_t port_ = 0;
+    int port_ = 0;
     std::vector<int> statuses_;
     size_t answered_ = 0;
     std::atomic<bool> stop_{false};
