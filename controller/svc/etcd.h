@@ -64,7 +64,7 @@ struct WatchEvent {
 };
 
 struct WatchBatch {
-    int64_t revision = 0;  // header revision of this response
+    int64_t revision = 0;  // every stream of the watch has answered up to this revision
     std::vector<WatchEvent> events;
 };
 
@@ -86,14 +86,16 @@ public:
     Status lease_revoke(int64_t id);
     Result<std::string> member_status();          // the answering member's /v3/maintenance/status
 
-    // Streams the changes of some keys (a key, or every key under a prefix: one stream
-    // carries them all) from start_revision until on_batch returns false, stop is set,
-    // the stream breaks, or max_ms elapsed (then ok: the caller resumes from the last
-    // revision seen + 1). A compacted start revision is an error whose message starts
-    // with "compacted:"; a stream that ended before the server confirmed every key's
-    // watcher is an error too (EAGAIN: read the keys whole again). The keys' watchers
-    // deliver independently: while one is caught up from start_revision, another's newer
-    // events can come first, so a stream cut soon after it opened may not have delivered
+    // Streams the changes of some keys (a key, or every key under a prefix) from
+    // start_revision until on_batch returns false, stop is set, a stream breaks, or max_ms
+    // elapsed (then ok). The keys' create requests go over as many streams as the gateway
+    // needs (watch_bodies: etcd_watch.cpp says why), run together on this thread; a batch's
+    // revision is the newest revision up to which every stream has answered, the one to
+    // resume after. A compacted start revision is an error whose message starts with
+    // "compacted:"; a watch that ended before the server confirmed every key's watcher is
+    // an error too (EAGAIN: read the keys whole again). The keys' watchers deliver
+    // independently: while one is caught up from start_revision, another's newer events
+    // can come first, so a stream cut soon after it opened may not have delivered
     // everything up to the newest revision seen (FleetAgent resumes such a stream from
     // its start).
     struct Watched {
@@ -103,6 +105,9 @@ public:
     Status watch(const std::vector<Watched>& keys, int64_t start_revision,
                  const std::function<bool(const WatchBatch&)>& on_batch, const std::atomic<bool>& stop,
                  long max_ms);
+    // The request bodies of one watch: a create request per key, as many per body as fit
+    // in the 512 bytes the gateway reads whole (one alone when it is longer).
+    static std::vector<std::string> watch_bodies(const std::vector<Watched>& keys, int64_t start_revision);
 
     const std::string& endpoint() const;  // the one that answered last
 

@@ -159,7 +159,6 @@ void FleetAgent::watch_loop() {
             bool policy = false;
             std::vector<fleet::Record> recs;
             for (const etcd::WatchEvent& e : b.events) {
-                revision = std::max(revision, e.kv.mod_revision);
                 const bool del = e.type == etcd::WatchEvent::Type::Delete;
                 // A stream replayed from its start (below) or a read in between may bring
                 // what is already known: a key never goes back to an older value.

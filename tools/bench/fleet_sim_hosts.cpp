@@ -195,8 +195,8 @@ void watch_stream(Shared& sh, int stream, int64_t start_rev) {
         auto st = c.watch(
             keys, next,
             [&](const etcd::WatchBatch& b) {
+                next = std::max(next, b.revision + 1);  // every stream of the watch is there
                 for (const auto& e : b.events) {
-                    next = std::max(next, e.kv.mod_revision + 1);
                     const bool put = e.type == etcd::WatchEvent::Type::Put;
                     if (auto o = owner.find(e.kv.key); o != owner.end()) {
                         Mailbox& m = sh.boxes[size_t(o->second.first)];
