@@ -56,6 +56,8 @@ struct Host {
     int64_t lease = 0;
     SteadyClock::time_point next_keepalive, next_status, next_rep;
     int64_t policy_serial = 0, policy_revision = 0, applied_at_ms = 0;
+    int64_t share_revision = -1;   // of `share`, parsed once when it came (as a daemon does)
+    nlohmann::json share;
     std::vector<int64_t> vm_rev;   // mod revision of each VM's record (0: none yet)
     std::vector<double> score;
 };
