@@ -5,7 +5,8 @@
 // SYN and data (rewritten), and on the return path a tracked reply, the reverse NAT
 // and VM-bound traffic that is not SMTP. Then the per-stage breakdown of a new SMTP
 // connection: one private instance per stop (rodata sg_static_cfg.bench_stop, abi.h
-// enum sg_bench_stop) that passes the SYN right after that stage.
+// enum sg_bench_stop) that passes the SYN right after that stage; last, an over-limit
+// VM flooded from one CPU and from two at once (bench_contention.cpp).
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
 
@@ -22,6 +23,7 @@
 
 #include <smtpgov/abi.h>
 
+#include "bench_contention.h"
 #include "flow.h"
 #include "steer_setup.h"
 #include "test_datapath.h"
@@ -344,6 +346,7 @@ void bench(uint32_t repeat)
     print(rows, b, repeat);
     breakdown(repeat, b);
     prealloc_compare(b);
+    sgb::contention(repeat, empty.xdp());
 }
 
 }  // namespace
