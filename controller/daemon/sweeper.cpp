@@ -112,9 +112,10 @@ Sweeper::EventOutcome Sweeper::on_event(const sg_event& ev, uint64_t now_ns, int
     if (ev.type != SG_EV_OVER_LIMIT) return out;
     if (ev.slot == SG_SLOT_NONE && !scored_(ev.key)) return out;  // a gateway's aggregate cap: no VM to escalate
     if (!rt->trigger_ns || since(ev.ts_ns, rt->trigger_ns) > kTriggerMaxAgeNs) rt->trigger_ns = ev.ts_ns;
+    const uint64_t over = over_since_event(*rt, ev.count);
     const bool room = hot_slots_.size() + hot_autos_.size() < kMaxHot;
     if (room && !(ev.slot != SG_SLOT_NONE ? hot_slots_.count(ev.slot) : hot_autos_.count(id)))
-        log_burst(id, vms_.vm(id), tiers_.tier(id), ev.count);
+        log_burst(id, vms_.vm(id), tiers_.tier(id), over);
     if (ev.slot != SG_SLOT_NONE) {
         if (room || hot_slots_.count(ev.slot)) hot_slots_[ev.slot] = now_ns + kHotWindowNs;
         read_slot(ev.slot, now_ns, now_ms);

@@ -13,6 +13,15 @@ uint64_t since(uint64_t now, uint64_t before) { return now >= before ? now - bef
 
 }  // namespace
 
+uint64_t over_since_event(VmRuntime& rt, uint64_t cumulative) {
+    const uint64_t before = rt.over_event_seen ? rt.over_at_event
+                            : rt.primed        ? rt.last.syn[SG_VERDICT_THROTTLE]
+                                               : 0;
+    rt.over_at_event = cumulative;
+    rt.over_event_seen = true;
+    return since(cumulative, before);
+}
+
 Deltas feed(VmRuntime& rt, const sg_vm_stats& cur, uint64_t now_ns) {
     Deltas d;
     if (!rt.primed) {  // first reading (start, new VM): nothing to compare with yet

@@ -27,6 +27,8 @@ struct VmRuntime {
     uint64_t trigger_ns = 0;     // ts_ns of the over-limit event not yet answered by an escalation
     std::vector<std::string> samples;  // recent remote reply lines
     uint64_t conn_evicted = 0;   // own connection entries the datapath evicted (sg_bucket)
+    uint64_t over_at_event = 0;  // the last over-limit event's count (cumulative throttled SYNs)
+    bool over_event_seen = false;
 };
 
 // What one reading added since the previous one (the reputation signals).
@@ -39,6 +41,12 @@ struct Deltas {
 // Takes a counter reading: updates the smoothed rate and returns what is new. The
 // first reading only primes; counters that went backwards (a reset slot) count anew.
 Deltas feed(VmRuntime& rt, const sg_vm_stats& cur, uint64_t now_ns);
+
+// An over-limit event carries the VM's throttled SYNs so far (cumulative, summed over
+// CPUs by the datapath). Returns how many are new since the previous event: the first
+// one the daemon sees is compared with its last counter reading (all of it before any),
+// and a count that went backwards (a reset slot, a re-created auto entry) counts anew.
+uint64_t over_since_event(VmRuntime& rt, uint64_t cumulative);
 
 struct AutoVm {
     sg_auto_key key{};

@@ -184,11 +184,14 @@ enum sg_defaults_idx {
 /* Token bucket as GCRA: tat_ns is the theoretical arrival time; a SYN passes when
  * max(tat, now) + 1e9/rate - now <= burst * 1e9/rate, and then advances tat by
  * one emission interval with a compare-and-swap. Over-limit SYNs do not touch tat.
- * Shared by all CPUs (not per-CPU) so that two CPUs flooding one VM cannot double it. */
+ * Shared by all CPUs (not per-CPU) so that two CPUs flooding one VM cannot double it.
+ * An over-limit SYN only reads it (and wins last_event_ns at most every
+ * SG_EVENT_INTERVAL_NS): nothing it writes is shared. */
 struct sg_bucket {
 	__u64 tat_ns;
 	__u64 last_event_ns;     /* last SG_EV_OVER_LIMIT sent for this VM */
-	__u64 over_since_event;  /* over-limit SYNs since that event */
+	__u64 reserved_over;     /* unused since the event carries a cumulative count (was
+	                          * over_since_event); kept so pinned maps keep their layout */
 	__u64 last_sample_ns;    /* last SG_EV_REPLY sampled for this VM */
 	__u64 conn_seq;          /* connection entries ever created; ring index = seq % conn_per_vm */
 	__u64 conn_evicted;      /* own entries evicted past conn_per_vm */
@@ -231,7 +234,9 @@ struct sg_event {
 	__u32 type;              /* enum sg_event_type */
 	__u32 slot;              /* VM slot, or SG_SLOT_NONE for an auto entry (see key) */
 	__u64 ts_ns;             /* bpf_ktime_get_ns() */
-	__u64 count;             /* SG_EV_OVER_LIMIT: over-limit SYNs since the last event */
+	__u64 count;             /* SG_EV_OVER_LIMIT: the owner's throttled SYNs so far, this one
+	                          * included (syn[SG_VERDICT_THROTTLE] summed over CPUs; cumulative:
+	                          * the controller takes differences between events) */
 	struct sg_auto_key key;  /* auto entry identity when slot == SG_SLOT_NONE */
 	__u16 reply_code;        /* SG_EV_REPLY: 3-digit SMTP code */
 	__u16 text_len;          /* SG_EV_REPLY: bytes valid in text */

@@ -279,7 +279,7 @@ TEST_F(Attribution, RandomSourceFloodLeavesRegisteredVmAloneAndAggregateCapsIt)
     for (int v = 0; v < SG_VERDICT_MAX; v++)
         EXPECT_EQ(s.syn[v], 0u);
     EXPECT_EQ(b.tat_ns, 0u);
-    EXPECT_EQ(b.over_since_event, 0u);
+    EXPECT_EQ(b.last_event_ns, 0u) << "no over-limit event of its own";
     // the registered VM still has its whole burst
     for (int i = 0; i < 20; i++)
         EXPECT_EQ(dp_.xdp(syn4("10.1.0.5"), gw_).action, uint32_t(XDP_PASS));

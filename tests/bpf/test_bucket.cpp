@@ -1,14 +1,16 @@
 // GCRA token bucket: burst then rate, refill, two CPUs flooding one VM, and the
-// rate-limited over-limit events whose counts add up to the refused SYNs.
+// rate-limited over-limit events whose cumulative counts add up to the refused SYNs.
 #include <gtest/gtest.h>
 #include <linux/bpf.h>
 #include <pthread.h>
 #include <time.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cmath>
 #include <thread>
+#include <vector>
 
 #include "test_datapath.h"
 
@@ -26,6 +28,14 @@ double now_s()
 
 Bytes smtp_syn() { return Packet().eth().ipv4("10.1.0.2", "198.51.100.7").tcp(40000, 25).syn().build(); }
 
+void pin(int cpu)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
 class Bucket : public ::testing::Test {
 protected:
     void SetUp() override
@@ -40,10 +50,13 @@ protected:
             passed += dp_.xdp(syn_, ifindex_).action == XDP_PASS;
         return passed;
     }
-    // Over-limit events of `slot` are spaced >= 100 ms and add up with the pending count.
+    // Over-limit events of `slot` are spaced >= 100 ms and carry the VM's throttled SYNs
+    // so far (summed over CPUs, the SYN that sent it included): the totals only grow, each
+    // by at least the event's own SYN, and the differences the controller takes plus what
+    // came after the last event add up to the counter exactly.
     void check_events(uint64_t throttled, double elapsed) const
     {
-        uint64_t sum = 0, n = 0, last = 0;
+        uint64_t sum = 0, n = 0, last = 0, prev = 0;
         for (const sg_event& ev : dp_.drain_events()) {
             ASSERT_EQ(ev.type, uint32_t(SG_EV_OVER_LIMIT));
             ASSERT_EQ(ev.slot, kSlot);
@@ -51,11 +64,23 @@ protected:
                 EXPECT_GE(ev.ts_ns - last, SG_EVENT_INTERVAL_NS);
             }
             last = ev.ts_ns;
-            sum += ev.count;
+            ASSERT_GT(ev.count, prev) << "event " << n << ": totals only grow";
+            ASSERT_LE(ev.count, throttled) << "event " << n;
+            sum += ev.count - prev;
+            prev = ev.count;
         }
         EXPECT_GE(n, 1u);
         EXPECT_LE(double(n), elapsed / 0.1 + 1);
-        EXPECT_EQ(sum + dp_.bucket(kSlot).over_since_event, throttled);
+        EXPECT_EQ(sum + (throttled - prev), throttled);
+    }
+    // n SYNs of the VM run on `cpu` (repeat n), from a thread pinned there.
+    void send_on(int cpu, uint32_t n) const
+    {
+        std::thread t([&] {
+            pin(cpu);
+            dp_.xdp(syn_, ifindex_, n);
+        });
+        t.join();
     }
     int ifindex_ = 0;
     Bytes syn_ = smtp_syn();
@@ -117,6 +142,29 @@ TEST_F(Bucket, AutoEntryEventsCarryTheKey)
     EXPECT_EQ(events[0].count, 1u) << "the first over-limit SYN reports itself";
 }
 
+// An event's count is the VM's throttled SYNs on every CPU, exactly: an event sent from
+// CPU 1 counts what CPU 0 refused before it, and the other way round. Events come at
+// most every 100 ms, so each run after a pause elects one with its first SYN.
+TEST_F(Bucket, EventCountsTheThrottledSynsOfEveryCpu)
+{
+    ASSERT_GE(std::thread::hardware_concurrency(), 2u);
+    dp_.vm(kSlot, policy(SG_TIER_OK, 0, 1));
+    const auto pause = std::chrono::milliseconds(150);
+    send_on(0, 1000);   // event 1: its first SYN
+    std::this_thread::sleep_for(pause);
+    send_on(1, 500);    // event 2, from CPU 1: CPU 0's 1000 and its first SYN
+    std::this_thread::sleep_for(pause);
+    send_on(0, 1);      // event 3, from CPU 0: 1000 + 500 + itself
+    std::vector<uint64_t> counts;
+    for (const sg_event& ev : dp_.drain_events())
+        counts.push_back(ev.count);
+    EXPECT_EQ(counts, (std::vector<uint64_t>{1, 1001, 1501}));
+    auto per_cpu = dp_.stats_per_cpu(kSlot);
+    EXPECT_EQ(per_cpu[0].syn[SG_VERDICT_THROTTLE], 1001u);
+    EXPECT_EQ(per_cpu[1].syn[SG_VERDICT_THROTTLE], 500u);
+    EXPECT_EQ(dp_.bucket(kSlot).reserved_over, 0u) << "the retired field stays unwritten";
+}
+
 // Two CPUs flood one VM for 10 s: the passed SYNs stay within 2% of burst + rate * t.
 TEST_F(Bucket, TwoCpuContentionStaysWithinTwoPercent)
 {
@@ -128,10 +176,7 @@ TEST_F(Bucket, TwoCpuContentionStaysWithinTwoPercent)
     std::atomic<uint64_t> runs{0};
     double t0 = 0;
     auto flood = [&](int cpu) {
-        cpu_set_t set;
-        CPU_ZERO(&set);
-        CPU_SET(cpu, &set);
-        pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+        pin(cpu);
         ready++;
         while (!go)
             ;

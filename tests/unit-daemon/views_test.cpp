@@ -30,6 +30,32 @@ TEST(Feed, FirstReadingPrimesAndResetCountersCountAnew) {
     EXPECT_EQ(feed(rt, s, 3'000'000'000).over, 5u);
 }
 
+// Over-limit events carry cumulative totals; the daemon logs what each adds. Whatever the
+// order the events come in, the differences and what the counter gained after the last
+// one add up to the counter exactly.
+TEST(OverSinceEvent, CumulativeCountsBecomeDeltasThatAddUp) {
+    VmRuntime rt;
+    EXPECT_EQ(over_since_event(rt, 1), 1u) << "nothing read yet: all of it";
+    EXPECT_EQ(over_since_event(rt, 1001), 1000u);
+    EXPECT_EQ(over_since_event(rt, 1501), 500u);
+    EXPECT_EQ(over_since_event(rt, 7), 7u) << "reset slot: counts anew";
+    uint64_t sum = 0;
+    VmRuntime fresh;
+    for (uint64_t c : {3u, 40u, 41u, 900u})
+        sum += over_since_event(fresh, c);
+    const uint64_t final_counter = 1000;
+    EXPECT_EQ(sum + (final_counter - fresh.over_at_event), final_counter);
+}
+
+TEST(OverSinceEvent, FirstEventIsComparedWithTheLastReading) {
+    VmRuntime rt;
+    sg_vm_stats s{};
+    s.syn[SG_VERDICT_THROTTLE] = 5000;  // a VM over its limit before the daemon started
+    feed(rt, s, 1'000'000'000);
+    EXPECT_EQ(over_since_event(rt, 5040), 40u);
+    EXPECT_EQ(over_since_event(rt, 5100), 60u);
+}
+
 class ViewsTest : public ControllerTest {
 protected:
     void SetUp() override {
