@@ -20,7 +20,7 @@ max_exposure=2.2
 if dpkg-query -W -f='${Status}' smtpgov 2>/dev/null | grep -q 'install ok installed'; then
     fail "a smtpgov package is already installed on this machine; this test does not touch it"
 fi
-for tool in lintian deb-systemd-helper readelf man gzip; do
+for tool in lintian deb-systemd-helper readelf nm man gzip; do
     command -v "$tool" >/dev/null || fail "$tool is missing (deploy/install-deps.sh installs it)"
 done
 
@@ -46,7 +46,9 @@ if grep -E '^[EW]: ' "$build/lintian.log"; then
 fi
 grep -q '^O: smtpgov: non-standard-file-perm 0640 != 0644 \[etc/smtpgov/smtpgovd.json\]' "$build/lintian.log" ||
     fail "the override of the config file mode is not in use"
-log "ok: lintian: no error, no warning left unexplained"
+! grep -E '^[IEW]: .*hardening-' "$build/lintian.log" ||
+    fail "lintian says a binary lacks Debian's hardening (SMTPGOV_HARDENING in CMakeLists.txt)"
+log "ok: lintian: no error, no warning left unexplained, no hardening tag"
 
 depends=$(dpkg-deb -f "$deb" Depends)
 for d in libbpf1 libxdp1 libprometheus-cpp-core1.0 libboost-program-options1.74.0; do
@@ -119,6 +121,13 @@ debug_files=()
 for bin in /usr/sbin/smtpgovd /usr/bin/smtpgovctl /usr/bin/smtpgov-flood; do
     ! readelf -S "$bin" | grep -q '\.debug_info' || fail "$bin is not stripped"
     readelf -S "$bin" | grep -q '\.gnu_debuglink' || fail "$bin has no .gnu_debuglink"
+    # hardened: PIE, full RELRO (BIND_NOW), stack protector, fortified libc calls
+    dyn=$(readelf -d "$bin") segs=$(readelf -lW "$bin")
+    grep -q 'FLAGS_1.*NOW.*PIE' <<<"$dyn" || fail "$bin is not PIE with BIND_NOW"
+    grep -q GNU_RELRO <<<"$segs" || fail "$bin has no RELRO segment"
+    syms=$(nm -D "$bin")  # (not piped into grep -q: nm's SIGPIPE would fail the pipeline)
+    grep -q ' U __stack_chk_fail' <<<"$syms" || fail "$bin has no stack protector"
+    grep -q ' U __.*_chk@' <<<"$syms" || fail "$bin calls no fortified libc function"
     id=$(readelf -n "$bin" | sed -n 's/^ *Build ID: //p')
     dbg=/usr/lib/debug/.build-id/${id:0:2}/${id:2}.debug
     [[ -f $dbg ]] || fail "$bin: no $dbg"
