@@ -82,6 +82,7 @@ public:
     // Addresses listed now, by zone and holder label ("vm", "quarantine", "none").
     std::map<std::pair<std::string, std::string>, size_t> counts() const;
     const std::map<Lookup, State>& states() const { return states_; }
+    const std::vector<PastListing>& past() const { return past_; }  // oldest end first
 
     nlohmann::json to_json() const;
     static Result<Listings> from_json(const nlohmann::json& j);
