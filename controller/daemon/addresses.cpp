@@ -6,6 +6,9 @@
 //               held source_ip at arrival_unix, counted as a complaint signal against it
 //   ip.show     holdings over time, the holder now, complaints, DNSBL listings
 //   ip.check    tainted or clean (complaints or DNSBL listings within address_taint_days)
+// In a fleet, Daemon::with_fleet_addresses adds the other hosts' records to ip.show and
+// ip.check, and asks record_fleet_complaint to keep a report.arf that only another host's
+// history can attribute.
 #include "daemon/controller.h"
 #include "daemon/log.h"
 #include "daemon/state_store.h"
@@ -51,6 +54,7 @@ Status Controller::load_address_history() {
 }
 
 Status Controller::persist_address_history() {
+    ++address_gen_;  // the fleet's copy follows (fleet_tick)
     auto s = write_file_atomic(opts_.state_dir + kHistoryFile, history_.to_json().dump() + "\n");
     if (!s) log::error("address_history.json: " + s.error().message);
     return s;
@@ -150,6 +154,23 @@ svc::Reply Controller::cmd_report_arf(const json& req) {
         }
     }
     if (!saved) return svc::error_reply("runtime", "counted against " + holder->vm + ", but address_history.json not saved: " + saved.error().message);
+    return svc::ok_reply(out);
+}
+
+// The holder's host never takes another host's records as a signal, so this complaint
+// charges nobody; recorded in this host's history, it goes into this host's address
+// record and makes the address tainted on every host of the fleet.
+svc::Reply Controller::record_fleet_complaint(const Complaint& c, const std::string& prefix, const std::string& holder_host) {
+    history_.add_complaint(c);
+    const Status saved = persist_address_history();
+    log::notice("report.arf: " + c.feedback_type + " complaint about " + c.address.to_string() + " at " +
+                std::to_string(c.arrival_unix) + ": held by " + c.vm + " on host " + holder_host +
+                " (the fleet's history): recorded here, charged to nobody");
+    json out = to_json(c);
+    out["prefix"] = prefix;
+    out["scored"] = false;
+    out["holder_host"] = holder_host;
+    if (!saved) return svc::error_reply("runtime", "recorded, but address_history.json not saved: " + saved.error().message);
     return svc::ok_reply(out);
 }
 

@@ -20,6 +20,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/address_fleet.h"
 #include "core/address_history.h"
 #include "core/clock.h"
 #include "core/dnsbl.h"
@@ -138,10 +139,15 @@ public:
         std::set<std::string> tenants;
         fleet::HostStatus status;
         double half_life_s = 600;
+        // this host's address history and DNSBL state, when either changed since the last tick
+        std::shared_ptr<const addrfleet::AddressState> addresses;
     };
     FleetTick fleet_tick();
     void fleet_event(const std::string& type, const std::string& reason, nlohmann::json evidence);
     bool in_fleet() const { return !opts_.fleet_host.empty(); }
+    // report.arf in a fleet when no VM here held the address but another host's record
+    // names the holder (addresses.cpp): recorded here, charged to nobody.
+    svc::Reply record_fleet_complaint(const Complaint& c, const std::string& prefix, const std::string& holder_host);
 
 private:
     Controller(const ControllerOptions& opts, const Clock& clock);
@@ -277,6 +283,8 @@ private:
     std::set<std::string> dnsbl_refusing_;  // zones answering 127.255.255.x (logged once)
     std::map<std::string, dnsbl::ZoneCheck> dnsbl_zones_;  // what each zone's test entries said
     size_t dnsbl_warned_size_ = 0;
+    // bumped whenever history_ or dnsbl_ is saved; fleet_tick hands a copy on when it moved
+    uint64_t address_gen_ = 1, address_offered_gen_ = 0;
 };
 
 }  // namespace smtpgov::daemon

@@ -96,6 +96,7 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const Config& cfg) {
     d->ctl_ = std::move(*ctl);
     if (auto s = d->init_datapath(); !s) return s.error();
     if (auto s = d->init_services(); !s) return s.error();
+    if (auto s = d->init_fleet_reader(); !s) return s.error();
     if (auto s = d->init_loop(); !s) return s.error();
     if (auto s = d->init_steering(); !s) return s.error();
     if (auto s = d->init_fleet(); !s) return s.error();
@@ -303,7 +304,7 @@ svc::Reply Daemon::submit(const nlohmann::json& req) {
                         svc::cmd::changes_state(req["cmd"].get<std::string>());
     if (!change && answer.wait_for(std::chrono::seconds(30)) != std::future_status::ready)
         return svc::error_reply("runtime", "smtpgovd did not answer within 30 s");
-    return answer.get();
+    return with_fleet_addresses(req, answer.get());  // ip.check / ip.show in a fleet (daemon_fleet.cpp)
 }
 
 void Daemon::drain_commands() {

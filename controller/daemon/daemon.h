@@ -56,7 +56,10 @@ private:
     Status init_steering();
     // daemon_fleet.cpp: the fleet agent (config key fleet), fed after each sweep.
     Status init_fleet();
+    Status init_fleet_reader();
     void fleet_tick();
+    svc::Reply with_fleet_addresses(const nlohmann::json& req, svc::Reply local);
+    svc::Reply fleet_report_arf(const nlohmann::json& req, svc::Reply local);
     // daemon_dnsbl.cpp: the DNSBL resolver (config key dnsbl), its answers posted here.
     Status init_dnsbl();
     void configure_checker();
@@ -106,6 +109,7 @@ private:
     std::unique_ptr<svc::ProxyChecker> checker_;
     std::unique_ptr<svc::PolicyServer> policy_server_;
     std::unique_ptr<svc::FleetAgent> fleet_;
+    std::unique_ptr<const svc::FleetAddressReader> addr_reader_;  // set before the control socket opens
     std::unique_ptr<svc::DnsblResolver> dnsbl_;
 };
 

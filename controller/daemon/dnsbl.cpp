@@ -48,6 +48,7 @@ Status Controller::load_dnsbl() {
 }
 
 Status Controller::persist_dnsbl() {
+    ++address_gen_;  // the fleet's copy follows (fleet_tick)
     auto s = write_file_atomic(opts_.state_dir + kDnsblFile, dnsbl_.to_json().dump() + "\n");
     if (!s) log::error("dnsbl.json: " + s.error().message);
     return s;

@@ -66,8 +66,8 @@ MetricsExporter::MetricsExporter(const std::string& listen, MetricsOptions opts)
 }
 
 struct MetricsExporter::FleetSeries {
-    prometheus::Gauge *up, *lag, *live, *lost, *outbox;
-    prometheus::Counter *records, *requests, *conflicts;
+    prometheus::Gauge *up, *lag, *live, *lost, *outbox, *address_pending;
+    prometheus::Counter *records, *requests, *conflicts, *addresses;
     FleetMetrics last;
 };
 
@@ -80,15 +80,18 @@ void MetricsExporter::set_fleet(const FleetMetrics& f) {
         auto& writes = prometheus::BuildCounter()
                            .Name("smtpgov_fleet_writes_total")
                            .Help("Writes to etcd: records (VM reputation records), requests (txn/put sent), "
-                                 "conflicts (compare-and-swap lost, resolved and written again)")
+                                 "conflicts (compare-and-swap lost, resolved and written again), addresses "
+                                 "(address history records written or deleted)")
                            .Register(*registry_);
         fleet_ = std::make_unique<FleetSeries>(FleetSeries{
             &g("smtpgov_fleet_etcd_up", "1 while etcd answers this host, 0 while it does not").Add({}),
             &g("smtpgov_fleet_watch_lag_seconds", "Age of the newest shared record when it reached this host").Add({}),
             &hosts.Add({{"state", "live"}}), &hosts.Add({{"state", "lost"}}),
             &g("smtpgov_fleet_outbox_records", "This host's VM records waiting to be written to etcd").Add({}),
+            &g("smtpgov_fleet_address_records_pending",
+               "This host's address history records (one per /24 or /48) waiting to be written to etcd").Add({}),
             &writes.Add({{"kind", "records"}}), &writes.Add({{"kind", "requests"}}), &writes.Add({{"kind", "conflicts"}}),
-            {}});
+            &writes.Add({{"kind", "addresses"}}), {}});
     }
     FleetSeries& s = *fleet_;
     s.up->Set(f.etcd_up ? 1 : 0);
@@ -96,6 +99,8 @@ void MetricsExporter::set_fleet(const FleetMetrics& f) {
     s.live->Set(static_cast<double>(f.hosts_live));
     s.lost->Set(static_cast<double>(f.hosts_lost));
     s.outbox->Set(static_cast<double>(f.outbox));
+    s.address_pending->Set(static_cast<double>(f.address_records_pending));
+    s.addresses->Increment(static_cast<double>(f.address_records_written - s.last.address_records_written));
     s.records->Increment(static_cast<double>(f.records_written - s.last.records_written));
     s.requests->Increment(static_cast<double>(f.requests - s.last.requests));
     s.conflicts->Increment(static_cast<double>(f.conflicts - s.last.conflicts));

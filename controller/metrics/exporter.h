@@ -47,6 +47,7 @@ struct FleetMetrics {
     uint64_t records_written = 0, requests = 0, conflicts = 0;
     uint64_t hosts_live = 0, hosts_lost = 0;
     uint64_t outbox = 0;
+    uint64_t address_records_written = 0, address_records_pending = 0;  // core/address_fleet.h
 };
 
 class MetricsExporter {

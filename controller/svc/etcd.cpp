@@ -64,7 +64,11 @@ Result<Range> Client::get(const std::string& key) {
 }
 
 Result<Range> Client::get_prefix(const std::string& prefix, int64_t limit, bool keys_only) {
-    json body{{"key", base64_encode(prefix)}, {"range_end", base64_encode(prefix_end(prefix))}};
+    return get_range(prefix, prefix_end(prefix), limit, keys_only);
+}
+
+Result<Range> Client::get_range(const std::string& key, const std::string& range_end, int64_t limit, bool keys_only) {
+    json body{{"key", base64_encode(key)}, {"range_end", base64_encode(range_end)}};
     if (limit) body["limit"] = std::to_string(limit);
     if (keys_only) body["keys_only"] = true;
     return range_of(impl_->call("/v3/kv/range", body));

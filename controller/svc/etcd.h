@@ -77,6 +77,9 @@ public:
 
     Result<Range> get(const std::string& key);
     Result<Range> get_prefix(const std::string& prefix, int64_t limit = 0, bool keys_only = false);
+    // Every key in [key, range_end), in key order; limit 0: all.
+    Result<Range> get_range(const std::string& key, const std::string& range_end, int64_t limit = 0,
+                            bool keys_only = false);
     Result<int64_t> put(const std::string& key, const std::string& value, int64_t lease = 0);  // revision
     Result<int64_t> del(const std::string& key);
     Result<TxnResult> txn(const std::vector<Compare>& cmp, const std::vector<Op>& success,

@@ -234,6 +234,7 @@ void FleetAgent::write_loop() {
         const int64_t now = wall_ms();
         keep_live(c, now);
         write_records(c, now);
+        write_addresses(c);
         std::optional<fleet::HostStatus> st;
         {
             std::lock_guard l(mu_);

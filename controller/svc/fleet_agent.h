@@ -9,8 +9,12 @@
 //            second, at once on a tier change), each by compare-and-swap on the
 //            revision it last saw; a lost race is resolved by fleet::resolve and
 //            written again.
+//            It also writes this host's address records (core/address_fleet.h: one key
+//            per bucket, changes only) from the history and DNSBL state it is offered.
 // etcd away: both retry with backoff; nothing here ever changes what the datapath
 // enforces, and offered records wait in the outbox until etcd is back.
+// FleetAddressReader answers ip.check / ip.show on a control worker's thread, with a
+// client of its own, never on the loop thread.
 #pragma once
 
 #include <atomic>
@@ -25,6 +29,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/address_fleet.h"
 #include "core/fleet.h"
 #include "svc/etcd.h"
 
@@ -48,6 +53,27 @@ struct FleetStats {
     uint64_t write_conflicts = 0;   // compare-and-swap lost, resolved and written again
     uint64_t hosts_live = 0, hosts_lost = 0;  // from the last scan of <prefix>/hosts/
     size_t outbox = 0;              // records waiting to be written
+    uint64_t writes_addresses = 0;  // address records written or deleted
+    size_t addresses_pending = 0;   // address records waiting to be written or deleted
+};
+
+
+// Every host's address records about an address or prefix (fleet_addresses.cpp).
+// Immutable once made: any thread may use it at once (each read has its own client).
+class FleetAddressReader {
+public:
+    FleetAddressReader(const fleet::Options& opts, std::string password);
+    // (key, value) of every record of the buckets q overlaps, and with `wide` every host's
+    // wide record. An error when etcd cannot be read ("fleet history unavailable: ...")
+    // or holds more than addrfleet::kMaxRead of them.
+    Result<std::vector<std::pair<std::string, std::string>>> read(const IpPrefix& q, bool wide) const;
+    const fleet::Keys& keys() const { return keys_; }
+    const std::string& host() const { return host_; }
+
+private:
+    etcd::Options etcd_;
+    fleet::Keys keys_;
+    std::string host_;
 };
 
 class FleetAgent {
@@ -61,6 +87,7 @@ public:
     void offer(const std::vector<fleet::Record>& now, double half_life_s);  // this host's VMs now
     void forget(const std::vector<std::string>& vms);                        // left this host
     void set_status(const fleet::HostStatus& s);
+    void offer_addresses(std::shared_ptr<const addrfleet::AddressState> s);  // after a change
     FleetStats stats() const;
 
 private:
@@ -76,6 +103,7 @@ private:
     bool write_resolved(etcd::Client& c, fleet::Outbox::Write w, double half_life, int64_t now_ms);
     void keep_live(etcd::Client& c, int64_t now_ms);
     void scan_hosts(etcd::Client& c);
+    void write_addresses(etcd::Client& c);
     etcd::Options client_options() const;
     void set_up(bool up, const std::string& what);
 
@@ -102,6 +130,9 @@ private:
     int64_t global_known_ = 0, share_known_ = 0;  // watcher thread only: revision each is known as of
     FleetStats stats_;
     double half_life_s_ = 600;
+    std::shared_ptr<const addrfleet::AddressState> addr_offered_;  // guarded by mu_: not yet turned into records
+    std::map<std::string, std::string> addr_want_;     // writer thread only: bucket -> value to hold
+    std::map<std::string, std::string> addr_have_;     // writer thread only: what etcd holds (written this run)
 };
 
 }  // namespace smtpgov::svc

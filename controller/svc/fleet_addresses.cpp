@@ -1,0 +1,90 @@
+// FleetAgent's address records (core/address_fleet.h; README "Running a fleet"):
+//   writer  the loop thread offers this host's history and DNSBL state after a change;
+//           the writer thread turns it into one value per bucket and writes the values
+//           that differ from what it last wrote, deleting the buckets that emptied. Each
+//           key has one writer: this host. etcd away: the difference stays and is
+//           written when it is back (the newest state wins; nothing is replayed).
+//   reader  (FleetAddressReader) ip.check / ip.show on a control worker thread: one range read of the buckets
+//           the address or prefix overlaps (and, for ip.show, the hosts' wide records),
+//           bounded; an error when etcd cannot answer.
+#include "svc/fleet_agent.h"
+
+namespace smtpgov::svc {
+
+namespace {
+
+constexpr size_t kTxnOps = 64;  // etcd's default --max-txn-ops is 128
+
+}  // namespace
+
+void FleetAgent::offer_addresses(std::shared_ptr<const addrfleet::AddressState> s) {
+    std::lock_guard l(mu_);
+    addr_offered_ = std::move(s);
+}
+
+void FleetAgent::write_addresses(etcd::Client& c) {
+    std::shared_ptr<const addrfleet::AddressState> offered;
+    {
+        std::lock_guard l(mu_);
+        offered.swap(addr_offered_);
+    }
+    if (offered) addr_want_ = addrfleet::host_records(offered->history, offered->listings, opts_.host);
+    std::vector<std::pair<std::string, const std::string*>> todo;  // bucket, value (null: delete)
+    for (const auto& [bucket, value] : addr_want_)
+        if (auto it = addr_have_.find(bucket); it == addr_have_.end() || it->second != value) todo.emplace_back(bucket, &value);
+    for (const auto& [bucket, value] : addr_have_)
+        if (!addr_want_.count(bucket)) todo.emplace_back(bucket, nullptr);
+    size_t written = 0, txns = 0;
+    for (size_t at = 0; at < todo.size(); at += kTxnOps) {
+        const size_t end = std::min(todo.size(), at + kTxnOps);
+        std::vector<etcd::Op> ops;
+        for (size_t i = at; i < end; ++i) {
+            const std::string key = addrfleet::record_key(keys_, todo[i].first, opts_.host);
+            ops.push_back(todo[i].second ? etcd::Op{etcd::Op::Kind::Put, key, *todo[i].second, 0}
+                                         : etcd::Op{etcd::Op::Kind::Delete, key, "", 0});
+        }
+        auto t = c.txn({}, ops);
+        ++txns;
+        if (!t) break;  // etcd away: the rest (and these) next round
+        for (size_t i = at; i < end; ++i) {
+            if (todo[i].second) addr_have_[todo[i].first] = *todo[i].second;
+            else addr_have_.erase(todo[i].first);
+        }
+        written = end;
+    }
+    std::lock_guard l(mu_);
+    stats_.txns += txns;
+    stats_.writes_addresses += written;
+    stats_.addresses_pending = todo.size() - written;
+}
+
+FleetAddressReader::FleetAddressReader(const fleet::Options& opts, std::string password) : host_(opts.host) {
+    keys_.prefix = opts.prefix;
+    etcd_.endpoints = opts.etcd;
+    etcd_.cacert = opts.cacert;
+    etcd_.cert = opts.cert;
+    etcd_.key = opts.key;
+    etcd_.user = opts.user;
+    etcd_.password = std::move(password);
+}
+
+Result<std::vector<std::pair<std::string, std::string>>> FleetAddressReader::read(const IpPrefix& q, bool wide) const {
+    etcd::Client c(etcd_);
+    std::vector<std::pair<std::string, std::string>> out;
+    auto take = [&](const Result<etcd::Range>& r, const std::string& what) -> Status {
+        if (!r) return Error{r.error().errnum, "fleet history unavailable: etcd: " + r.error().message};
+        if (r->more || out.size() + r->kvs.size() > size_t(addrfleet::kMaxRead))
+            return Error{E2BIG, "fleet history of " + what + ": more than " + std::to_string(addrfleet::kMaxRead) +
+                                    " host records; ask about a narrower prefix"};
+        for (const etcd::Kv& kv : r->kvs) out.emplace_back(kv.key, kv.value);
+        return ok_status();
+    };
+    const auto [begin, end] = addrfleet::bucket_range(keys_, q);
+    if (auto s = take(c.get_range(begin, end, addrfleet::kMaxRead), q.to_string()); !s) return s.error();
+    if (wide)
+        if (auto s = take(c.get_prefix(addrfleet::wide_prefix(keys_), addrfleet::kMaxRead), "the wide prefixes"); !s)
+            return s.error();
+    return out;
+}
+
+}  // namespace smtpgov::svc
