@@ -88,6 +88,9 @@ int cmd_report_arf(const Invocation& inv, Transport& d, std::ostream& out, std::
         << (s(*a, "tenant").empty() ? "" : " (tenant " + s(*a, "tenant") + ")");
     if (a->value("scored", false))
         out << ", score " << fixed(a->value("score", 0.0), 2) << ", tier " << s(*a, "tier") << "\n";
+    else if (!s(*a, "holder_host").empty())  // in a fleet: held on another host then
+        out << ", recorded here only (the address is tainted fleet-wide): it was held on host " << s(*a, "holder_host")
+            << ", where this feedback loop's reports count against the VM\n";
     else
         out << ", recorded only: the VM is no longer in the policy\n";
     return kExitOk;
@@ -125,39 +128,58 @@ std::string render_ip_check(const json& ip) {
     return out;
 }
 
+// In a fleet (the answer has "fleet"), every entry names the host that recorded it.
 std::string render_ip_show(const json& ip) {
+    const bool fleet = ip.contains("fleet") && ip["fleet"].is_object();
+    auto host_col = [&](std::vector<std::string> cols) {
+        if (fleet) cols.push_back("HOST");
+        return cols;
+    };
+    auto row = [&](std::vector<std::string> cells, const json& x) {
+        if (fleet) cells.push_back(s(x, "host").empty() ? "-" : s(x, "host"));
+        return cells;
+    };
     std::string out = render_ip_check(ip);
+    if (fleet && ip["fleet"].contains("error"))
+        out += "fleet history unavailable (" + s(ip["fleet"], "error") + "): this host's records only\n";
+    if (fleet && ip["fleet"].contains("refused") && ip["fleet"]["refused"].is_array())
+        for (const auto& r : ip["fleet"]["refused"]) out += "ignored a record: " + s(r, "error") + "\n";
     const json& h = ip.contains("holder") ? ip["holder"] : json();
     out += "holder now: " + (h.is_object() ? s(h, "vm") + " (tenant " + (s(h, "tenant").empty() ? "-" : s(h, "tenant")) +
-                                                 ", " + s(h, "prefix") + ", since " + when(h, "from_unix") + ")"
+                                                 ", " + s(h, "prefix") + ", since " + when(h, "from_unix") +
+                                                 (s(h, "host").empty() ? "" : ", host " + s(h, "host")) + ")"
                                            : std::string("none")) + "\n";
-    Table hist({"PREFIX", "VM", "TENANT", "FROM", "TO"}, {});
+    Table hist(host_col({"PREFIX", "VM", "TENANT", "FROM", "TO"}), {});
     if (ip.contains("history") && ip["history"].is_array())
         for (const auto& x : ip["history"])
-            hist.add({s(x, "prefix"), s(x, "vm"), s(x, "tenant").empty() ? "-" : s(x, "tenant"), when(x, "from_unix"),
-                      when(x, "to_unix")});
+            hist.add(row({s(x, "prefix"), s(x, "vm"), s(x, "tenant").empty() ? "-" : s(x, "tenant"), when(x, "from_unix"),
+                          when(x, "to_unix")}, x));
     out += "\nhistory:\n" + (hist.empty() ? std::string("  (never governed)\n") : hist.str());
-    Table comp({"ARRIVAL", "ADDRESS", "VM", "TYPE", "REPORTED BY"}, {});
+    Table comp(host_col({"ARRIVAL", "ADDRESS", "VM", "TYPE", "REPORTED BY"}), {});
     if (ip.contains("complaints") && ip["complaints"].is_array())
         for (const auto& c : ip["complaints"])
-            comp.add({when(c, "arrival_unix"), s(c, "address"), s(c, "vm"), s(c, "feedback_type"),
-                      s(c, "reporting_mta").empty() ? "-" : s(c, "reporting_mta")});
+            comp.add(row({when(c, "arrival_unix"), s(c, "address"), s(c, "vm"), s(c, "feedback_type"),
+                          s(c, "reporting_mta").empty() ? "-" : s(c, "reporting_mta")}, c));
     out += "\ncomplaints:\n" + (comp.empty() ? std::string("  none\n") : comp.str());
-    return out + "\ndnsbl listings:\n" + render_dnsbl(ip.contains("dnsbl") ? ip["dnsbl"] : json());
+    return out + "\ndnsbl listings:\n" + render_dnsbl(ip.contains("dnsbl") ? ip["dnsbl"] : json(), fleet);
 }
 
-std::string render_dnsbl(const json& listings) {
-    Table t({"ZONE", "ADDRESS", "SINCE", "UNTIL", "HOLDER", "CHARGED", "REASON"}, {});
+std::string render_dnsbl(const json& listings, bool host_column) {
+    std::vector<std::string> cols{"ZONE", "ADDRESS", "SINCE", "UNTIL", "HOLDER", "CHARGED", "REASON"};
+    if (host_column) cols.push_back("HOST");
+    Table t(cols, {});
     if (listings.is_array())
         for (const auto& l : listings) {
             const bool now = !l.contains("to_unix");  // listed now: ip show's listed_now, vm show's all
             const std::string holder = s(l, "holder");
-            t.add({s(l, "zone"), s(l, "address"), when(l, now ? "since_unix" : "from_unix"),
+            std::vector<std::string> cells{s(l, "zone"), s(l, "address"), when(l, now ? "since_unix" : "from_unix"),
                    now ? std::string("listed now") : when(l, "to_unix"), holder,
                    l.value("charged", false) ? "yes"
                    : l.value("predates_holder", false) && holder.rfind("vm:", 0) == 0 ? "no (predates holder)"
                                                                                     : "no",
-                   s(l, "reason").empty() ? "-" : s(l, "reason")});
+                   s(l, "reason").empty() ? "-" : s(l, "reason")};
+            if (host_column) cells.push_back(s(l, "host").empty() ? "-" : s(l, "host"));
+            t.add(cells);
         }
     return t.empty() ? std::string("  none\n") : t.str();
 }

@@ -22,6 +22,6 @@ void ip_fields(const Invocation& inv, nlohmann::json& r);  // {"addr": ADDR}
 std::string render_ip_show(const nlohmann::json& ip);
 std::string render_ip_check(const nlohmann::json& ip);
 // DNSBL listings (the "dnsbl" of ip show and of vm show) as a table, "  none" when empty.
-std::string render_dnsbl(const nlohmann::json& listings);
+std::string render_dnsbl(const nlohmann::json& listings, bool host_column = false);
 
 }  // namespace smtpgov::ctl

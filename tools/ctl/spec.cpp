@@ -111,12 +111,14 @@ const std::vector<CommandSpec>& commands() {
         {{"ip", "show"}, "show who held an address when, its complaints and DNSBL listings",
          "Shows the VMs and tenants that held ADDR (an address, or a prefix) over time, the holder now, the "
          "feedback-loop complaints about it, its DNSBL listings (now, and ended within address_taint_days: zone, "
-         "since, holder, whether it was charged, the list's reason) and whether it is tainted (ip check).",
+         "since, holder, whether it was charged, the list's reason) and whether it is tainted (ip check). In a "
+         "fleet, every host's records of it too, each naming the host that recorded it (etcd unreachable: this "
+         "host's only, and it says so).",
          {{"ADDR", ValueKind::String, "IPv4 or IPv6 address or prefix", {}}}, {}, true},
         {{"ip", "check"}, "exit 0 when an address is clean, 3 when tainted",
          "For provisioning systems, before handing ADDR to a customer: exits 3 when it is tainted (DNSBL-listed "
          "now, or complained about or listed within the daemon's address_taint_days), 0 when clean, 1 when the daemon cannot answer (treat "
-         "that as not clean).",
+         "that as not clean). In a fleet, every host's complaints and listings count; 1 when etcd cannot be read.",
          {{"ADDR", ValueKind::String, "IPv4 or IPv6 address or prefix", {}}}, {}, true},
         {{"flow", "original-dst"}, "print where a steered flow was going",
          "For the scanning proxy: given the client side ADDR:PORT of a steered connection as the proxy sees "
