@@ -18,7 +18,7 @@ trap _sg_exit EXIT
 trap 'exit 130' INT TERM
 sg_on_exit 'rm -rf "$SG_TMP"'
 
-NS=sgccli$$
+NS=${SG_NS_TAG:-}sgccli$$
 fleet_etcd_up "$NS" "${FLEET_MEMBERS:-3}"
 EP=$(fleet_etcd_endpoints)
 P=/sgt

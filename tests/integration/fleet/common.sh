@@ -19,12 +19,12 @@ fleet_host_up() {
 fleet_daemon_start() {
     local name=$1 dir=$SG_TMP/$1 i
     mkdir -p "$dir"
-    rm -rf "/sys/fs/bpf/smtpgov-test-$name"
+    rm -rf "/sys/fs/bpf/${SG_NS_TAG:+$SG_NS_TAG-}smtpgov-test-$name"
     cat >"$dir/config.json" <<JSON
 {
   "interfaces": ["${name}v1", "${name}v2"],
   "xdp_mode": "native",
-  "bpffs": "/sys/fs/bpf/smtpgov-test-$name",
+  "bpffs": "/sys/fs/bpf/${SG_NS_TAG:+$SG_NS_TAG-}smtpgov-test-$name",
   "state_dir": "$dir/state",
   "socket": "$dir/ctl.sock",
   "metrics_listen": "127.0.0.1:9464",
@@ -35,7 +35,7 @@ fleet_daemon_start() {
 JSON
     nsenter --net="/run/netns/$name-hv" "$SG_BIN/smtpgovd" --config "$dir/config.json" >>"$dir/smtpgovd.log" 2>&1 &
     echo $! >"$dir/pid"
-    sg_on_exit "fleet_daemon_stop $name; rm -rf /sys/fs/bpf/smtpgov-test-$name"
+    sg_on_exit "fleet_daemon_stop $name; rm -rf /sys/fs/bpf/${SG_NS_TAG:+$SG_NS_TAG-}smtpgov-test-$name"
     for ((i = 0; i < 100; i++)); do
         fctl "$name" status >/dev/null 2>&1 && return 0
         kill -0 "$(cat "$dir/pid")" 2>/dev/null || { cat "$dir/smtpgovd.log" >&2; fail "smtpgovd of $name exited"; }
