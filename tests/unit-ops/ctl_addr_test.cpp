@@ -128,3 +128,48 @@ TEST(CtlAddr, DnsblListingsRenderAsATable) {
 
 }  // namespace
 }  // namespace smtpgov::ctl
+
+namespace smtpgov::ctl {
+namespace {
+
+// In a fleet every entry names the host that recorded it; a missing fleet history is said.
+TEST(CtlAddr, IpShowInAFleetNamesEachEntrysHost) {
+    json ip{{"address", "203.0.113.10"}, {"tainted", true}, {"taint_days", 90},
+            {"reasons", {"complaint (abuse) about 203.0.113.10 at 1795301454, held by a (recorded by host hv-a)"}},
+            {"holder", {{"prefix", "203.0.113.10"}, {"vm", "a"}, {"tenant", "acme"}, {"from_unix", 1778885454},
+                        {"to_unix", nullptr}, {"host", "hv-a"}}},
+            {"history", {{{"prefix", "203.0.113.10"}, {"vm", "a"}, {"tenant", "acme"}, {"from_unix", 1778885454},
+                          {"to_unix", nullptr}, {"host", "hv-a"}}}},
+            {"complaints", {{{"address", "203.0.113.10"}, {"arrival_unix", 1795301454}, {"vm", "a"},
+                             {"feedback_type", "abuse"}, {"reporting_mta", ""}, {"host", "hv-a"}}}},
+            {"dnsbl", {{{"address", "203.0.113.10"}, {"zone", "zen.example"}, {"reason", "x"}, {"since_unix", 1795301454},
+                        {"holder", "vm:a"}, {"charged", true}, {"listed_now", true}, {"host", "hv-a"}}}},
+            {"fleet", {{"host", "hv-b"}, {"hosts", {"hv-a", "hv-b"}}, {"records_read", 1}, {"refused", json::array()}}}};
+    std::string out = render_ip_show(ip);
+    EXPECT_NE(out.find("holder now: a (tenant acme, 203.0.113.10, since 2026-05-15T22:50:54Z, host hv-a)"), std::string::npos) << out;
+    EXPECT_NE(out.find("PREFIX        VM  TENANT  FROM                  TO   HOST\n"), std::string::npos) << out;
+    EXPECT_NE(out.find("now  hv-a\n"), std::string::npos) << out;
+    EXPECT_NE(out.find("REPORTED BY  HOST\n"), std::string::npos) << out;
+    EXPECT_NE(out.find("REASON  HOST\n"), std::string::npos) << out;
+    EXPECT_NE(out.find("(recorded by host hv-a)"), std::string::npos) << out;
+    EXPECT_EQ(out.find("fleet history unavailable"), std::string::npos) << out;
+    ip["fleet"] = {{"host", "hv-b"}, {"error", "fleet history unavailable: etcd: connection refused"}};
+    out = render_ip_show(ip);
+    EXPECT_NE(out.find("fleet history unavailable (fleet history unavailable: etcd: connection refused): this host's "
+                       "records only\n"), std::string::npos) << out;
+    // a single host's answer has no HOST column
+    ip.erase("fleet");
+    EXPECT_EQ(render_ip_show(ip).find("HOST"), std::string::npos);
+}
+
+TEST(CtlAddr, ReportArfHeldOnAnotherHost) {
+    FakeDaemon d;
+    d.answers = {ok({{"vm", "vm-7"}, {"tenant", "acme"}, {"scored", false}, {"holder_host", "hv-a"}})};
+    CtlRun r = run_cmd(d, {"report", "arf", corpus("casing.eml")});
+    ASSERT_EQ(r.code, kExitOk) << r.err;
+    EXPECT_NE(r.out.find("complaint against vm-7 (tenant acme), recorded here only (the address is tainted "
+                         "fleet-wide): it was held on host hv-a"), std::string::npos) << r.out;
+}
+
+}  // namespace
+}  // namespace smtpgov::ctl
