@@ -146,6 +146,11 @@ expect_rc 0 "report arf about $V6 on host a" ha report arf "$SG_TMP/v6.eml"
 wait_rc 3 10 hb ip check $V6
 expect_rc 3 "ip check 2001:db8:a::/64 on b" hb ip check 2001:db8:a::/64
 expect_rc 0 "ip check of another address of the /64 on b" hb ip check 2001:db8:a::26
+keys=$(fleet_etcdctl get --keys-only --prefix "$FLEET_PREFIX/addresses/" | grep . | tr '\n' ' ')
+log "address records in etcd: $keys"
+log "host a's record of 203.0.113.0/24: $(fleet_etcdctl get --print-value-only "$FLEET_PREFIX/addresses/v4/203.000.113/hosts/ha")"
+# one record per host per bucket it has history in: vb's address shares va's /24
+assert_eq "$keys" "$FLEET_PREFIX/addresses/v4/203.000.113/hosts/ha $FLEET_PREFIX/addresses/v4/203.000.113/hosts/hb $FLEET_PREFIX/addresses/v6/2001:0db8:000a/hosts/ha " "address records in etcd"
 
 log "clean addresses stay clean: vb's in the same bucket, and one nobody held"
 expect_rc 0 "ip check $C (vb, same /24) on b" hb ip check $C
