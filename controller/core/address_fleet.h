@@ -83,7 +83,8 @@ struct AddressState {
 
 // Every record `host` writes from its history and DNSBL state: bucket (or "wide") ->
 // value. Bounded: the newest kMaxEntries of each kind per bucket (holdings in force and
-// listings in force first), kMaxWide wide holdings.
+// listings in force first), kMaxWide wide holdings, and fewer (the oldest dropped) when
+// that would not fit in kMaxValueBytes.
 std::map<std::string, std::string> host_records(const AddressHistory& h, const dnsbl::Listings& l,
                                                 const std::string& host);
 

@@ -25,16 +25,31 @@ void keep_newest(std::vector<T>& v, size_t max, Newer newer) {
     v = std::move(out);
 }
 
-void bound(HostRecord& r, bool wide) {
-    keep_newest(r.holdings, wide ? kMaxWide : kMaxEntries, [](const Holding& a, const Holding& b) {
+// The newest `max` of each kind (holdings in force and listings in force first).
+void bound(HostRecord& r, size_t max) {
+    keep_newest(r.holdings, max, [](const Holding& a, const Holding& b) {
         if (a.open() != b.open()) return a.open();  // holdings in force first
         return (a.to_unix ? *a.to_unix : a.from_unix) > (b.to_unix ? *b.to_unix : b.from_unix);
     });
-    keep_newest(r.complaints, kMaxEntries, [](const Complaint& a, const Complaint& b) { return a.arrival_unix > b.arrival_unix; });
-    keep_newest(r.listings, kMaxEntries, [](const Listing& a, const Listing& b) {
+    keep_newest(r.complaints, max, [](const Complaint& a, const Complaint& b) { return a.arrival_unix > b.arrival_unix; });
+    keep_newest(r.listings, max, [](const Listing& a, const Listing& b) {
         if (!a.until_unix != !b.until_unix) return !a.until_unix;  // listed now first
         return a.until_unix.value_or(0) > b.until_unix.value_or(0);
     });
+}
+
+// The record's text within kMaxValueBytes (what readers take): long strings can make
+// even kMaxEntries entries too big, and then the oldest go until it fits.
+std::string fitted(HostRecord& r, bool wide) {
+    size_t max = wide ? kMaxWide : kMaxEntries;
+    bound(r, max);
+    std::string text = to_json(r).dump();
+    while (text.size() > kMaxValueBytes && max > 1) {
+        max /= 2;
+        bound(r, max);
+        text = to_json(r).dump();
+    }
+    return text;
 }
 
 }  // namespace
@@ -58,8 +73,7 @@ std::map<std::string, std::string> host_records(const AddressHistory& h, const d
             rec(*b).listings.push_back({p.lookup.address, p.lookup.zone, p.reason, p.holder, p.from_unix, p.to_unix, p.charged});
     std::map<std::string, std::string> out;
     for (auto& [bucket, r] : by) {
-        bound(r, bucket == "wide");
-        out[bucket] = to_json(r).dump();
+        out[bucket] = fitted(r, bucket == "wide");
     }
     return out;
 }

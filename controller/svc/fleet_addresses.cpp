@@ -4,16 +4,17 @@
 //           that differ from what it last wrote, deleting the buckets that emptied. Each
 //           key has one writer: this host. etcd away: the difference stays and is
 //           written when it is back (the newest state wins; nothing is replayed).
-//   reader  (FleetAddressReader) ip.check / ip.show on a control worker thread: one range read of the buckets
-//           the address or prefix overlaps (and, for ip.show, the hosts' wide records),
-//           bounded; an error when etcd cannot answer.
+//   reader  (FleetAddressReader) ip.check / ip.show on a control worker thread: one
+//           range read of the buckets the address or prefix overlaps (and, for ip.show,
+//           the hosts' wide records), bounded; an error when etcd cannot answer.
 #include "svc/fleet_agent.h"
 
 namespace smtpgov::svc {
 
 namespace {
 
-constexpr size_t kTxnOps = 64;  // etcd's default --max-txn-ops is 128
+constexpr size_t kTxnOps = 64;             // etcd's default --max-txn-ops is 128
+constexpr size_t kTxnBytes = 1024 * 1024;  // of values per txn: under etcd's default 1.5 MiB request limit
 
 }  // namespace
 
@@ -35,18 +36,21 @@ void FleetAgent::write_addresses(etcd::Client& c) {
     for (const auto& [bucket, value] : addr_have_)
         if (!addr_want_.count(bucket)) todo.emplace_back(bucket, nullptr);
     size_t written = 0, txns = 0;
-    for (size_t at = 0; at < todo.size(); at += kTxnOps) {
-        const size_t end = std::min(todo.size(), at + kTxnOps);
+    while (written < todo.size()) {
+        // a batch: at most kTxnOps keys and kTxnBytes of values (one value fits: kMaxValueBytes)
+        size_t end = written, bytes = 0;
         std::vector<etcd::Op> ops;
-        for (size_t i = at; i < end; ++i) {
-            const std::string key = addrfleet::record_key(keys_, todo[i].first, opts_.host);
-            ops.push_back(todo[i].second ? etcd::Op{etcd::Op::Kind::Put, key, *todo[i].second, 0}
-                                         : etcd::Op{etcd::Op::Kind::Delete, key, "", 0});
+        for (; end < todo.size() && ops.size() < kTxnOps; ++end) {
+            const std::string* v = todo[end].second;
+            if (!ops.empty() && v && bytes + v->size() > kTxnBytes) break;
+            bytes += v ? v->size() : 0;
+            const std::string key = addrfleet::record_key(keys_, todo[end].first, opts_.host);
+            ops.push_back(v ? etcd::Op{etcd::Op::Kind::Put, key, *v, 0} : etcd::Op{etcd::Op::Kind::Delete, key, "", 0});
         }
         auto t = c.txn({}, ops);
         ++txns;
         if (!t) break;  // etcd away: the rest (and these) next round
-        for (size_t i = at; i < end; ++i) {
+        for (size_t i = written; i < end; ++i) {
             if (todo[i].second) addr_have_[todo[i].first] = *todo[i].second;
             else addr_have_.erase(todo[i].first);
         }

@@ -122,6 +122,21 @@ TEST(AddressFleet, RecordsAreBoundedNewestKept) {
     EXPECT_EQ(r->complaints.back().arrival_unix, 10'299);
 }
 
+TEST(AddressFleet, ARecordOfLongStringsIsCutToWhatReadersTake) {
+    AddressHistory h(100'000, 100'000);
+    const std::string big(5000, 'x');  // cut to kMaxText when written
+    for (int i = 0; i < 256; ++i) h.add_complaint({P("203.0.113.9"), 10'000 + i, 20'000, big, big, big, big});
+    auto recs = host_records(h, dnsbl::Listings{}, "hv");
+    const std::string& v = recs["v4/203.000.113"];
+    EXPECT_LE(v.size(), kMaxValueBytes);
+    auto r = decode(kKeys, record_key(kKeys, "v4/203.000.113", "hv"), v);
+    ASSERT_TRUE(r) << r.error().message;
+    ASSERT_LT(r->complaints.size(), 256u);
+    EXPECT_GT(r->complaints.size(), 10u);
+    EXPECT_EQ(r->complaints.back().arrival_unix, 10'255);  // the newest kept
+    EXPECT_EQ(r->complaints.back().vm.size(), kMaxText);
+}
+
 TEST(AddressFleet, MalformedRecordsAreRefusedWithTheirKeyAndReason) {
     const std::string key = record_key(kKeys, "v4/203.000.113", "hv-a");
     auto why = [&](const std::string& value, const std::string& k = "") {
