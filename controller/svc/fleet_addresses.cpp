@@ -25,9 +25,11 @@ void FleetAgent::offer_addresses(std::shared_ptr<const addrfleet::AddressState> 
 
 void FleetAgent::write_addresses(etcd::Client& c) {
     std::shared_ptr<const addrfleet::AddressState> offered;
+    bool up;
     {
         std::lock_guard l(mu_);
         offered.swap(addr_offered_);
+        up = stats_.etcd_up;  // keep_live's verdict this round: no second timeout when etcd is away
     }
     if (offered) addr_want_ = addrfleet::host_records(offered->history, offered->listings, opts_.host);
     std::vector<std::pair<std::string, const std::string*>> todo;  // bucket, value (null: delete)
@@ -36,7 +38,7 @@ void FleetAgent::write_addresses(etcd::Client& c) {
     for (const auto& [bucket, value] : addr_have_)
         if (!addr_want_.count(bucket)) todo.emplace_back(bucket, nullptr);
     size_t written = 0, txns = 0;
-    while (written < todo.size()) {
+    while (up && written < todo.size()) {
         // a batch: at most kTxnOps keys and kTxnBytes of values (one value fits: kMaxValueBytes)
         size_t end = written, bytes = 0;
         std::vector<etcd::Op> ops;
