@@ -40,7 +40,7 @@ af_host_up() {
 
 # af_daemon_start H: smtpgovd of host H in its namespace, state under $SG_TMP/H
 af_daemon_start() {
-    local h=$1 dir=$SG_TMP/$1 i
+    local h=$1 dir=$SG_TMP/$1
     mkdir -p "$dir/state"
     rm -rf "$SG_BPFFS-$h"
     cat >"$dir/config.json" <<JSON
@@ -51,12 +51,7 @@ JSON
     nsenter --net="/run/netns/$SG_PREFIX-$h" "$SG_BIN/smtpgovd" --config "$dir/config.json" >>"$dir/smtpgovd.log" 2>&1 &
     echo $! >"$dir/pid"
     sg_on_exit "fleet_daemon_stop $h; rm -rf $SG_BPFFS-$h"
-    for ((i = 0; i < 100; i++)); do
-        fctl "$h" status >/dev/null 2>&1 && return 0
-        kill -0 "$(cat "$dir/pid")" 2>/dev/null || { cat "$dir/smtpgovd.log" >&2; fail "smtpgovd of $h exited"; }
-        sleep 0.1
-    done
-    fail "smtpgovd of $h did not answer within 10 s"
+    fleet_daemon_wait "$h"
 }
 
 # rc H ARGS...: smtpgovctl's exit status on host H (stdout in $SG_TMP/out, stderr in $SG_TMP/err)

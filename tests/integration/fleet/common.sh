@@ -17,7 +17,7 @@ fleet_host_up() {
 
 # fleet_daemon_start NAME: smtpgovd of host NAME in NAME-hv, its state under $SG_TMP/NAME
 fleet_daemon_start() {
-    local name=$1 dir=$SG_TMP/$1 i
+    local name=$1 dir=$SG_TMP/$1
     mkdir -p "$dir"
     rm -rf "/sys/fs/bpf/${SG_NS_TAG:+$SG_NS_TAG-}smtpgov-test-$name"
     cat >"$dir/config.json" <<JSON
@@ -36,13 +36,19 @@ JSON
     nsenter --net="/run/netns/$name-hv" "$SG_BIN/smtpgovd" --config "$dir/config.json" >>"$dir/smtpgovd.log" 2>&1 &
     echo $! >"$dir/pid"
     sg_on_exit "fleet_daemon_stop $name; rm -rf /sys/fs/bpf/${SG_NS_TAG:+$SG_NS_TAG-}smtpgov-test-$name"
+    fleet_daemon_wait "$name"
+}
+
+# fleet_daemon_wait H: until smtpgovd of host H ($SG_TMP/H/pid) answers, 10 s at most
+fleet_daemon_wait() {
+    local dir=$SG_TMP/$1 i
     for ((i = 0; i < 100; i++)); do
-        fctl "$name" status >/dev/null 2>&1 && return 0
-        kill -0 "$(cat "$dir/pid")" 2>/dev/null || { cat "$dir/smtpgovd.log" >&2; fail "smtpgovd of $name exited"; }
+        fctl "$1" status >/dev/null 2>&1 && return 0
+        kill -0 "$(cat "$dir/pid")" 2>/dev/null || { cat "$dir/smtpgovd.log" >&2; fail "smtpgovd of $1 exited"; }
         sleep 0.1
     done
     cat "$dir/smtpgovd.log" >&2
-    fail "smtpgovd of $name did not answer within 10 s"
+    fail "smtpgovd of $1 did not answer within 10 s"
 }
 
 fleet_daemon_stop() {
