@@ -64,14 +64,9 @@ void FleetAgent::write_addresses(etcd::Client& c) {
     stats_.addresses_pending = todo.size() - written;
 }
 
-FleetAddressReader::FleetAddressReader(const fleet::Options& opts, std::string password) : host_(opts.host) {
+FleetAddressReader::FleetAddressReader(const fleet::Options& opts, std::string password)
+    : etcd_(etcd_options(opts, std::move(password))), host_(opts.host) {
     keys_.prefix = opts.prefix;
-    etcd_.endpoints = opts.etcd;
-    etcd_.cacert = opts.cacert;
-    etcd_.cert = opts.cert;
-    etcd_.key = opts.key;
-    etcd_.user = opts.user;
-    etcd_.password = std::move(password);
 }
 
 Result<std::vector<std::pair<std::string, std::string>>> FleetAddressReader::read(const IpPrefix& q, bool wide) const {

@@ -43,16 +43,18 @@ FleetAgent::~FleetAgent() {
     if (writer_.joinable()) writer_.join();
 }
 
-etcd::Options FleetAgent::client_options() const {
+etcd::Options etcd_options(const fleet::Options& opts, std::string password) {
     etcd::Options o;
-    o.endpoints = opts_.etcd;
-    o.cacert = opts_.cacert;
-    o.cert = opts_.cert;
-    o.key = opts_.key;
-    o.user = opts_.user;
-    o.password = password_;
+    o.endpoints = opts.etcd;
+    o.cacert = opts.cacert;
+    o.cert = opts.cert;
+    o.key = opts.key;
+    o.user = opts.user;
+    o.password = std::move(password);
     return o;
 }
+
+etcd::Options FleetAgent::client_options() const { return etcd_options(opts_, password_); }
 
 void FleetAgent::set_up(bool up, const std::string& what) {
     bool changed;

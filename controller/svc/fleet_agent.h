@@ -58,6 +58,9 @@ struct FleetStats {
 };
 
 
+// The etcd client options a fleet config names (endpoints, TLS, user) with its password.
+etcd::Options etcd_options(const fleet::Options& opts, std::string password);
+
 // Every host's address records about an address or prefix (fleet_addresses.cpp).
 // Immutable once made: any thread may use it at once (each read has its own client).
 class FleetAddressReader {
