@@ -73,6 +73,8 @@ json to_json(const Listing& l) {
 
 }  // namespace
 
+std::string records_prefix(const fleet::Keys& k) { return addresses(k); }
+
 bool wider_than_bucket(const IpPrefix& p) { return p.len < bucket_len(p); }
 
 std::optional<std::string> bucket_of(const IpPrefix& p) {

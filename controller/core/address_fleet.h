@@ -48,6 +48,7 @@ bool wider_than_bucket(const IpPrefix& p);
 std::pair<std::string, std::string> bucket_range(const fleet::Keys& k, const IpPrefix& q);
 std::string record_key(const fleet::Keys& k, const std::string& bucket, const std::string& host);  // bucket or "wide"
 std::string wide_prefix(const fleet::Keys& k);  // every host's wide record
+std::string records_prefix(const fleet::Keys& k);  // every record: "<prefix>/addresses/"
 // key -> {bucket ("wide" for the wide record), host}; nullopt for a key of another shape.
 std::optional<std::pair<std::string, std::string>> parse_key(const fleet::Keys& k, std::string_view key);
 
@@ -79,7 +80,22 @@ Result<HostRecord> decode(const fleet::Keys& k, const std::string& key, const st
 struct AddressState {
     AddressHistory history;
     dnsbl::Listings listings;
+    // This host's own records were read back from etcd and recovered into the history
+    // (recover below): until then the writer writes nothing, so a host that lost its
+    // state dir never overwrites the fleet's copy of its history with a shorter one.
+    bool recovered = false;
 };
+
+// This host's own records as etcd held them at start, taken back into its history and
+// DNSBL state where they are missing (a lost state dir; after a plain restart nothing is):
+// holdings and complaints (AddressHistory::restore), and listings as ended ones (a
+// listing still in force in a record but not here ends at now_unix: the next lookup says
+// whether it still holds). Evidence only: nothing is charged again.
+struct Recovered {
+    size_t holdings = 0, complaints = 0, listings = 0;
+    size_t total() const { return holdings + complaints + listings; }
+};
+Recovered recover(AddressHistory& h, dnsbl::Listings& l, const std::vector<HostRecord>& own, int64_t now_unix);
 
 // Every record `host` writes from its history and DNSBL state: bucket (or "wide") ->
 // value. Bounded: the newest kMaxEntries of each kind per bucket (holdings in force and

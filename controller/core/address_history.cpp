@@ -46,6 +46,32 @@ std::vector<Holding> AddressHistory::holdings_of(const IpPrefix& addr) const {
     return out;
 }
 
+bool AddressHistory::restore(Holding h, int64_t now_unix) {
+    h.prefix = h.prefix.masked();
+    std::optional<int64_t> next;  // the first holding of an overlapping prefix opened after h
+    for (Holding& x : holdings_) {
+        if (x.prefix == h.prefix && x.vm == h.vm && x.tenant == h.tenant) {
+            if (x.from_unix == h.from_unix) return false;
+            if (x.open() && h.open() && h.from_unix < x.from_unix) {  // reopened at start: held since h
+                x.from_unix = h.from_unix;
+                return true;
+            }
+        }
+        if (x.prefix.overlaps(h.prefix) && x.from_unix > h.from_unix && (!next || x.from_unix < *next))
+            next = x.from_unix;
+    }
+    if (h.open()) h.to_unix = std::max(h.from_unix, std::min(now_unix, next.value_or(now_unix)));
+    holdings_.push_back(std::move(h));
+    trim();
+    return true;
+}
+
+bool AddressHistory::restore(const Complaint& c) {
+    if (std::find(complaints_.begin(), complaints_.end(), c) != complaints_.end()) return false;
+    add_complaint(c);
+    return true;
+}
+
 void AddressHistory::add_complaint(Complaint c) {
     complaints_.push_back(std::move(c));
     trim();

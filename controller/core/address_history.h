@@ -68,6 +68,15 @@ public:
     // Every holding of a prefix that overlaps `addr` (an address or a prefix), oldest first.
     std::vector<Holding> holdings_of(const IpPrefix& addr) const;
 
+    // What this host recorded before and shared through the fleet, taken back after its
+    // state dir was lost (core/address_fleet.h recover): what the history already holds
+    // wins. A holding known by (prefix, VM, tenant, from) is left alone; an open one the
+    // history reopened later (at start, the state lost) is held since the earlier time;
+    // an open one no longer in force here is closed at the first later holding of an
+    // overlapping prefix, else at now_unix. True when anything changed.
+    bool restore(Holding h, int64_t now_unix);
+    bool restore(const Complaint& c);  // false when the history holds it
+
     void add_complaint(Complaint c);
     // Complaints about addresses inside `addr` (or about `addr`), oldest arrival first.
     std::vector<Complaint> complaints_of(const IpPrefix& addr) const;

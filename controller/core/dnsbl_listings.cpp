@@ -1,5 +1,7 @@
 #include "core/dnsbl_listings.h"
 
+#include <algorithm>
+
 namespace smtpgov::dnsbl {
 
 using nlohmann::json;
@@ -67,6 +69,19 @@ Outcome Listings::apply(const Lookup& l, const Holder& holder, const Verdict& v,
     out.charge = s.charged;
     out.state = s;
     return out;
+}
+
+bool Listings::restore(const PastListing& p) {
+    // known by its lookup, holder and start (it may have ended since the fleet's copy)
+    for (const PastListing& x : past_)
+        if (x.lookup == p.lookup && x.holder == p.holder && x.from_unix == p.from_unix) return false;
+    if (auto st = states_.find(p.lookup); st != states_.end() && st->second.listed && st->second.since_unix == p.from_unix)
+        return false;
+    auto at = std::upper_bound(past_.begin(), past_.end(), p.to_unix,
+                               [](int64_t t, const PastListing& x) { return t < x.to_unix; });
+    past_.insert(at, p);  // oldest end first
+    if (past_.size() > kMaxPast) past_.erase(past_.begin(), past_.begin() + long(past_.size() - kMaxPast));
+    return true;
 }
 
 void Listings::end(State& s, int64_t now_unix) {

@@ -74,6 +74,10 @@ public:
     // Forgets lookups no longer made (a listing among them ends now, "no longer monitored").
     void retain(const std::set<Lookup>& lookups, int64_t now_unix);
 
+    // A listing that ended, as this host shared it through the fleet, taken back after
+    // its state dir was lost (core/address_fleet.h recover). False when already known
+    // (by lookup, holder and start: past, or in force here).
+    bool restore(const PastListing& p);
     // Listed now, of addresses inside `within`; every listed state.
     std::vector<State> listed_in(const IpPrefix& within) const;
     std::vector<State> listed() const;

@@ -157,6 +157,21 @@ svc::Reply Controller::cmd_report_arf(const json& req) {
     return svc::ok_reply(out);
 }
 
+void Controller::recover_fleet_addresses(const std::vector<addrfleet::HostRecord>& own,
+                                         const std::vector<std::pair<std::string, std::string>>& refused) {
+    for (const auto& [key, error] : refused)
+        log::warning("address record " + error + ": this host's own, not recovered (rewritten from its history)");
+    const addrfleet::Recovered r = addrfleet::recover(history_, dnsbl_, own, clock_->wall_ms() / 1000);
+    addresses_recovered_ = true;
+    ++address_gen_;  // offered now, marked recovered: the agent starts writing
+    if (r.total() == 0) return;
+    log::notice("fleet: recovered from this host's address records in etcd what its state dir lacked: " +
+                std::to_string(r.holdings) + " holdings, " + std::to_string(r.complaints) + " complaints, " +
+                std::to_string(r.listings) + " DNSBL listings (as ended)");
+    if (r.holdings + r.complaints) (void)persist_address_history();
+    if (r.listings) (void)persist_dnsbl();
+}
+
 // The holder's host never takes another host's records as a signal, so this complaint
 // charges nobody; recorded in this host's history, it goes into this host's address
 // record and makes the address tainted on every host of the fleet.

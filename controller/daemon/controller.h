@@ -148,6 +148,11 @@ public:
     // report.arf in a fleet when no VM here held the address but another host's record
     // names the holder (addresses.cpp): recorded here, charged to nobody.
     svc::Reply record_fleet_complaint(const Complaint& c, const std::string& prefix, const std::string& holder_host);
+    // This host's own address records read back from etcd (addresses.cpp): what the
+    // history and DNSBL state lack is recovered (a lost state dir) and saved; from now on
+    // fleet_tick's address state is marked recovered, so the agent writes it.
+    void recover_fleet_addresses(const std::vector<addrfleet::HostRecord>& own,
+                                 const std::vector<std::pair<std::string, std::string>>& refused);
 
 private:
     Controller(const ControllerOptions& opts, const Clock& clock);
@@ -285,6 +290,7 @@ private:
     size_t dnsbl_warned_size_ = 0;
     // bumped whenever history_ or dnsbl_ is saved; fleet_tick hands a copy on when it moved
     uint64_t address_gen_ = 1, address_offered_gen_ = 0;
+    bool addresses_recovered_ = false;  // recover_fleet_addresses ran
 };
 
 }  // namespace smtpgov::daemon

@@ -65,6 +65,10 @@ Status Daemon::init_fleet() {
     cb.on_records = [this](std::vector<fleet::Record> recs) {
         post([this, recs = std::move(recs)]() mutable { ctl_->fleet_records(std::move(recs)); });
     };
+    cb.on_own_addresses = [this](std::vector<addrfleet::HostRecord> own,
+                                 std::vector<std::pair<std::string, std::string>> refused) {
+        post([this, own = std::move(own), refused = std::move(refused)] { ctl_->recover_fleet_addresses(own, refused); });
+    };
     cb.on_connectivity = [this](const std::string& what, bool up) {
         post([this, what, up] {
             if (up) log::notice("etcd reachable (" + what + "): fleet policy and reputation exchange running");

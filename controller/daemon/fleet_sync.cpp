@@ -141,7 +141,7 @@ Controller::FleetTick Controller::fleet_tick() {
     for (size_t i = 0; i < counts.size(); ++i) s.tiers[i] = counts[i];
     s.last_sweep_ms = wall;
     if (address_gen_ != address_offered_gen_) {  // copied here, made into records on the agent's writer
-        t.addresses = std::make_shared<const addrfleet::AddressState>(addrfleet::AddressState{history_, dnsbl_});
+        t.addresses = std::make_shared<const addrfleet::AddressState>(addrfleet::AddressState{history_, dnsbl_, addresses_recovered_});
         address_offered_gen_ = address_gen_;
     }
     return t;

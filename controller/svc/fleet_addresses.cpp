@@ -1,4 +1,10 @@
 // FleetAgent's address records (core/address_fleet.h; README "Running a fleet"):
+//   start   before it writes any, the writer reads this host's own records back (a key
+//           scan of <prefix>/addresses/, then each of its keys) and hands them to the
+//           daemon, which recovers what its history lacks (a lost state dir) and offers
+//           a state marked recovered; until one comes, nothing is written, so a host
+//           never overwrites the fleet's copy of its history with a shorter one. What
+//           was read is what etcd holds: buckets that emptied meanwhile are deleted.
 //   writer  the loop thread offers this host's history and DNSBL state after a change;
 //           the writer thread turns it into one value per bucket and writes the values
 //           that differ from what it last wrote, deleting the buckets that emptied. Each
@@ -31,7 +37,12 @@ void FleetAgent::write_addresses(etcd::Client& c) {
         offered.swap(addr_offered_);
         up = stats_.etcd_up;  // keep_live's verdict this round: no second timeout when etcd is away
     }
-    if (offered) addr_want_ = addrfleet::host_records(offered->history, offered->listings, opts_.host);
+    if (up && !addr_read_) addr_read_ = read_own_addresses(c);
+    if (offered && offered->recovered && addr_read_) {
+        addr_want_ = addrfleet::host_records(offered->history, offered->listings, opts_.host);
+        addr_ready_ = true;
+    }
+    if (!addr_ready_) return;  // (an offer before the recovery is dropped: the daemon offers again)
     std::vector<std::pair<std::string, const std::string*>> todo;  // bucket, value (null: delete)
     for (const auto& [bucket, value] : addr_want_)
         if (auto it = addr_have_.find(bucket); it == addr_have_.end() || it->second != value) todo.emplace_back(bucket, &value);
@@ -62,6 +73,34 @@ void FleetAgent::write_addresses(etcd::Client& c) {
     stats_.txns += txns;
     stats_.writes_addresses += written;
     stats_.addresses_pending = todo.size() - written;
+}
+
+bool FleetAgent::read_own_addresses(etcd::Client& c) {
+    const std::string prefix = addrfleet::records_prefix(keys_), end = etcd::Client::prefix_end(prefix);
+    std::vector<std::string> mine;
+    for (std::string from = prefix;;) {  // keys only, a page at a time: every host's are here
+        auto r = c.get_range(from, end, 4096, /*keys_only=*/true);
+        if (!r) return false;
+        for (const etcd::Kv& kv : r->kvs)
+            if (auto k = addrfleet::parse_key(keys_, kv.key); k && k->second == opts_.host) mine.push_back(kv.key);
+        if (!r->more || r->kvs.empty()) break;
+        from = r->kvs.back().key + '\0';
+    }
+    std::map<std::string, std::string> have;
+    std::vector<addrfleet::HostRecord> own;
+    std::vector<std::pair<std::string, std::string>> refused;
+    for (const std::string& key : mine) {
+        auto r = c.get(key);
+        if (!r) return false;
+        if (r->kvs.empty()) continue;  // deleted meanwhile (by hand: only this host writes it)
+        const auto bucket = addrfleet::parse_key(keys_, key)->first;
+        have[bucket] = r->kvs.front().value;
+        if (auto rec = addrfleet::decode(keys_, key, r->kvs.front().value)) own.push_back(std::move(*rec));
+        else refused.emplace_back(key, rec.error().message);
+    }
+    addr_have_ = std::move(have);
+    if (cb_.on_own_addresses) cb_.on_own_addresses(std::move(own), std::move(refused));
+    return true;
 }
 
 FleetAddressReader::FleetAddressReader(const fleet::Options& opts, std::string password)

@@ -43,6 +43,12 @@ struct FleetCallbacks {
     // Records of this host's tenants written by anyone (this host included).
     std::function<void(std::vector<fleet::Record> records)> on_records;
     std::function<void(const std::string& what, bool up)> on_connectivity;  // etcd reachable or not
+    // This host's own address records as etcd held them at start (read once, before the
+    // writer writes any): the daemon recovers what its history lacks and then offers an
+    // AddressState with `recovered` set. Refused ones: key, error.
+    std::function<void(std::vector<addrfleet::HostRecord> own,
+                       std::vector<std::pair<std::string, std::string>> refused)>
+        on_own_addresses;
 };
 
 struct FleetStats {
@@ -107,6 +113,7 @@ private:
     void keep_live(etcd::Client& c, int64_t now_ms);
     void scan_hosts(etcd::Client& c);
     void write_addresses(etcd::Client& c);
+    bool read_own_addresses(etcd::Client& c);
     etcd::Options client_options() const;
     void set_up(bool up, const std::string& what);
 
@@ -135,7 +142,9 @@ private:
     double half_life_s_ = 600;
     std::shared_ptr<const addrfleet::AddressState> addr_offered_;  // guarded by mu_: not yet turned into records
     std::map<std::string, std::string> addr_want_;     // writer thread only: bucket -> value to hold
-    std::map<std::string, std::string> addr_have_;     // writer thread only: what etcd holds (written this run)
+    std::map<std::string, std::string> addr_have_;     // writer thread only: what etcd holds
+    bool addr_read_ = false;   // writer thread only: this host's records read back (addr_have_ from them)
+    bool addr_ready_ = false;  // writer thread only: addr_want_ is from a recovered AddressState
 };
 
 }  // namespace smtpgov::svc

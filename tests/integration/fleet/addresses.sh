@@ -202,3 +202,35 @@ wait_rc 3 15 hb ip check $X2
 log "the complaint taken while etcd was down reached host b"
 expect_rc 0 "ip check $C on b after etcd is back" hb ip check $C
 for h in "${hosts[@]}"; do kill -0 "$(cat "$SG_TMP/$h/pid")" || fail "smtpgovd of $h died"; done
+
+log "host a loses its state dir and its pins (a rebuilt machine): its history comes back from its own records"
+X_FROM=$(fctl ha ip show $X | json history.0.from_unix)
+REC=$FLEET_PREFIX/addresses/v4/203.000.113/hosts/ha
+fleet_daemon_stop ha
+sleep 1  # the restart's second differs from every holding's start
+t_restart=$(date +%s)
+rm -rf "$SG_TMP/ha/state"
+af_daemon_start ha
+fleet_wait_serial ha "$serial" 20
+wait_rc 3 15 ha ip check $X
+log "ok: $X tainted on a again (its complaint)"
+expect_rc 3 "ip check $X2 on a (the complaint taken while etcd was down)" ha ip check $X2
+expect_rc 3 "ip check $L on a (the listing, back as ended at the restart)" ha ip check $L
+assert_eq "$(fctl ha ip show $X | json history.0.from_unix)" "$X_FROM" "va held $X on a since (not since the restart)"
+grep -q "recovered from this host's address records in etcd" "$SG_TMP/ha/smtpgovd.log" || fail "the recovery is not logged"
+# a rewrites its record only once it has its history back: L's listing now ended, the
+# complaints and va's tenure as before (a shorter history never reaches the fleet)
+for ((i = 0; i < 50; i++)); do
+    rec=$(fleet_etcdctl get --print-value-only "$REC")
+    [[ $(json listings.0.until_unix <<<"$rec") != None ]] && break
+    sleep 0.2
+done
+assert_ge "$(json listings.0.until_unix <<<"$rec")" "$t_restart" "end of L's listing in a's record"
+assert_eq "$(json listings.0.since_unix <<<"$rec")" "$((now - day))" "start of L's listing in a's record"
+assert_eq "$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(sorted(c["address"] for c in r["complaints"]))' "$rec")" \
+    "['$X', '$X2']" "complaints in a's record"
+assert_eq "$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(min(h["from_unix"] for h in r["holdings"]))' "$rec")" \
+    "$X_FROM" "va's tenure in a's record"
+expect_rc 3 "ip check $X on b after a's rebuild" hb ip check $X
+expect_rc 0 "ip check $C on a after its rebuild" ha ip check $C
+assert_eq "$(fctl ha vm show va | json complaints)" 3 "complaints against va on a after its rebuild"
