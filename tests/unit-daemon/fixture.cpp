@@ -64,7 +64,12 @@ void ControllerTest::start(const json& p) {
 
 void ControllerTest::restart() {
     ctl.reset();
-    ControllerOptions o{dir, dir + "/policy-file.json", maps.max_vms(), 1000, "auto", gateways, hold_s};
+    ControllerOptions o;
+    o.state_dir = dir;
+    o.policy_file = dir + "/policy-file.json";
+    o.max_vms = maps.max_vms();
+    o.gateway_interfaces = gateways;
+    o.auto_hold_s = hold_s;
     o.fleet_host = fleet_host;
     o.dnsbl = dnsbl;
     auto c = Controller::load(o, clock);

@@ -48,7 +48,10 @@ TEST_F(PersistenceTest, ADamagedPolicyWithoutAPolicyFileIsAClearStartError) {
     ctl.reset();
     garbage("policy.json");
     fs::remove(dir + "/policy-file.json");
-    ControllerOptions o{dir, dir + "/policy-file.json", maps.max_vms(), 1000, "auto", {}, 300};
+    ControllerOptions o;
+    o.state_dir = dir;
+    o.policy_file = dir + "/policy-file.json";
+    o.max_vms = maps.max_vms();
     o.policy_file.clear();
     auto c = Controller::load(o, clock);
     ASSERT_FALSE(c);
@@ -87,7 +90,9 @@ TEST_F(PersistenceTest, AFailedReputationWriteIsReportedAndRetried) {
 
 TEST_F(PersistenceTest, OneControllerPerStateDir) {
     start(one_vm());
-    ControllerOptions o{dir, "", maps.max_vms(), 1000, "auto", {}, 300};
+    ControllerOptions o;
+    o.state_dir = dir;
+    o.max_vms = maps.max_vms();
     auto second = Controller::load(o, clock);
     ASSERT_FALSE(second);
     EXPECT_NE(second.error().message.find("another smtpgovd"), std::string::npos) << second.error().message;

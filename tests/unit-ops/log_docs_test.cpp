@@ -18,7 +18,9 @@ TEST(LogDocs, ReadmeListsEveryEventKindWithItsMessageId) {
     for (std::string line; std::getline(readme, line);) {
         if (line.rfind("## ", 0) == 0) in_section = line == "## Logs";
         std::smatch m;
-        if (in_section && std::regex_search(line, m, row)) EXPECT_TRUE(listed.emplace(m[1], m[2]).second) << m[1];
+        if (in_section && std::regex_search(line, m, row)) {
+            EXPECT_TRUE(listed.emplace(m[1], m[2]).second) << m[1];
+        }
     }
     EXPECT_EQ(listed.size(), smtpgov::log::event_kinds().size());
     for (const auto& k : smtpgov::log::event_kinds()) {

@@ -98,6 +98,12 @@ private:
     std::vector<std::thread> threads_;
 };
 
+etcd::Options gateway_options(const FakeGateway& gw) {
+    etcd::Options o;
+    o.endpoints = {gw.url()};
+    return o;
+}
+
 // `n` watchers confirmed, at header revision rev.
 std::vector<std::string> created(size_t n, int rev) {
     std::vector<std::string> out;
@@ -129,7 +135,7 @@ TEST(EtcdWatch, HandsOverEventsAndEndsOkAtItsTimeLimitWhenEveryWatcherWasCreated
         lines.push_back(event("/sg/policy/hosts/hv-a", 11, 12));
         return lines;
     });
-    etcd::Client c(etcd::Options{{gw.url()}});
+    etcd::Client c(gateway_options(gw));
     std::atomic<bool> stop{false};
     std::vector<etcd::WatchBatch> got;
     Status s = c.watch({{"/sg/policy/global", false}, {"/sg/policy/hosts/hv-a", false}}, 7,
@@ -152,7 +158,7 @@ TEST(EtcdWatch, HandsOverEventsAndEndsOkAtItsTimeLimitWhenEveryWatcherWasCreated
 
 TEST(EtcdWatch, AWatchThatEndedWithAWatcherNeverCreatedIsAnError) {
     FakeGateway gw(1, [](const std::string&) { return created(1, 9); });
-    etcd::Client c(etcd::Options{{gw.url()}});
+    etcd::Client c(gateway_options(gw));
     std::atomic<bool> stop{false};
     Status s = c.watch({{"/sg/policy/global", false}, {"/sg/tenants/acme/vms/", true}}, 7,
                        [](const etcd::WatchBatch&) { return true; }, stop, 400);
@@ -202,7 +208,7 @@ TEST(EtcdWatch, ManyKeysGoOverSeveralStreamsAndResumeAfterTheSlowest) {
         if (has) lines.insert(lines.end(), {kPause, event(busy, 15, 15)});  // after every stream's answer
         return lines;
     });
-    etcd::Client c(etcd::Options{{gw.url()}});
+    etcd::Client c(gateway_options(gw));
     std::atomic<bool> stop{false};
     std::vector<etcd::WatchBatch> got;
     Status s = c.watch(keys, 7, [&](const etcd::WatchBatch& b) {
@@ -230,7 +236,7 @@ TEST(EtcdWatch, AWatcherMissingOnOneStreamOfSeveralIsAnError) {
         if (!shorted.exchange(true)) --n;
         return created(n, 9);
     });
-    etcd::Client c(etcd::Options{{gw.url()}});
+    etcd::Client c(gateway_options(gw));
     std::atomic<bool> stop{false};
     Status s = c.watch(keys, 7, [](const etcd::WatchBatch&) { return true; }, stop, 600);
     ASSERT_FALSE(s);
