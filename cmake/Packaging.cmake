@@ -1,9 +1,14 @@
-# Install rules and the Debian package (CPack DEB): `cpack -G DEB` in a RelWithDebInfo
-# build directory writes smtpgov_<version>-<revision>_amd64.deb (stripped binaries) and
-# smtpgov-dbgsym_<version>-<revision>_amd64.ddeb (their debug symbols, by build id).
+# Install rules and the Debian packages (CPack DEB, one package per install component):
+# `cpack -G DEB` in a RelWithDebInfo build directory writes
+#   smtpgov_<version>-<revision>_amd64.deb          smtpgovd, smtpgovctl, smtpgov-flood
+#   smtpgov-libvirt_<version>-<revision>_amd64.deb  the libvirt companion (when built): a
+#       package of its own, so hosts without libvirt (Proxmox) do not depend on libvirt
+# (stripped binaries), and for each an ...-dbgsym_..._amd64.ddeb with their debug
+# symbols, by build id.
 # Debian files (changelog, copyright, maintainer scripts, lintian overrides) are in
 # deploy/debian; tests/integration/ops/deb.sh builds, lints, installs and purges it.
 include(GNUInstallDirs)
+set(CMAKE_INSTALL_DEFAULT_COMPONENT_NAME smtpgov)  # every install() below but the companion's
 
 set(_sg_deploy ${PROJECT_SOURCE_DIR}/deploy)
 set(_sg_debsrc ${_sg_deploy}/debian)
@@ -63,6 +68,20 @@ install(FILES ${_sg_deploy}/prometheus/prometheus.yml ${_sg_deploy}/prometheus/s
         DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
 install(FILES ${_sg_debsrc}/lintian-overrides DESTINATION ${CMAKE_INSTALL_DATADIR}/lintian/overrides RENAME smtpgov)
 
+# The libvirt companion: its own package (component libvirt), depending on smtpgov.
+if(TARGET smtpgov-libvirt)
+  set(_sg_lv_doc ${CMAKE_INSTALL_DATADIR}/doc/smtpgov-libvirt)
+  install(TARGETS smtpgov-libvirt RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT libvirt)
+  install(FILES ${CMAKE_BINARY_DIR}/share/man/man8/smtpgov-libvirt.8.gz DESTINATION ${CMAKE_INSTALL_MANDIR}/man8
+          COMPONENT libvirt)
+  install(FILES ${_sg_deploy}/systemd/smtpgov-libvirt.service DESTINATION /lib/systemd/system COMPONENT libvirt)
+  install(FILES ${_sg_debsrc}/copyright ${CMAKE_BINARY_DIR}/debian/changelog.Debian.gz DESTINATION ${_sg_lv_doc}
+          COMPONENT libvirt)
+  install(FILES ${_sg_debsrc}/libvirt/qemu-hook DESTINATION ${_sg_lv_doc}/examples COMPONENT libvirt)
+  install(FILES ${_sg_debsrc}/libvirt/lintian-overrides DESTINATION ${CMAKE_INSTALL_DATADIR}/lintian/overrides
+          RENAME smtpgov-libvirt COMPONENT libvirt)
+endif()
+
 # changelog.Debian.gz (gzip -9n: no name or time stamp, so the same bytes every build)
 set(_sg_debian ${CMAKE_BINARY_DIR}/debian)
 file(MAKE_DIRECTORY ${_sg_debian})
@@ -80,9 +99,13 @@ file(COPY ${_sg_debsrc}/postinst ${_sg_debsrc}/prerm ${_sg_debsrc}/postrm DESTIN
      FILE_PERMISSIONS OWNER_READ OWNER_WRITE OWNER_EXECUTE GROUP_READ GROUP_EXECUTE WORLD_READ WORLD_EXECUTE)
 file(COPY ${_sg_debsrc}/conffiles DESTINATION ${_sg_debian}
      FILE_PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
+file(COPY ${_sg_debsrc}/libvirt/postinst ${_sg_debsrc}/libvirt/prerm ${_sg_debsrc}/libvirt/postrm
+     DESTINATION ${_sg_debian}/libvirt
+     FILE_PERMISSIONS OWNER_READ OWNER_WRITE OWNER_EXECUTE GROUP_READ GROUP_EXECUTE WORLD_READ WORLD_EXECUTE)
 set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS
              ${_sg_debsrc}/changelog ${_sg_debsrc}/postinst ${_sg_debsrc}/prerm ${_sg_debsrc}/postrm
-             ${_sg_debsrc}/conffiles)
+             ${_sg_debsrc}/conffiles ${_sg_debsrc}/libvirt/postinst ${_sg_debsrc}/libvirt/prerm
+             ${_sg_debsrc}/libvirt/postrm)
 
 set(CPACK_GENERATOR DEB)
 set(CPACK_PACKAGE_NAME smtpgov)
@@ -90,9 +113,13 @@ set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
 set(CPACK_DEBIAN_PACKAGE_RELEASE ${_sg_revision})
 set(CPACK_PACKAGE_VENDOR "smtpgov")
 set(CPACK_PACKAGE_CONTACT "smtpgov maintainers <maintainers@smtpgov.invalid>")
-set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "outbound-SMTP abuse governor for hypervisor hosts (XDP)")
-# Lines of at most 80 columns, after the summary (CPack indents them).
-set(CPACK_DEBIAN_PACKAGE_DESCRIPTION [=[smtpgov stops a VM that sends mail abuse at the source, on the hypervisor:
+set(CPACK_DEB_COMPONENT_INSTALL ON)
+set(CPACK_COMPONENTS_ALL smtpgov)
+set(CPACK_DEBIAN_SMTPGOV_PACKAGE_NAME smtpgov)
+# Each description's first line is its package's summary (no CPACK_PACKAGE_DESCRIPTION_SUMMARY:
+# CPack would put it before every component's description); the rest at most 80 columns.
+set(CPACK_DEBIAN_SMTPGOV_DESCRIPTION [=[outbound-SMTP abuse governor for hypervisor hosts (XDP)
+smtpgov stops a VM that sends mail abuse at the source, on the hypervisor:
 an XDP program on every VM-facing interface recognises each new SMTP
 connection, attributes it to its VM and enforces a per-VM token bucket, and
 smtpgovd escalates VMs with a bad reputation through tiers (throttled,
@@ -109,8 +136,24 @@ set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_ARCHITECTURE amd64)
 set(CPACK_DEBIAN_PACKAGE_SECTION net)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
-set(CPACK_DEBIAN_PACKAGE_DEPENDS
+set(CPACK_DEBIAN_SMTPGOV_PACKAGE_DEPENDS
     "libbpf1 (>= 1:1.1), libxdp1 (>= 1.3), libprometheus-cpp-core1.0, libboost-program-options1.74.0, libsystemd0")
+if(TARGET smtpgov-libvirt)
+  list(APPEND CPACK_COMPONENTS_ALL libvirt)
+  set(CPACK_DEBIAN_LIBVIRT_PACKAGE_NAME smtpgov-libvirt)
+  set(CPACK_DEBIAN_LIBVIRT_PACKAGE_DEPENDS "smtpgov (= ${PROJECT_VERSION}-${_sg_revision})")
+  set(CPACK_DEBIAN_LIBVIRT_DESCRIPTION [=[tells smtpgovd which interfaces belong to which libvirt domain
+smtpgov-libvirt lets a smtpgov policy name a VM by its libvirt domain (name or
+UUID) instead of its tap device, whose name changes with every start of the
+guest. It lists the running domains with their host devices over a read-only
+libvirt connection, follows libvirt's lifecycle events and sends what it learns
+to smtpgovd over its control socket; it also runs as libvirt's qemu hook.
+
+This package holds the program, a hardened systemd unit (not enabled on
+installation) and an example qemu hook.]=])
+  set(CPACK_DEBIAN_LIBVIRT_PACKAGE_CONTROL_EXTRA
+      ${_sg_debian}/libvirt/postinst ${_sg_debian}/libvirt/prerm ${_sg_debian}/libvirt/postrm)
+endif()
 # dpkg-shlibdeps adds the rest (libc6, libstdc++6, libelf1, ...) from the binaries themselves.
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 # objcopy splits each binary's debug info into smtpgov-dbgsym
@@ -129,7 +172,7 @@ endforeach()
 ]=])
 set(CPACK_SG_FIX_DBGSYM ${_sg_debsrc}/fix-dbgsym.sh)
 set(CPACK_POST_BUILD_SCRIPTS ${_sg_debian}/post-build.cmake)
-set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
+set(CPACK_DEBIAN_SMTPGOV_PACKAGE_CONTROL_EXTRA
     ${_sg_debian}/conffiles ${_sg_debian}/postinst ${_sg_debian}/prerm ${_sg_debian}/postrm)
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION TRUE)
 include(CPack)

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# The Debian package: `cpack -G DEB` in the build directory writes
-# smtpgov_<version>-<revision>_amd64.deb and smtpgov-dbgsym_..._amd64.ddeb. Both are
-# lintian-clean (no error, no warning that deploy/debian/lintian-overrides does not
+# The Debian packages: `cpack -G DEB` in the build directory writes
+# smtpgov_<version>-<revision>_amd64.deb, smtpgov-libvirt_..._amd64.deb (the libvirt
+# companion, on its own so that smtpgov does not depend on libvirt) and an
+# ...-dbgsym_..._amd64.ddeb for each. All are lintian-clean (no error, no warning that deploy/debian/lintian-overrides does not
 # explain); the man pages are generated from the --help tables and compressed; the
 # binaries are stripped and their debug info is found by build id; copyright (DEP-5) and
 # changelog are there; maintainer scripts go through deb-systemd-helper/-invoke; it
-# installs on this machine with /etc/smtpgov root-only, does not enable the unit,
-# `systemd-analyze verify` finds nothing to say about the unit and `systemd-analyze
-# security` rates it no worse than 2.2; dpkg -r masks the unit and keeps the conffiles,
-# --purge takes everything away.
+# installs on this machine with /etc/smtpgov root-only, does not enable the units,
+# `systemd-analyze verify` finds nothing to say about either unit and `systemd-analyze
+# security` rates each no worse than 2.2; dpkg -r masks the units and keeps the
+# conffiles, --purge takes everything away.
 set -euo pipefail
 build=$(cd "${1:?usage: deb.sh BUILD_DIR}" && pwd)
 src=$(cd "$(dirname "$(readlink -f "$0")")/../../.." && pwd)
@@ -17,28 +18,34 @@ fail() { log "FAIL: $*"; exit 1; }
 max_exposure=2.2
 
 [[ $EUID -eq 0 ]] || fail "needs root (dpkg -i)"
-if dpkg-query -W -f='${Status}' smtpgov 2>/dev/null | grep -q 'install ok installed'; then
-    fail "a smtpgov package is already installed on this machine; this test does not touch it"
-fi
+for p in smtpgov smtpgov-libvirt; do
+    if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+        fail "a $p package is already installed on this machine; this test does not touch it"
+    fi
+done
 for tool in lintian deb-systemd-helper readelf nm man gzip; do
     command -v "$tool" >/dev/null || fail "$tool is missing (deploy/install-deps.sh installs it)"
 done
 
 cd "$build"
-rm -f smtpgov_*.deb smtpgov-dbgsym_*.ddeb
+rm -f smtpgov_*.deb smtpgov-dbgsym_*.ddeb smtpgov-libvirt_*.deb smtpgov-libvirt-dbgsym_*.ddeb
 cpack -G DEB >cpack.log 2>&1 || { cat cpack.log >&2; fail "cpack -G DEB failed"; }
 version=$(dpkg-parsechangelog -l "$src/deploy/debian/changelog" -S Version)
 deb=$build/smtpgov_${version}_amd64.deb
 ddeb=$build/smtpgov-dbgsym_${version}_amd64.ddeb
-[[ -f $deb && -f $ddeb ]] || fail "$deb and $ddeb not both written ($(ls ./*.deb ./*.ddeb 2>/dev/null))"
-log "ok: built $(basename "$deb") and $(basename "$ddeb")"
+lv_deb=$build/smtpgov-libvirt_${version}_amd64.deb
+lv_ddeb=$build/smtpgov-libvirt-dbgsym_${version}_amd64.ddeb
+for f in "$deb" "$ddeb" "$lv_deb" "$lv_ddeb"; do
+    [[ -f $f ]] || fail "$f not written ($(ls ./*.deb ./*.ddeb 2>/dev/null))"
+done
+log "ok: built $(basename "$deb"), $(basename "$lv_deb") and their dbgsym packages"
 
 # ---- lintian: no error; no warning but those overridden with their reason ----------
 lint=$(mktemp -d)
 ctrl=$(mktemp -d)
 trap 'rm -rf "$lint" "$ctrl"' EXIT
-cp "$deb" "$lint/"
-cp "$ddeb" "$lint/$(basename "$ddeb" .ddeb).deb"  # lintian reads .deb files
+cp "$deb" "$lv_deb" "$lint/"
+for f in "$ddeb" "$lv_ddeb"; do cp "$f" "$lint/$(basename "$f" .ddeb).deb"; done  # lintian reads .deb files
 lintian --display-info --show-overrides "$lint"/*.deb >"$build/lintian.log" 2>&1 || true
 sed 's/^/    lintian: /' "$build/lintian.log" >&2
 if grep -E '^[EW]: ' "$build/lintian.log"; then
@@ -57,7 +64,14 @@ done
 # the exporter serves /metrics itself: no civetweb (prometheus-cpp's pull library)
 [[ $depends != *libprometheus-cpp-pull* ]] || fail "Depends still names libprometheus-cpp-pull: $depends"
 [[ $(dpkg-deb -f "$ddeb" Depends) == "smtpgov (= $version)" ]] || fail "dbgsym Depends: $(dpkg-deb -f "$ddeb" Depends)"
-log "ok: Depends: $depends"
+# libvirt is the companion's dependency alone: a host without libvirt installs smtpgov
+[[ $depends != *libvirt* ]] || fail "smtpgov depends on libvirt: $depends"
+lv_depends=$(dpkg-deb -f "$lv_deb" Depends)
+[[ $lv_depends == *"smtpgov (= $version)"* && $lv_depends == *libvirt0* ]] ||
+    fail "smtpgov-libvirt Depends lacks smtpgov (= $version) or libvirt0: $lv_depends"
+[[ $(dpkg-deb -f "$lv_ddeb" Depends) == "smtpgov-libvirt (= $version)" ]] ||
+    fail "smtpgov-libvirt-dbgsym Depends: $(dpkg-deb -f "$lv_ddeb" Depends)"
+log "ok: Depends: $depends; smtpgov-libvirt: $lv_depends"
 
 files=$(dpkg-deb -c "$deb" | awk '{print $6}' | sed 's|^\.||')
 for f in /usr/sbin/smtpgovd /usr/bin/smtpgovctl /usr/bin/smtpgov-flood /lib/systemd/system/smtpgovd.service \
@@ -69,6 +83,13 @@ for f in /usr/sbin/smtpgovd /usr/bin/smtpgovctl /usr/bin/smtpgov-flood /lib/syst
     grep -qx "$f" <<<"$files" || fail "package lacks $f"
 done
 ! grep -E '\.[1-9]$' <<<"$files" || fail "an uncompressed man page"
+! grep -q libvirt <<<"$files" || fail "smtpgov holds a libvirt file: $(grep libvirt <<<"$files")"
+lv_files=$(dpkg-deb -c "$lv_deb" | awk '{print $6}' | sed 's|^\.||')
+for f in /usr/bin/smtpgov-libvirt /lib/systemd/system/smtpgov-libvirt.service /usr/share/man/man8/smtpgov-libvirt.8.gz \
+         /usr/share/doc/smtpgov-libvirt/copyright /usr/share/doc/smtpgov-libvirt/changelog.Debian.gz \
+         /usr/share/doc/smtpgov-libvirt/examples/qemu-hook /usr/share/lintian/overrides/smtpgov-libvirt; do
+    grep -qx "$f" <<<"$lv_files" || fail "smtpgov-libvirt lacks $f"
+done
 dpkg-deb -e "$deb" "$ctrl"
 grep -qx /etc/smtpgov/smtpgovd.json "$ctrl/conffiles" || fail "smtpgovd.json is not a conffile"
 grep -qx /etc/smtpgov/policy.json "$ctrl/conffiles" || fail "policy.json is not a conffile"
@@ -77,15 +98,22 @@ if grep -nE '(^|[;&|[:space:]])systemctl ' "$ctrl"/postinst "$ctrl"/prerm "$ctrl
     fail "a maintainer script calls systemctl for more than daemon-reload"
 fi
 grep -q 'deb-systemd-invoke stop smtpgovd.service' "$ctrl/prerm" || fail "prerm does not stop through deb-systemd-invoke"
+lv_ctrl=$ctrl/libvirt
+dpkg-deb -e "$lv_deb" "$lv_ctrl"
+[[ ! -e $lv_ctrl/conffiles ]] || fail "smtpgov-libvirt has conffiles: $(cat "$lv_ctrl/conffiles")"
+grep -q 'deb-systemd-invoke stop smtpgov-libvirt.service' "$lv_ctrl/prerm" || fail "smtpgov-libvirt's prerm does not stop its unit"
+if grep -nE '(^|[;&|[:space:]])systemctl ' "$lv_ctrl"/postinst "$lv_ctrl"/prerm "$lv_ctrl"/postrm | grep -v 'daemon-reload'; then
+    fail "a maintainer script of smtpgov-libvirt calls systemctl for more than daemon-reload"
+fi
 log "ok: contents, conffiles, maintainer scripts"
 
 cleanup() {
     rm -rf "$ctrl" "$lint"
-    dpkg --purge smtpgov-dbgsym smtpgov >/dev/null 2>&1 || true
+    dpkg --purge smtpgov-libvirt-dbgsym smtpgov-libvirt smtpgov-dbgsym smtpgov >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 pins_before=$([[ -e /sys/fs/bpf/smtpgov ]] && echo yes || echo no)
-dpkg -i "$deb" "$ddeb" || fail "dpkg -i failed"
+dpkg -i "$deb" "$ddeb" "$lv_deb" "$lv_ddeb" || fail "dpkg -i failed"
 log "ok: installed"
 
 # ---- installed files --------------------------------------------------------------
@@ -96,7 +124,7 @@ head -1 /usr/share/doc/smtpgov/copyright | grep -qx 'Format: https://www.debian.
     fail "copyright is not machine-readable (DEP-5)"
 [[ $(zcat /usr/share/doc/smtpgov/changelog.Debian.gz | dpkg-parsechangelog -l- -S Version) == "$version" ]] ||
     fail "changelog.Debian.gz's newest entry is not $version"
-for page in smtpgovd smtpgovctl smtpgov-flood; do
+for page in smtpgovd smtpgovctl smtpgov-flood smtpgov-libvirt; do
     warnings=$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -E UTF-8 -l -Tutf8 -Z "/usr/share/man/man8/$page.8.gz" 2>&1 >/dev/null)
     [[ -z $warnings ]] || fail "man $page: $warnings"
 done
@@ -110,15 +138,21 @@ flood_page=$(MANWIDTH=200 man -l /usr/share/man/man8/smtpgov-flood.8.gz 2>/dev/n
 for flag in $(/usr/bin/smtpgov-flood --help | grep -oE '^ +--[a-z-]+' | tr -d ' '); do
     grep -qF -- "$flag" <<<"$flood_page" || fail "man smtpgov-flood lacks $flag, which smtpgov-flood --help lists"
 done
+lv_page=$(MANWIDTH=200 man -l /usr/share/man/man8/smtpgov-libvirt.8.gz 2>/dev/null)
+for flag in $(/usr/bin/smtpgov-libvirt --help | grep -oE '^ +--[a-z-]+' | tr -d ' '); do
+    grep -qF -- "$flag" <<<"$lv_page" || fail "man smtpgov-libvirt lacks $flag, which smtpgov-libvirt --help lists"
+done
 MANWIDTH=200 man -l /usr/share/man/man8/smtpgovctl.8.gz 2>/dev/null | grep -q 'vm set-tier' || fail "man smtpgovctl lacks vm set-tier"
 # the journal catalog (systemd's dpkg trigger ran journalctl --update-catalog)
 journalctl --list-catalog 2>/dev/null | grep -q '^e09964c0351a4dd3923448f014bf1177 smtpgov: ' ||
     fail "journalctl --list-catalog lacks smtpgovd's tier_change"
-log "ok: copyright, changelog, three man pages without warnings, their flags as --help lists them, journal catalog"
+[[ $(zcat /usr/share/doc/smtpgov-libvirt/changelog.Debian.gz | dpkg-parsechangelog -l- -S Version) == "$version" ]] ||
+    fail "smtpgov-libvirt's changelog.Debian.gz's newest entry is not $version"
+log "ok: copyright, changelogs, four man pages without warnings, their flags as --help lists them, journal catalog"
 
 # stripped binaries; their DWARF in smtpgov-dbgsym under their build id
 debug_files=()
-for bin in /usr/sbin/smtpgovd /usr/bin/smtpgovctl /usr/bin/smtpgov-flood; do
+for bin in /usr/sbin/smtpgovd /usr/bin/smtpgovctl /usr/bin/smtpgov-flood /usr/bin/smtpgov-libvirt; do
     ! readelf -S "$bin" | grep -q '\.debug_info' || fail "$bin is not stripped"
     readelf -S "$bin" | grep -q '\.gnu_debuglink' || fail "$bin has no .gnu_debuglink"
     # hardened: PIE, full RELRO (BIND_NOW), stack protector, fortified libc calls
@@ -134,23 +168,27 @@ for bin in /usr/sbin/smtpgovd /usr/bin/smtpgovctl /usr/bin/smtpgov-flood; do
     readelf -S "$dbg" 2>/dev/null | grep -A1 '\.debug_info' | grep -q PROGBITS || fail "$dbg has no DWARF"
     debug_files+=("$dbg")
 done
-log "ok: binaries stripped, debug info by build id in smtpgov-dbgsym"
+log "ok: binaries stripped, debug info by build id in the dbgsym packages"
 
 # ---- the unit ---------------------------------------------------------------------
 if command -v systemd-tmpfiles >/dev/null; then
     [[ $(stat -c %a /run/smtpgov 2>/dev/null) == 700 ]] || fail "postinst did not create /run/smtpgov 0700"
     [[ $(stat -c %a /sys/fs/bpf/smtpgov 2>/dev/null) == 700 ]] || fail "postinst did not create /sys/fs/bpf/smtpgov 0700"
 fi
-[[ ! -e /etc/systemd/system/multi-user.target.wants/smtpgovd.service ]] || fail "installing enabled smtpgovd.service"
-systemd-analyze verify /lib/systemd/system/smtpgovd.service >"$build/unit-verify.log" 2>&1 ||
-    { cat "$build/unit-verify.log" >&2; fail "systemd-analyze verify failed"; }
-[[ ! -s $build/unit-verify.log ]] || { cat "$build/unit-verify.log" >&2; fail "systemd-analyze verify has something to say"; }
-exposure=$(systemd-analyze security --offline=true /lib/systemd/system/smtpgovd.service 2>&1 |
-    sed -n 's/.*Overall exposure level for smtpgovd.service: \([0-9.]*\).*/\1/p')
-[[ -n $exposure ]] || fail "systemd-analyze security gave no exposure level"
-awk -v e="$exposure" -v m="$max_exposure" 'BEGIN { exit !(e <= m) }' ||
-    fail "systemd-analyze security: exposure $exposure, more than $max_exposure"
-log "ok: systemd-analyze verify clean, security exposure $exposure (at most $max_exposure), unit not enabled"
+exposures=""
+for unit in smtpgovd.service smtpgov-libvirt.service; do
+    [[ ! -e /etc/systemd/system/multi-user.target.wants/$unit ]] || fail "installing enabled $unit"
+    systemd-analyze verify "/lib/systemd/system/$unit" >"$build/unit-verify.log" 2>&1 ||
+        { cat "$build/unit-verify.log" >&2; fail "systemd-analyze verify $unit failed"; }
+    [[ ! -s $build/unit-verify.log ]] || { cat "$build/unit-verify.log" >&2; fail "systemd-analyze verify has something to say about $unit"; }
+    exposure=$(systemd-analyze security --offline=true "/lib/systemd/system/$unit" 2>&1 |
+        sed -n "s/.*Overall exposure level for $unit: \([0-9.]*\).*/\1/p")
+    [[ -n $exposure ]] || fail "systemd-analyze security gave no exposure level for $unit"
+    awk -v e="$exposure" -v m="$max_exposure" 'BEGIN { exit !(e <= m) }' ||
+        fail "systemd-analyze security: $unit's exposure $exposure, more than $max_exposure"
+    exposures+="$unit $exposure, "
+done
+log "ok: systemd-analyze verify clean, security exposure ${exposures%, } (at most $max_exposure), units not enabled"
 
 /usr/sbin/smtpgovd --check-config --config /etc/smtpgov/smtpgovd.json || fail "smtpgovd --check-config rejected the shipped config"
 /usr/bin/smtpgovctl policy validate /usr/share/doc/smtpgov/policy.example.json
@@ -161,18 +199,26 @@ rc=$?
 set -e
 ((rc == 1)) || fail "smtpgovctl status without a daemon: exit $rc, expected 1"
 bash -n /usr/share/bash-completion/completions/smtpgovctl || fail "completion script is not valid bash"
+# the hook never fails a VM operation, even with smtpgovd away
+/usr/bin/smtpgov-libvirt --socket /nonexistent/ctl.sock --hook web started begin - \
+    <<<"<domain type='kvm'><name>web</name><uuid>0e4c2f3a-8d3b-4d2e-9c1a-3f0a1b2c3d4e</uuid></domain>" 2>/dev/null ||
+    fail "smtpgov-libvirt --hook exited $? with smtpgovd away (a hook must never fail)"
 log "ok: installed binaries work"
 
 # ---- removal ----------------------------------------------------------------------
-dpkg -r smtpgov-dbgsym smtpgov
-for f in /usr/sbin/smtpgovd /usr/bin/smtpgovctl /lib/systemd/system/smtpgovd.service "${debug_files[@]}"; do
+dpkg -r smtpgov-libvirt-dbgsym smtpgov-libvirt smtpgov-dbgsym smtpgov
+for f in /usr/sbin/smtpgovd /usr/bin/smtpgovctl /usr/bin/smtpgov-libvirt /lib/systemd/system/smtpgovd.service \
+         /lib/systemd/system/smtpgov-libvirt.service "${debug_files[@]}"; do
     [[ ! -e $f ]] || fail "$f left after dpkg -r"
 done
 [[ -f /etc/smtpgov/smtpgovd.json ]] || fail "dpkg -r removed the conffile (only --purge may)"
-[[ $(readlink /etc/systemd/system/smtpgovd.service) == /dev/null ]] || fail "dpkg -r did not mask smtpgovd.service"
-dpkg --purge smtpgov
+for unit in smtpgovd.service smtpgov-libvirt.service; do
+    [[ $(readlink "/etc/systemd/system/$unit") == /dev/null ]] || fail "dpkg -r did not mask $unit"
+done
+dpkg --purge smtpgov-libvirt smtpgov
 [[ ! -e /etc/smtpgov/smtpgovd.json ]] || fail "conffile left after --purge"
-[[ ! -e /etc/systemd/system/smtpgovd.service ]] || fail "the mask is left after --purge"
+[[ ! -e /etc/systemd/system/smtpgovd.service && ! -e /etc/systemd/system/smtpgov-libvirt.service ]] ||
+    fail "a mask is left after --purge"
 [[ ! -e /var/lib/smtpgov ]] || fail "/var/lib/smtpgov left after --purge"
 [[ $pins_before == yes || ! -e /sys/fs/bpf/smtpgov ]] || fail "the empty pin directory is left after --purge"
 log "ok: removed (unit masked, conffiles kept) and purged"
