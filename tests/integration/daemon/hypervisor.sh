@@ -6,7 +6,8 @@
 #    tap), and across a daemon restart without the companion (hypervisor.json);
 #  - interface_rules give unregistered taps a stable VM id: two taps of one id are one VM
 #    with one bucket; its tier survives the taps going away and coming back, and after
-#    auto_hold_s without any tap it starts clean.
+#    auto_hold_s without any tap it starts clean;
+#  - smtpgov-libvirt makes no system call its unit (deploy/systemd) would refuse.
 source "$(dirname "$(readlink -f "$0")")/common.sh"
 sg_init dmhv
 sg_testbed --vms 3 up
@@ -58,7 +59,11 @@ judged() {
 sg_daemon_start "$SG_TMP/smtpgovd.json"
 
 # --- libvirt: start-up listing from the test driver ---
-"$SG_LIBVIRT" --connect "test://$SG_TMP/node.xml" --socket "$SG_SOCKET" --once || fail "smtpgov-libvirt --once"
+# (under strace: every system call it makes must be one its unit allows)
+strace -f -qq -o "$SG_TMP/libvirt.strace" \
+    "$SG_LIBVIRT" --connect "test://$SG_TMP/node.xml" --socket "$SG_SOCKET" --once || fail "smtpgov-libvirt --once"
+python3 "$SG_SRC/tests/integration/ops/unit_filter.py" "$SG_SRC/deploy/systemd/smtpgov-libvirt.service" \
+    "$SG_TMP/libvirt.strace" || fail "smtpgov-libvirt does what its unit would refuse"
 vm=$(sg_vm web)
 assert_eq "$(json named_by <<<"$vm")" libvirt "web is named by its libvirt domain"
 assert_eq "$(json libvirt.uuid <<<"$vm")" 6695eb01-f6a4-8304-79aa-97f2502e193f "vm show names the domain"
