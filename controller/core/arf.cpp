@@ -204,10 +204,14 @@ Outcome parse(std::string_view message) {
     if (!original) original.emplace();
 
     Report r;
+    // the token before any parameter or comment: "abuse; x=y" is abuse, ";abuse" is none
     auto type = field(*feedback, "feedback-type");
-    if (!type || trim(*type).empty()) return refuse(Refusal::NoFeedbackType, "feedback report without Feedback-Type");
-    r.feedback_type = lower(trim(*type));
-    if (size_t sp = r.feedback_type.find_first_of(" \t;"); sp != std::string::npos) r.feedback_type.resize(sp);
+    if (type) {
+        r.feedback_type = lower(trim(*type));
+        if (size_t sp = r.feedback_type.find_first_of(" \t;("); sp != std::string::npos) r.feedback_type.resize(sp);
+    }
+    if (r.feedback_type.empty())
+        return refuse(Refusal::NoFeedbackType, "feedback report without a Feedback-Type token");
     r.reporting_mta = field(*feedback, "reporting-mta").value_or("");
     r.original_message_id = field(*original, "message-id").value_or("");
 

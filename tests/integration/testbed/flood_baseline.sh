@@ -8,18 +8,25 @@ eval "$(sg_testbed env)"
 
 run() { # run LABEL DST NS [flood args...]
     local label=$1 dst=$2 ns=$3; shift 3
-    local before after out sent rate
+    local before after out sent rate i
     before=$(sg_syncount)
     out=$(sg_flood --netns "$ns" syn --dst "$dst" --rate 8000 --duration 2 --json "$@")
     log "$label: $out"
-    sleep 0.5   # the last frames are still in the veth and stack
-    after=$(sg_syncount)
     sent=$(json sent <<<"$out")
     rate=$(json rate <<<"$out")
+    # the last frames may still be in the veth and the stack: until all are counted (5 s)
+    for ((i = 0; i < 50; i++)); do
+        after=$(sg_syncount)
+        ((after - before >= sent)) && break
+        sleep 0.1
+    done
     assert_eq "$(json method <<<"$out")" xdp-live-frames "$label method"
-    assert_ge "$sent" 15840 "$label SYNs sent (8,000/s x 2 s, 1% slack)"
-    assert_ge "${rate%.*}" 7920 "$label achieved rate"
-    assert_le "${rate%.*}" 8080 "$label achieved rate"
+    # The pacer schedules frame k at start + k/8000 and catches up after a stall, so the
+    # count and the rate miss only when the generator is descheduled near the end: 5%
+    # (100 ms) of slack absorbs that on a loaded 2-core machine. Every SYN counted stays exact.
+    assert_ge "$sent" 15200 "$label SYNs sent (8,000/s x 2 s, 5% slack)"
+    assert_ge "${rate%.*}" 7600 "$label achieved rate"
+    assert_le "${rate%.*}" 8400 "$label achieved rate"
     assert_eq $((after - before)) "$sent" "$label SYNs counted at the receiver"
 }
 
