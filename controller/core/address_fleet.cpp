@@ -66,9 +66,11 @@ std::optional<IpPrefix> bucket_prefix(std::string_view b) {
 std::string cut(const std::string& s) { return s.size() > kMaxText ? s.substr(0, kMaxText) : s; }
 
 json to_json(const Listing& l) {
-    return {{"address", l.address.to_string()}, {"zone", cut(l.zone)},     {"reason", cut(l.reason)},
-            {"holder", cut(l.holder)},          {"since_unix", l.since_unix},
-            {"until_unix", l.until_unix ? json(*l.until_unix) : json(nullptr)}, {"charged", l.charged}};
+    json j{{"address", l.address.to_string()}, {"zone", cut(l.zone)},     {"reason", cut(l.reason)},
+           {"holder", cut(l.holder)},          {"since_unix", l.since_unix},
+           {"until_unix", l.until_unix ? json(*l.until_unix) : json(nullptr)}, {"charged", l.charged}};
+    if (l.checked_unix && !l.until_unix) j["checked_unix"] = *l.checked_unix;
+    return j;
 }
 
 }  // namespace
@@ -202,7 +204,13 @@ Result<Listing> listing_of(const Reader& r, const std::optional<IpPrefix>& bucke
     SG_TRY(since, r.unix("since_unix"));
     SG_TRY(until, r.unix_or_null("until_unix"));
     if (!r.j.contains("charged") || !r.j["charged"].is_boolean()) return Error::msg(r.path + "/charged: must be true or false");
-    return Listing{a, zone, reason, holder, since, until, r.j["charged"].get<bool>()};
+    std::optional<int64_t> checked;  // optional: older versions do not write it
+    if (r.j.contains("checked_unix")) {
+        SG_TRY(c, r.unix("checked_unix"));
+        if (until) return Error::msg(r.path + "/checked_unix: only a listing in force has one");
+        checked = c;
+    }
+    return Listing{a, zone, reason, holder, since, until, r.j["charged"].get<bool>(), checked};
 }
 
 template <typename T, typename F>

@@ -52,13 +52,18 @@ std::string records_prefix(const fleet::Keys& k);  // every record: "<prefix>/ad
 // key -> {bucket ("wide" for the wide record), host}; nullopt for a key of another shape.
 std::optional<std::pair<std::string, std::string>> parse_key(const fleet::Keys& k, std::string_view key);
 
-// A DNSBL listing as shared: listed now (until none) or ended.
+// A DNSBL listing as shared: listed now (until none) or ended. A listing in force
+// carries the day its host last saw it listed (checked_unix, the start of that UTC day:
+// the record changes once a day, not at every lookup); a record whose host stopped
+// writing (a host taken out of the fleet) stops tainting taint_days after it. Records
+// without it (older versions) count as listed now.
 struct Listing {
     IpPrefix address;
     std::string zone, reason, holder;  // holder: "vm:<id>", "quarantine" or "none"
     int64_t since_unix = 0;
     std::optional<int64_t> until_unix;
     bool charged = false;
+    std::optional<int64_t> checked_unix;  // in force only
     bool operator==(const Listing&) const = default;
 };
 

@@ -67,10 +67,12 @@ std::map<std::string, std::string> host_records(const AddressHistory& h, const d
         if (auto b = bucket_of(c.address)) rec(*b).complaints.push_back(c);
     for (const auto& [lookup, s] : l.states())
         if (auto b = bucket_of(lookup.address); b && s.listed)
-            rec(*b).listings.push_back({lookup.address, lookup.zone, s.reason, s.holder, s.since_unix, std::nullopt, s.charged});
+            rec(*b).listings.push_back({lookup.address, lookup.zone, s.reason, s.holder, s.since_unix, std::nullopt,
+                                        s.charged, s.checked_unix - s.checked_unix % 86400});
     for (const dnsbl::PastListing& p : l.past())
         if (auto b = bucket_of(p.lookup.address))
-            rec(*b).listings.push_back({p.lookup.address, p.lookup.zone, p.reason, p.holder, p.from_unix, p.to_unix, p.charged});
+            rec(*b).listings.push_back(
+                {p.lookup.address, p.lookup.zone, p.reason, p.holder, p.from_unix, p.to_unix, p.charged, std::nullopt});
     std::map<std::string, std::string> out;
     for (auto& [bucket, r] : by) {
         out[bucket] = fitted(r, bucket == "wide");
@@ -91,6 +93,7 @@ json listing_entry(const Listing& l, const std::string& host) {
     } else {
         j["since_unix"] = l.since_unix;
     }
+    if (l.checked_unix) j["checked_unix"] = *l.checked_unix;
     return j;
 }
 
@@ -127,6 +130,9 @@ struct Merger {
 
     void listing(const Listing& l, const std::string& host) {
         if (!addr.contains(l.address) || (l.until_unix && *l.until_unix < since)) return;
+        // in force, but not seen listed within the window: its host stopped writing
+        // (taken out of the fleet); a day's slack for the day-granular checked_unix
+        if (!l.until_unix && l.checked_unix && *l.checked_unix + 86400 < since) return;
         tainted = true;
         out["dnsbl"].push_back(listing_entry(l, host));
         out["reasons"].push_back(std::string(l.until_unix ? "was listed" : "listed now") + " in " + l.zone + ": " +

@@ -135,9 +135,14 @@ void Controller::dnsbl_answer(const dnsbl::Lookup& l, const dnsbl::Answer& a) {
 // A good answer about a governed address: the listing state, announced, and the charge.
 void Controller::dnsbl_apply(const dnsbl::Lookup& l, const dnsbl::Verdict& v) {
     const dnsbl::Holder holder = dnsbl_holder(l.address);
+    const auto was = dnsbl_.states().find(l);
+    const int64_t checked_day = was == dnsbl_.states().end() ? -1 : was->second.checked_unix / 86400;
     const dnsbl::Outcome out = dnsbl_.apply(l, holder, v, clock_->wall_ms() / 1000);
     if (out.change == dnsbl::Change::None) {
-        if (!out.previous_holder.empty()) (void)persist_dnsbl();  // a new tenure began clean
+        // a new tenure began clean; or a listing seen again on a new day, which the
+        // fleet's record says (its checked_unix: core/address_fleet.h)
+        if (!out.previous_holder.empty() || (out.state.listed && out.state.checked_unix / 86400 != checked_day))
+            (void)persist_dnsbl();
         return;
     }
     (void)persist_dnsbl();  // before the signal: a restart must not charge it again

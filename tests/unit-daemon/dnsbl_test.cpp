@@ -131,6 +131,29 @@ TEST_F(DnsblControllerTest, AListingThatPredatesTheHolderOrIsQuarantineChargesNo
     EXPECT_TRUE(tainted(kX));  // ended now: within the window
 }
 
+// In a fleet the listing's record carries the day it was last seen listed: a lookup that
+// sees it again on a new day hands the agent a new state, one on the same day does not.
+TEST_F(DnsblControllerTest, AListingSeenAgainOnANewDayReachesTheFleetRecord) {
+    fleet_host = "hv";
+    clock.step_wall_ms(86'400'000 - clock.wall_ms() % 86'400'000 + 43'200'000);  // noon, UTC
+    start(two(kX, kY));
+    clean(kX);
+    listed(kX);
+    auto first = ctl->fleet_tick().addresses;
+    ASSERT_TRUE(first);
+    const int64_t day0 = first->listings.states().at({ip(kX), "z.test"}).checked_unix / 86400;
+    EXPECT_FALSE(ctl->fleet_tick().addresses);  // nothing new
+    clock.advance_ms(60'000);
+    listed(kX);  // the same day
+    EXPECT_FALSE(ctl->fleet_tick().addresses);
+    clock.advance_ms(86'400'000);
+    listed(kX);  // a new day
+    auto again = ctl->fleet_tick().addresses;
+    ASSERT_TRUE(again);
+    EXPECT_EQ(again->listings.states().at({ip(kX), "z.test"}).checked_unix / 86400, day0 + 1);
+    EXPECT_EQ(heard_of("dnsbl_listed"), 1u);  // announced once
+}
+
 TEST_F(DnsblControllerTest, ATestEntryGatesItsZone) {
     start(two(kX, kY));
     clean(kX);

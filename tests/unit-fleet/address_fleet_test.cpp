@@ -246,3 +246,43 @@ TEST(AddressFleet, TheFleetsHolderOfAnAddressAtATime) {
     EXPECT_EQ(holder_at(fr, P("203.0.113.200"), 2500)->first.vm, "new");
     EXPECT_FALSE(holder_at(fr, P("198.51.100.1"), 2500));
 }
+
+TEST(AddressFleet, AListingInForceAgesOutWhenItsHostStopsConfirmingIt) {
+    HostA a;  // X listed since 6000, last seen listed at 6000: checked_unix 0 (that UTC day)
+    auto recs = host_records(a.h, a.l, "hv-a");
+    FleetRead fr = decode_all(kKeys, kvs_of(recs, "hv-a"), "hv-b");
+    ASSERT_EQ(fr.records.at(0).listings.at(0).checked_unix, 0);
+    const IpPrefix x = P("203.0.113.7");
+    const int64_t day = 86400;
+    // within the window of its last confirmation (and a day's slack): listed now
+    json j = merge(local_check("203.0.113.7"), fr, x, "hv-b", 91 * day, 90, false);
+    EXPECT_TRUE(j["tainted"].get<bool>());
+    EXPECT_EQ(j["dnsbl"].at(0)["checked_unix"], 0);
+    // its host stopped writing (taken out of the fleet): no longer evidence after that
+    j = merge(local_check("203.0.113.7"), fr, x, "hv-b", 91 * day + 1, 90, false);
+    EXPECT_FALSE(j["tainted"].get<bool>()) << j.dump();
+    EXPECT_TRUE(j["dnsbl"].empty());
+    // a host that still looks it up confirms it: the record changes once a day
+    a.l.apply({x, "zen.test"}, {dnsbl::Holder::Kind::Vm, "vm-a", "acme"}, listed("spam source"), 90 * day + 5);
+    auto again = host_records(a.h, a.l, "hv-a");
+    EXPECT_NE(again, recs);
+    FleetRead fresh = decode_all(kKeys, kvs_of(again, "hv-a"), "hv-b");
+    EXPECT_EQ(fresh.records.at(0).listings.at(0).checked_unix, 90 * day);
+    EXPECT_TRUE(merge(local_check("203.0.113.7"), fresh, x, "hv-b", 91 * day + 1, 90, false)["tainted"].get<bool>());
+    a.l.apply({x, "zen.test"}, {dnsbl::Holder::Kind::Vm, "vm-a", "acme"}, listed("spam source"), 90 * day + 3600);
+    EXPECT_EQ(host_records(a.h, a.l, "hv-a"), again);  // the same day: nothing to write
+    // a record from an older version (no checked_unix) counts as listed now, as it did
+    auto old = kvs_of(recs, "hv-a");
+    for (auto& [key, value] : old) {
+        json v = json::parse(value);
+        for (json& l : v["listings"]) l.erase("checked_unix");
+        value = v.dump();
+    }
+    FleetRead older = decode_all(kKeys, old, "hv-b");
+    ASSERT_TRUE(older.refused.empty());
+    EXPECT_TRUE(merge(local_check("203.0.113.7"), older, x, "hv-b", 1000 * day, 90, false)["tainted"].get<bool>());
+    // only a listing in force has one
+    json ended = json::parse(recs.begin()->second);
+    ended["listings"][0]["until_unix"] = 7000;
+    EXPECT_FALSE(decode(kKeys, kvs_of(recs, "hv-a").begin()->first, ended.dump()));
+}
