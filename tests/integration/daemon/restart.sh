@@ -29,7 +29,7 @@ received=$(($(sg_syncount --family 4 --port 25) - received_before))
 sent=$(json sent <"$SG_TMP/flood.json")
 after=$(sg_vm spammer)
 log "after restart: $after"
-assert_ge "$sent" 31000 "SYNs sent by the spammer"
+assert_ge "$sent" 30400 "SYNs sent by the spammer (8,000/s x 4 s, 5% slack for a generator stall)"
 assert_le "$received" 122 "spammer SYNs at the receiver, (40 + 4 x 20) x 1.02"
 assert_eq "$(sgd_iface "$SG_VM2_IF" adopted)" True "link adopted after restart"
 assert_eq "$(sgd_iface "$SG_VM2_IF" xdp_link_id)" "$link_before" "xdp link id after restart"
