@@ -66,6 +66,10 @@ struct Listing {
     std::optional<int64_t> checked_unix;  // in force only
     bool operator==(const Listing&) const = default;
 };
+// The checked_unix a record carries for a listing last seen listed at `unix`: the start
+// of that UTC day (the daemon saves a re-check when this moves: daemon/dnsbl.cpp).
+constexpr int64_t kCheckedDay = 86400;
+constexpr int64_t checked_day(int64_t unix) { return unix - unix % kCheckedDay; }
 
 struct HostRecord {
     std::string host;

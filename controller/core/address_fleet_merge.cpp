@@ -68,7 +68,7 @@ std::map<std::string, std::string> host_records(const AddressHistory& h, const d
     for (const auto& [lookup, s] : l.states())
         if (auto b = bucket_of(lookup.address); b && s.listed)
             rec(*b).listings.push_back({lookup.address, lookup.zone, s.reason, s.holder, s.since_unix, std::nullopt,
-                                        s.charged, s.checked_unix - s.checked_unix % 86400});
+                                        s.charged, checked_day(s.checked_unix)});
     for (const dnsbl::PastListing& p : l.past())
         if (auto b = bucket_of(p.lookup.address))
             rec(*b).listings.push_back(
@@ -132,7 +132,7 @@ struct Merger {
         if (!addr.contains(l.address) || (l.until_unix && *l.until_unix < since)) return;
         // in force, but not seen listed within the window: its host stopped writing
         // (taken out of the fleet); a day's slack for the day-granular checked_unix
-        if (!l.until_unix && l.checked_unix && *l.checked_unix + 86400 < since) return;
+        if (!l.until_unix && l.checked_unix && *l.checked_unix + kCheckedDay < since) return;
         tainted = true;
         out["dnsbl"].push_back(listing_entry(l, host));
         out["reasons"].push_back(std::string(l.until_unix ? "was listed" : "listed now") + " in " + l.zone + ": " +

@@ -136,12 +136,13 @@ void Controller::dnsbl_answer(const dnsbl::Lookup& l, const dnsbl::Answer& a) {
 void Controller::dnsbl_apply(const dnsbl::Lookup& l, const dnsbl::Verdict& v) {
     const dnsbl::Holder holder = dnsbl_holder(l.address);
     const auto was = dnsbl_.states().find(l);
-    const int64_t checked_day = was == dnsbl_.states().end() ? -1 : was->second.checked_unix / 86400;
+    const int64_t checked_before = was == dnsbl_.states().end() ? -1 : addrfleet::checked_day(was->second.checked_unix);
     const dnsbl::Outcome out = dnsbl_.apply(l, holder, v, clock_->wall_ms() / 1000);
     if (out.change == dnsbl::Change::None) {
         // a new tenure began clean; or a listing seen again on a new day, which the
         // fleet's record says (its checked_unix: core/address_fleet.h)
-        if (!out.previous_holder.empty() || (out.state.listed && out.state.checked_unix / 86400 != checked_day))
+        if (!out.previous_holder.empty() ||
+            (out.state.listed && addrfleet::checked_day(out.state.checked_unix) != checked_before))
             (void)persist_dnsbl();
         return;
     }

@@ -77,23 +77,22 @@ void FleetAgent::write_addresses(etcd::Client& c) {
 
 bool FleetAgent::read_own_addresses(etcd::Client& c) {
     const std::string prefix = addrfleet::records_prefix(keys_), end = etcd::Client::prefix_end(prefix);
-    std::vector<std::string> mine;
+    std::vector<std::pair<std::string, std::string>> mine;  // key, bucket
     for (std::string from = prefix;;) {  // keys only, a page at a time: every host's are here
         auto r = c.get_range(from, end, 4096, /*keys_only=*/true);
         if (!r) return false;
         for (const etcd::Kv& kv : r->kvs)
-            if (auto k = addrfleet::parse_key(keys_, kv.key); k && k->second == opts_.host) mine.push_back(kv.key);
+            if (auto k = addrfleet::parse_key(keys_, kv.key); k && k->second == opts_.host) mine.emplace_back(kv.key, k->first);
         if (!r->more || r->kvs.empty()) break;
         from = r->kvs.back().key + '\0';
     }
     std::map<std::string, std::string> have;
     std::vector<addrfleet::HostRecord> own;
     std::vector<std::pair<std::string, std::string>> refused;
-    for (const std::string& key : mine) {
+    for (const auto& [key, bucket] : mine) {
         auto r = c.get(key);
         if (!r) return false;
         if (r->kvs.empty()) continue;  // deleted meanwhile (by hand: only this host writes it)
-        const auto bucket = addrfleet::parse_key(keys_, key)->first;
         have[bucket] = r->kvs.front().value;
         if (auto rec = addrfleet::decode(keys_, key, r->kvs.front().value)) own.push_back(std::move(*rec));
         else refused.emplace_back(key, rec.error().message);
