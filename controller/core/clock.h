@@ -24,9 +24,13 @@ struct Clock {
     virtual ~Clock() = default;
     virtual int64_t now_ms() const = 0;   // durations: CLOCK_BOOTTIME (counts suspend, never steps)
     virtual int64_t wall_ms() const = 0;  // Unix ms, for people and persisted times
+    // wall_ms() - now_ms(): the same from one call to the next, so a time converted to
+    // Unix ms and back is the time it was (a pin's end read from the fleet is written back
+    // to it unchanged).
+    virtual int64_t wall_offset_ms() const { return wall_ms() - now_ms(); }
     // A time of now_ms()'s clock as Unix ms, and back (at today's offset).
-    int64_t to_wall(int64_t t) const { return t + (wall_ms() - now_ms()); }
-    int64_t from_wall(int64_t unix_ms) const { return unix_ms - (wall_ms() - now_ms()); }
+    int64_t to_wall(int64_t t) const { return t + wall_offset_ms(); }
+    int64_t from_wall(int64_t unix_ms) const { return unix_ms - wall_offset_ms(); }
 };
 
 struct SystemClock final : Clock {
@@ -38,6 +42,19 @@ struct SystemClock final : Clock {
     int64_t wall_ms() const override {
         using namespace std::chrono;
         return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+    }
+    // Two clocks read one after the other, each cut to whole ms, differ by one more or
+    // less from call to call (more when the thread is preempted between the reads), so
+    // the offset is kept process-wide and moved only when the wall clock was set (or
+    // slewed) by more than kWallStepMs since.
+    static constexpr int64_t kWallStepMs = 100;
+    int64_t wall_offset_ms() const override {
+        static std::atomic<int64_t> kept{INT64_MIN};
+        const int64_t seen = wall_ms() - now_ms();
+        int64_t k = kept.load(std::memory_order_relaxed);
+        if (k != INT64_MIN && seen - k <= kWallStepMs && k - seen <= kWallStepMs) return k;
+        kept.compare_exchange_strong(k, seen, std::memory_order_relaxed);
+        return kept.load(std::memory_order_relaxed);
     }
 };
 

@@ -242,3 +242,23 @@ TEST_F(ReputationTest, ConfigChangeKeepsScoresAndTiers) {
     clock.advance_s(60);
     EXPECT_DOUBLE_EQ(rep.score("a"), 25);  // the new half-life applies from the change on
 }
+
+// A pin set elsewhere in the fleet comes with its end in Unix ms; the host keeps it on
+// its boot clock and writes it back. Converted there and back on the real clocks, it must
+// be the same millisecond every time, or the host's record never matches the pin written
+// (and `fleet vm set-tier --wait` never sees it confirmed). Each conversion reads both
+// clocks, cut to whole ms: one in some 10^4 calls straddles a millisecond.
+TEST(SystemClockTest, UnixTimesComeBackUnchanged) {
+    SystemClock clock;
+    const int64_t until = clock.wall_ms() + 600'000;
+    int off = 0;
+    for (int i = 0; i < 1'000'000; ++i) off += clock.to_wall(clock.from_wall(until + i)) != until + i;
+    EXPECT_EQ(off, 0);
+    ReputationConfig cfg;
+    Reputation rep{clock, cfg};
+    for (int i = 0; i < 10'000; ++i) {
+        Reputation::Shared in{0, clock.wall_ms(), Tier::Ok, clock.wall_ms(), Pin{Tier::Blocked, until + i}};
+        rep.import("a", in, clock.now_ms());
+        ASSERT_EQ(rep.shared("a")->pin, in.pin) << "after " << i << " imports";
+    }
+}
