@@ -33,6 +33,13 @@ Result<std::string> read_password(const std::string& path) {
     return pw;
 }
 
+std::vector<std::string> vm_ids(const std::vector<fleet::Record>& recs) {
+    std::vector<std::string> ids;
+    ids.reserve(recs.size());
+    for (const auto& r : recs) ids.push_back(r.vm);
+    return ids;
+}
+
 }  // namespace
 
 Result<fleet::Options> fleet_options(const Config& cfg) { return fleet::parse_options(cfg.fleet, hostname()); }
@@ -58,12 +65,18 @@ Status Daemon::init_fleet() {
     svc::FleetCallbacks cb;
     cb.on_policy = [this](nlohmann::json doc, int64_t serial, int64_t rev, std::vector<fleet::Record> recs) {
         post([this, doc = std::move(doc), serial, rev, recs = std::move(recs)]() mutable {
+            const auto ids = vm_ids(recs);
             (void)ctl_->apply_fleet_policy(doc, serial, rev, std::move(recs));
+            if (fleet_) fleet_->taken_in(ids);
             configure_checker();  // the proxy may have moved
         });
     };
     cb.on_records = [this](std::vector<fleet::Record> recs) {
-        post([this, recs = std::move(recs)]() mutable { ctl_->fleet_records(std::move(recs)); });
+        post([this, recs = std::move(recs)]() mutable {
+            const auto ids = vm_ids(recs);
+            ctl_->fleet_records(std::move(recs));
+            if (fleet_) fleet_->taken_in(ids);
+        });
     };
     cb.on_own_addresses = [this](std::vector<addrfleet::HostRecord> own,
                                  std::vector<std::pair<std::string, std::string>> refused) {

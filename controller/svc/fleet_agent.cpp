@@ -78,13 +78,20 @@ void FleetAgent::set_tenants(std::set<std::string> tenants) {
 void FleetAgent::offer(const std::vector<fleet::Record>& now, double half_life_s) {
     std::lock_guard l(mu_);
     half_life_s_ = half_life_s;
-    for (const fleet::Record& r : now) outbox_.offer(r, half_life_s);
+    for (const fleet::Record& r : now)
+        if (!unabsorbed_.count(r.vm)) outbox_.offer(r, half_life_s);
     stats_.outbox = outbox_.pending();
 }
 
 void FleetAgent::forget(const std::vector<std::string>& vms) {
     std::lock_guard l(mu_);
     for (const auto& id : vms) outbox_.forget(id);
+}
+
+void FleetAgent::taken_in(const std::vector<std::string>& vms) {
+    std::lock_guard l(mu_);
+    for (const auto& id : vms)
+        if (auto it = unabsorbed_.find(id); it != unabsorbed_.end() && --it->second <= 0) unabsorbed_.erase(it);
 }
 
 void FleetAgent::set_status(const fleet::HostStatus& s) {
@@ -139,17 +146,34 @@ void FleetAgent::keep_live(etcd::Client& c, int64_t now_ms) {
 }
 
 // One record written with compare-and-swap against what the store holds now; a record
-// written by someone else since is resolved with ours first (fleet::resolve).
+// written by someone else since is resolved with ours first (fleet::resolve) and handed
+// to the controller too, which may not have seen it yet (its watch may lag this read):
+// until it has taken it in, its offers for the VM are not written.
 bool FleetAgent::write_resolved(etcd::Client& c, fleet::Outbox::Write w, double half_life, int64_t now_ms) {
     const std::string key = keys_.vm(w.rec.tenant, w.rec.vm);
     auto cur = c.get(key);
-    if (!cur) return false;
+    if (!cur) {
+        std::lock_guard l(mu_);
+        outbox_.retry(w);
+        return false;
+    }
     int64_t mod = 0;
+    std::optional<fleet::Record> foreign;
     if (!cur->kvs.empty()) {
         mod = cur->kvs[0].mod_revision;
         auto theirs = fleet::record_from_json(parse(cur->kvs[0].value), w.rec.tenant, w.rec.vm);
-        if (theirs) w.rec = fleet::resolve(w.rec, *theirs, w.pin_changed, now_ms, half_life);
+        if (theirs) {
+            w.rec = fleet::resolve(w.rec, *theirs, w.pin_changed, now_ms, half_life);
+            if (theirs->updated_by != opts_.host) foreign = std::move(*theirs);
+        }
         w.rec.updated_by = opts_.host;
+    }
+    if (foreign && cb_.on_records) {
+        {
+            std::lock_guard l(mu_);
+            handing_over({*foreign});
+        }
+        cb_.on_records({*foreign});
     }
     auto t = c.txn({{key, etcd::Compare::Target::Mod, mod}}, {{etcd::Op::Kind::Put, key, fleet::to_json(w.rec).dump(), 0}});
     std::lock_guard l(mu_);
@@ -160,7 +184,7 @@ bool FleetAgent::write_resolved(etcd::Client& c, fleet::Outbox::Write w, double 
         return bool(t);
     }
     outbox_.written(w.rec);
-    mod_rev_[w.rec.vm] = t->revision;
+    cas_rev_[w.rec.vm] = t->revision;
     ++stats_.writes_reputation;
     return true;
 }
@@ -184,8 +208,8 @@ void FleetAgent::write_records(etcd::Client& c, int64_t now_ms) {
                 r.updated_by = opts_.host;
                 r.updated_at_ms = now_ms;
                 const std::string key = keys_.vm(r.tenant, r.vm);
-                auto m = mod_rev_.find(r.vm);
-                cmp.push_back({key, etcd::Compare::Target::Mod, m == mod_rev_.end() ? 0 : m->second});
+                auto m = cas_rev_.find(r.vm);
+                cmp.push_back({key, etcd::Compare::Target::Mod, m == cas_rev_.end() ? 0 : m->second});
                 ops.push_back({etcd::Op::Kind::Put, key, fleet::to_json(r).dump(), 0});
             }
         }
@@ -204,7 +228,7 @@ void FleetAgent::write_records(etcd::Client& c, int64_t now_ms) {
         }
         for (size_t i = at; i < end; ++i) {
             outbox_.written(writes[i].rec);
-            mod_rev_[writes[i].rec.vm] = t->revision;
+            cas_rev_[writes[i].rec.vm] = t->revision;
         }
         stats_.writes_reputation += end - at;
     }

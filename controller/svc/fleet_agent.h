@@ -42,6 +42,9 @@ struct FleetCallbacks {
         on_policy;
     // Records of this host's tenants written by anyone (this host included).
     std::function<void(std::vector<fleet::Record> records)> on_records;
+    // (on_policy and on_records: once the controller has taken the records in, the daemon
+    // calls FleetAgent::taken_in with their VMs. Until then what it offers for them was
+    // made before it knew them, and is not written over them.)
     std::function<void(const std::string& what, bool up)> on_connectivity;  // etcd reachable or not
     // This host's own address records as etcd held them at start (read once, before the
     // writer writes any): the daemon recovers what its history lacks and then offers an
@@ -95,6 +98,7 @@ public:
     void set_tenants(std::set<std::string> tenants);  // tenants with VMs here ("" = none)
     void offer(const std::vector<fleet::Record>& now, double half_life_s);  // this host's VMs now
     void forget(const std::vector<std::string>& vms);                        // left this host
+    void taken_in(const std::vector<std::string>& vms);  // records handed over, now in the controller
     void set_status(const fleet::HostStatus& s);
     void offer_addresses(std::shared_ptr<const addrfleet::AddressState> s);  // after a change
     FleetStats stats() const;
@@ -108,6 +112,7 @@ private:
     bool read_policy(etcd::Client& c);
     std::vector<fleet::Record> read_tenant(etcd::Client& c, const std::string& tenant, int64_t* revision);
     void received(std::vector<fleet::Record> recs);
+    void handing_over(const std::vector<fleet::Record>& recs);  // counted in unabsorbed_ (mu_ held)
     void write_records(etcd::Client& c, int64_t now_ms);
     bool write_resolved(etcd::Client& c, fleet::Outbox::Write w, double half_life, int64_t now_ms);
     void keep_live(etcd::Client& c, int64_t now_ms);
@@ -129,7 +134,15 @@ private:
     std::set<std::string> tenants_;          // watched
     std::set<std::string> tenants_loaded_;   // read whole since the last (re)watch
     fleet::Outbox outbox_;
-    std::unordered_map<std::string, int64_t> mod_rev_;  // VM -> its key's mod revision as last seen
+    // VM -> its key's mod revision as this host last wrote or read it for a write: the
+    // compare of the next write, so another writer's change since is resolved with ours
+    // (never overwritten by an offer made before the controller knew it).
+    std::unordered_map<std::string, int64_t> cas_rev_;
+    // VM -> its key's mod revision as the watcher last delivered it (replays dropped).
+    std::unordered_map<std::string, int64_t> seen_rev_;
+    // VM -> records handed to the daemon and not yet taken in (taken_in): offers for it
+    // are ignored meanwhile (made before the controller knew the record).
+    std::unordered_map<std::string, int> unabsorbed_;
     std::unordered_map<std::string, std::string> tenant_of_;
     std::optional<fleet::HostStatus> status_;
     bool status_dirty_ = false;

@@ -30,21 +30,26 @@ std::vector<fleet::Record> FleetAgent::read_tenant(etcd::Client& c, const std::s
         if (!where) continue;
         auto rec = fleet::record_from_json(parse(kv.value), where->first, where->second);
         if (!rec) continue;  // not ours to repair: the writer will overwrite it
-        mod_rev_[rec->vm] = kv.mod_revision;
+        seen_rev_[rec->vm] = kv.mod_revision;
         out.push_back(std::move(*rec));
     }
     return out;
 }
 
+void FleetAgent::handing_over(const std::vector<fleet::Record>& recs) {
+    for (const auto& r : recs) ++unabsorbed_[r.vm];
+}
+
 void FleetAgent::received(std::vector<fleet::Record> recs) {
-    if (recs.empty()) return;
+    if (recs.empty() || !cb_.on_records) return;
     int64_t newest = 0;
     for (const auto& r : recs) newest = std::max(newest, r.updated_at_ms);
     {
         std::lock_guard l(mu_);
         stats_.watch_lag_s = std::max<int64_t>(0, wall_ms() - newest) / 1000.0;
+        handing_over(recs);
     }
-    if (cb_.on_records) cb_.on_records(std::move(recs));
+    cb_.on_records(std::move(recs));
 }
 
 // Reads both policy keys (start, reconnect) into global_ and share_.
@@ -91,7 +96,12 @@ void FleetAgent::policy_changed(etcd::Client& c) {
         std::lock_guard l(mu_);
         tenants_loaded_.insert(tenants.begin(), tenants.end());
     }
-    if (cb_.on_policy) cb_.on_policy(std::move(*policy), serial, global_rev_, std::move(records));
+    if (!cb_.on_policy) return;
+    {
+        std::lock_guard l(mu_);
+        handing_over(records);
+    }
+    cb_.on_policy(std::move(*policy), serial, global_rev_, std::move(records));
 }
 
 bool FleetAgent::sync(etcd::Client& c, int64_t& revision) {
@@ -183,7 +193,7 @@ void FleetAgent::watch_loop() {
                 if (!rec) continue;
                 {
                     std::lock_guard l(mu_);
-                    int64_t& known = mod_rev_[rec->vm];
+                    int64_t& known = seen_rev_[rec->vm];
                     if (e.kv.mod_revision < known) continue;  // replayed: a newer one is known
                     known = e.kv.mod_revision;
                 }
