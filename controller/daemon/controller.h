@@ -173,6 +173,7 @@ private:
     std::string owner_of(const sg_conn& c) const;
     std::string spam_verdict(const Endpoint& client, const ConnTable::Flow& f);
     void write_tier(const std::string& id, Tier t);
+    Result<nlohmann::json> apply_fleet_doc(const nlohmann::json& doc, int64_t serial, int64_t revision);
     void import_fleet(Tiers& next, const std::vector<std::string>& added, std::vector<Transition>& out) const;
     void tenant_floors(int64_t now_ms);
     void evaluate(int64_t now_ms);

@@ -32,8 +32,17 @@ void Controller::fleet_event(const std::string& type, const std::string& reason,
 
 Result<json> Controller::apply_fleet_policy(const json& doc, int64_t serial, int64_t revision,
                                             std::vector<fleet::Record> recs) {
+    for (const fleet::Record& r : recs) fleet_.records[r.vm] = r;
+    auto applied = apply_fleet_doc(doc, serial, revision);
+    // Read whole after a start or a reconnect: what other writers changed meanwhile (a pin
+    // set from another machine while this host could not reach etcd) holds for the VMs
+    // already here too; a VM the policy brought has continued from its record (import_fleet).
+    fleet_records(std::move(recs));
+    return applied;
+}
+
+Result<json> Controller::apply_fleet_doc(const json& doc, int64_t serial, int64_t revision) {
     const json where{{"serial", serial}, {"revision", revision}, {"host", opts_.fleet_host}};
-    for (fleet::Record& r : recs) fleet_.records[r.vm] = std::move(r);
     ParseOutcome po = parse_policy(doc);
     Error refused{EINVAL, ""};
     if (!po.problems.empty()) {

@@ -130,6 +130,24 @@ TEST_F(FleetTest, APinSetOnAnotherHostHoldsHere) {
     EXPECT_EQ(tier("a"), "ok");
 }
 
+// etcd away while an operator pinned b from another machine: after the reconnect the
+// agent reads the policy (same serial) and the records whole; b was here all along, so
+// no migration imports it, and the pin must still hold.
+TEST_F(FleetTest, APinSetWhileThisHostWasAwayHoldsAfterTheReadWhole) {
+    fleet_host = "hv-01";
+    start(policy({}));
+    ASSERT_TRUE(ctl->apply_fleet_policy(three(), 1, 10, {}));
+    EXPECT_EQ(tier("b"), "ok");
+    ASSERT_TRUE(ctl->apply_fleet_policy(three(), 1, 10, {record("b", "acme", 0, Tier::Ok, Pin{Tier::Blocked, std::nullopt})}));
+    EXPECT_EQ(tier("b"), "blocked");
+    EXPECT_EQ(vm_entry("b").tier, SG_TIER_BLOCKED);
+    // so does a refused policy's: the records are the fleet's whatever the policy says
+    json bad = three();
+    bad["defaults"] = {{"rate", -1}};
+    ASSERT_FALSE(ctl->apply_fleet_policy(bad, 2, 11, {record("c", "other", 0, Tier::Ok, Pin{Tier::Steered, std::nullopt})}));
+    EXPECT_EQ(tier("c"), "steered");
+}
+
 TEST_F(FleetTest, LocalPolicyApplyIsRefusedOnAFleetHost) {
     fleet_host = "hv-01";
     start(policy({}));
