@@ -33,9 +33,18 @@ print(int(v) if isinstance(v, float) and v.is_integer() else v)' "$1"
 
 sg_cleanup_hooks=()
 sg_on_exit() { sg_cleanup_hooks=("$@" "${sg_cleanup_hooks[@]}"); }
+# sg_fail_log FILE: its last lines are printed if the test fails (a daemon's log), so a
+# failure in CI, whose temporary files are gone, can still be read.
+sg_fail_logs=()
+sg_fail_log() { sg_fail_logs+=("$1"); }
 _sg_exit() {
     local rc=$? h
     set +e
+    if ((rc)); then
+        for h in "${sg_fail_logs[@]}"; do
+            [[ -s $h ]] && { echo "--- the last lines of $h:"; tail -n 25 "$h"; } >&2
+        done
+    fi
     for h in "${sg_cleanup_hooks[@]}"; do eval "$h"; done
     if ((rc)); then log "test failed (exit $rc)"; else log "test passed"; fi
     exit $rc
@@ -122,6 +131,7 @@ sg_daemon_start() {
     local cfg=$1 i n
     [[ -x $SG_BIN/smtpgovd ]] || fail "$SG_BIN/smtpgovd not built"
     mkdir -p "$SG_TMP/state"
+    sg_fail_log "$SG_TMP/smtpgovd.log"
     nsenter --net="/run/netns/$SG_PREFIX-hv" "$SG_BIN/smtpgovd" --config "$cfg" >"$SG_TMP/smtpgovd.log" 2>&1 &
     SG_DAEMON_PID=$!
     sg_on_exit 'sg_daemon_stop'

@@ -33,6 +33,7 @@ fleet_daemon_start() {
   "fleet": {"etcd": [$(fleet_etcd_endpoints | sed 's/[^,]*/"&"/g')], "host": "$name", "prefix": "$FLEET_PREFIX"}
 }
 JSON
+    [[ " ${sg_fail_logs[*]} " == *" $dir/smtpgovd.log "* ]] || sg_fail_log "$dir/smtpgovd.log"
     nsenter --net="/run/netns/$name-hv" "$SG_BIN/smtpgovd" --config "$dir/config.json" >>"$dir/smtpgovd.log" 2>&1 &
     echo $! >"$dir/pid"
     sg_on_exit "fleet_daemon_stop $name; rm -rf /sys/fs/bpf/${SG_NS_TAG:+$SG_NS_TAG-}smtpgov-test-$name"
