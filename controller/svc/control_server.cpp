@@ -4,6 +4,7 @@
 
 #include <poll.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -20,6 +21,12 @@ namespace smtpgov::svc {
 using nlohmann::json;
 
 namespace {
+
+// Bytes a client sent that this end has not read yet.
+size_t unread(int fd) {
+    int n = 0;
+    return ::ioctl(fd, FIONREAD, &n) == 0 && n > 0 ? static_cast<size_t>(n) : 0;
+}
 
 std::string dump_line(const json& j) {
     // replace: a VM id or reply sample with bad UTF-8 must not throw in the middle of a reply
@@ -196,6 +203,7 @@ void ControlServer::reap(bool all) {
 void ControlServer::io_loop() {
     epoll_event evs[64];
     while (!stopping_.load()) {
+        if (opts_.on_io_wakeup) opts_.on_io_wakeup();
         int64_t now = mono_ms();
         int64_t next = now + 250;  // also bounds how long finished workers wait to be joined
         expire(now, next);
@@ -228,7 +236,9 @@ void ControlServer::expire(int64_t now, int64_t& next) {
         }
         const int64_t silent_at = p.last_ms + opts_.read_timeout_ms;
         const int64_t late_at = p.accepted_ms + opts_.request_timeout_ms;
-        if (silent_at <= now) {
+        // Bytes waiting unread mean this thread was held up (a stall of the machine, a
+        // long copy of a large request), not that the client went silent: read them first.
+        if (silent_at <= now && unread(p.fd.get()) == 0) {
             send_now(p.fd.get(), error_reply("usage", "incomplete request: nothing received within " +
                                                           std::to_string(opts_.read_timeout_ms) + " ms"));
             close_pending(cur->first);
@@ -237,7 +247,7 @@ void ControlServer::expire(int64_t now, int64_t& next) {
                                                           std::to_string(opts_.request_timeout_ms) + " ms"));
             close_pending(cur->first);
         } else {
-            next = std::min({next, silent_at, late_at});
+            next = std::min({next, std::max(silent_at, now), late_at});
         }
     }
 }

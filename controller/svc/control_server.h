@@ -86,6 +86,9 @@ struct ControlServerOptions {
     size_t max_commands = 16;           // requests handled at once; more wait in a queue
     size_t max_queued = 256;            // requests waiting for a handler; more get "busy"
     size_t max_streams = 64;            // event streams at once, apart from max_commands
+    // Tests only: called on the I/O thread at each of its wakeups, before the timeouts
+    // are checked (a test holds the thread up there, as a stall of the machine would).
+    std::function<void()> on_io_wakeup;
 };
 
 class ControlServer {

@@ -227,6 +227,30 @@ TEST_F(ControlServerTest, SilentClientDoesNotBlockOthers) {
     EXPECT_EQ(half.reply(5000)["kind"], "usage");
 }
 
+// The server's own I/O thread held up (the machine stalled, or it was copying a large
+// request) past read_timeout_ms while the client's next bytes waited in the socket: that
+// is not the client's silence. Seen once under CI load with a 256 MB request.
+TEST_F(ControlServerTest, AStallOfTheServerIsNotTheClientsSilence) {
+    std::atomic<bool> stall{false}, stalled{false};
+    ControlServerOptions o;
+    o.read_timeout_ms = 300;
+    o.on_io_wakeup = [&] {
+        if (!stall.exchange(false)) return;
+        stalled = true;
+        std::this_thread::sleep_for(900ms);
+    };
+    start(o);
+    RawClient c(path);
+    c.send("{\"cmd\":\"status\",");
+    std::this_thread::sleep_for(100ms);  // read: the request's clock runs from here
+    stall = true;                        // the I/O thread's next wakeup (within 250 ms) stalls
+    for (int i = 0; i < 100 && !stalled; ++i) std::this_thread::sleep_for(10ms);
+    ASSERT_TRUE(stalled);
+    c.send("\"x\":1}\n");  // arrives while it stalls, long before read_timeout_ms is up
+    json r = c.reply();
+    EXPECT_EQ(r["ok"], true) << r.dump();
+}
+
 TEST_F(ControlServerTest, TricklingClientIsCutOffAtTheRequestTimeout) {
     ControlServerOptions o;
     o.read_timeout_ms = 1000;
