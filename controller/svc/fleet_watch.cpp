@@ -31,6 +31,10 @@ std::vector<fleet::Record> FleetAgent::read_tenant(etcd::Client& c, const std::s
         auto rec = fleet::record_from_json(parse(kv.value), where->first, where->second);
         if (!rec) continue;  // not ours to repair: the writer will overwrite it
         seen_rev_[rec->vm] = kv.mod_revision;
+        if (rec->updated_by == opts_.host) {  // our own last word: the next write's compare
+            int64_t& cas = cas_rev_[rec->vm];
+            cas = std::max(cas, kv.mod_revision);
+        }
         out.push_back(std::move(*rec));
     }
     return out;
