@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/auth_results.h"
 #include "core/ip_prefix.h"
 
 namespace smtpgov::arf {
@@ -155,6 +156,28 @@ std::optional<ReceivedHop> received_hop(const Fields& orig, const std::optional<
 
 Refused refuse(Refusal why, std::string msg) { return Refused{why, std::move(msg)}; }
 
+// The signing domain the topmost Authentication-Results field naming our MTA vouches
+// for (core/auth_results.h), or the refusal.
+std::variant<std::string, Refused> vouched(const Fields& top, const Reporters& rs) {
+    for (const auto& [name, value] : top) {
+        if (name != "authentication-results") continue;
+        auto ar = parse_auth_results(value);
+        if (!ar || ar->authserv_id != rs.authserv_id) continue;  // not our MTA's: anyone's to write
+        std::string signer = trusted_signer(*ar, rs.domains);
+        if (!signer.empty()) return signer;
+        std::string seen;
+        for (const auto& r : ar->results)
+            if (r.method == "dkim")
+                seen += (seen.empty() ? "" : ", ") + ("dkim=" + r.result) +
+                        (r.props.count("header.d") ? " header.d=" + r.props.at("header.d") : "");
+        return refuse(Refusal::UntrustedReporter, "the Authentication-Results of " + rs.authserv_id +
+                                                      " has no dkim=pass from an allowed reporter (" +
+                                                      (seen.empty() ? "no DKIM result" : seen) + ")");
+    }
+    return refuse(Refusal::UntrustedReporter, "no Authentication-Results header from " + rs.authserv_id +
+                                                  " (is the MTA's DKIM check in front of the FBL mailbox?)");
+}
+
 void init_gmime() {
     static std::once_flag once;
     std::call_once(once, [] { g_mime_init(); });
@@ -172,16 +195,23 @@ std::string_view to_string(Refusal r) {
     case Refusal::NoSource: return "no_source";
     case Refusal::NoArrival: return "no_arrival";
     case Refusal::BadArrivalDate: return "bad_arrival_date";
+    case Refusal::UntrustedReporter: return "untrusted_reporter";
     }
     return "?";
 }
 
-Outcome parse(std::string_view message) {
+Outcome parse(std::string_view message, const Reporters* reporters) {
     init_gmime();
     GPtr<GMimeStream> stream(g_mime_stream_mem_new_with_buffer(message.data(), message.size()));
     GPtr<GMimeParser> parser(g_mime_parser_new_with_stream(stream.get()));
     GPtr<GMimeMessage> msg(g_mime_parser_construct_message(parser.get(), nullptr));
     if (!msg) return refuse(Refusal::NotMime, "not a MIME message");
+    std::string signer;
+    if (reporters) {
+        auto v = vouched(header_fields(GMIME_OBJECT(msg.get())), *reporters);
+        if (auto* no = std::get_if<Refused>(&v)) return *no;
+        signer = std::get<std::string>(v);
+    }
     GMimeObject* top = g_mime_message_get_mime_part(msg.get());
     GMimeContentType* ct = top ? g_mime_object_get_content_type(top) : nullptr;
     const char* rt = ct ? g_mime_content_type_get_parameter(ct, "report-type") : nullptr;
@@ -204,6 +234,7 @@ Outcome parse(std::string_view message) {
     if (!original) original.emplace();
 
     Report r;
+    r.signed_by = signer;
     // the token before any parameter or comment: "abuse; x=y" is abuse, ";abuse" is none
     auto type = field(*feedback, "feedback-type");
     if (type) {

@@ -20,6 +20,7 @@
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 namespace smtpgov::arf {
 
@@ -31,6 +32,14 @@ struct Report {
     std::string source_from;       // "Source-IP" or "Received"
     std::string arrival_from;      // "Arrival-Date", "Received-Date" or "Received"
     std::string original_message_id;  // the original message's Message-ID, "" when absent
+    std::string signed_by;         // with Reporters: the allowed domain whose DKIM signature passed
+};
+
+// Who may report (core/auth_results.h): the topmost Authentication-Results field naming
+// authserv_id must say dkim=pass for one of `domains` (lower case) or a domain under one.
+struct Reporters {
+    std::string authserv_id;  // lower case
+    std::vector<std::string> domains;
 };
 
 enum class Refusal {
@@ -42,6 +51,7 @@ enum class Refusal {
     NoSource,            // no Source-IP and no Received header naming an IP literal
     NoArrival,           // no Arrival-Date and no dated Received header to fall back on
     BadArrivalDate,      // Arrival-Date present but not a date
+    UntrustedReporter,   // with Reporters: no dkim=pass from an allowed domain in our MTA's field
 };
 
 struct Refused {
@@ -51,7 +61,9 @@ struct Refused {
 
 using Outcome = std::variant<Report, Refused>;
 
-Outcome parse(std::string_view message);
+// With `reporters`, a report not vouched for by the MTA's Authentication-Results is
+// refused (UntrustedReporter) before anything else is read from it.
+Outcome parse(std::string_view message, const Reporters* reporters = nullptr);
 
 std::string_view to_string(Refusal r);  // "not_report", ...
 

@@ -1,7 +1,8 @@
 // Fuzz target: the ARF parser (core/arf.h) on whole messages. Properties: a report
 // names one host address in normal form, a lower-case feedback type and where its
 // address and time came from; a refusal has a name and a reason; the same input
-// gives the same outcome twice (no state kept between parses).
+// gives the same outcome twice (no state kept between parses); with reporters, only a
+// report vouched for by one of them.
 #include <cctype>
 #include <cstddef>
 #include <cstdint>
@@ -32,6 +33,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         FUZZ_CHECK(!no.message.empty(), "a refusal has a reason");
         FUZZ_CHECK(arf::to_string(no.why) != "?", "a refusal has a name");
         FUZZ_CHECK(std::get<arf::Refused>(b).why == no.why, "deterministic");
+    }
+    // With reporters (core/auth_results.h): the same report or a refusal, and a report is
+    // vouched for by one of the domains.
+    static const arf::Reporters rs{"mx.hoster.example", {"example.com"}};
+    arf::Outcome t = arf::parse(in, &rs);
+    if (auto* r = std::get_if<arf::Report>(&t)) {
+        FUZZ_CHECK(std::holds_alternative<arf::Report>(a), "a report with reporters is one without");
+        FUZZ_CHECK(r->signed_by == "example.com" || r->signed_by.ends_with(".example.com"), "signed by a reporter");
     }
     return 0;
 }

@@ -2,6 +2,9 @@
 // is printed, and the exit codes of the contract (0, 1, 2, 3).
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "addresses.h"
 #include "fake_daemon.h"
@@ -37,6 +40,48 @@ TEST(CtlAddr, ReportArfSendsWhatTheReportSays) {
     EXPECT_EQ(j["report"]["source_from"], "Received");
     EXPECT_EQ(j["report"]["source_ip"], "198.51.100.77");
     EXPECT_EQ(j["attributed"]["vm"], "vm-7");
+}
+
+// --reporters: only a report our MTA vouches for reaches the daemon.
+TEST(CtlAddr, ReportArfFromAnUntrustedReporterIsNotSent) {
+    char tmpl[] = "/tmp/sg-ctl-arf.XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    const std::string dir = tmpl, body = [] {
+        std::ifstream in(corpus("rfc5965_example.eml"));
+        std::stringstream ss;
+        ss << in.rdbuf();
+        return ss.str();
+    }();
+    auto write = [&](const std::string& name, const std::string& headers) {
+        std::ofstream(dir + "/" + name) << headers << body;
+        return dir + "/" + name;
+    };
+    const std::string good = write("good.eml", "Authentication-Results: mx.hoster.example; dkim=pass header.d=fbl.example.com\n");
+    const std::string forged = write("forged.eml", "Authentication-Results: mx.hoster.example; dkim=pass header.d=attacker.example\n");
+    const std::vector<std::string> trust{"--reporters", "Example.com,aol.com", "--authserv-id", "MX.hoster.example"};
+    FakeDaemon d;
+    std::vector<std::string> args{"--json", "report", "arf", forged};
+    args.insert(args.end(), trust.begin(), trust.end());
+    CtlRun r = run_cmd(d, args);
+    EXPECT_EQ(r.code, kExitUsage);
+    EXPECT_NE(r.err.find("(untrusted_reporter)"), std::string::npos) << r.err;
+    EXPECT_TRUE(d.requests.empty());
+
+    d.answers = {ok({{"vm", "vm-7"}, {"scored", true}})};
+    args[3] = good;
+    r = run_cmd(d, args);
+    ASSERT_EQ(r.code, kExitOk) << r.err;
+    ASSERT_EQ(d.requests.size(), 1u);
+    EXPECT_EQ(json::parse(r.out)["report"]["signed_by"], "fbl.example.com");
+
+    r = run_cmd(d, {"report", "arf", good, "--reporters", "example.com"});
+    EXPECT_EQ(r.code, kExitUsage);
+    EXPECT_NE(r.err.find("--reporters and --authserv-id go together"), std::string::npos) << r.err;
+    r = run_cmd(d, {"report", "arf", good, "--reporters", "example.com,,aol.com", "--authserv-id", "mx"});
+    EXPECT_EQ(r.code, kExitUsage);
+    EXPECT_NE(r.err.find("--reporters: \"\" is not a domain name"), std::string::npos) << r.err;
+    EXPECT_EQ(d.requests.size(), 1u);
+    std::filesystem::remove_all(dir);
 }
 
 TEST(CtlAddr, ReportArfExitCodes) {

@@ -1,5 +1,6 @@
 #include "addresses.h"
 
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -52,15 +53,54 @@ bool valid_addr(const Invocation& inv, std::ostream& err) {
     return false;
 }
 
+std::string lower_ascii(std::string s) {
+    for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+}
+
+// --reporters and --authserv-id: both or neither; domains lower-cased, each a DNS name.
+std::optional<arf::Reporters> reporters(const Invocation& inv, std::ostream& err, bool& bad) {
+    auto domains = inv.opt("reporters");
+    auto id = inv.opt("authserv-id");
+    bad = false;
+    if (!domains && !id) return std::nullopt;
+    auto fail = [&](const std::string& why) {
+        err << "smtpgovctl: report arf: " << why << "\n";
+        bad = true;
+        return std::nullopt;
+    };
+    if (!domains || !id) return fail("--reporters and --authserv-id go together");
+    arf::Reporters rs;
+    rs.authserv_id = lower_ascii(*id);
+    if (rs.authserv_id.empty()) return fail("--authserv-id: empty");
+    std::string cur;
+    for (size_t i = 0; i <= domains->size(); ++i) {
+        if (i < domains->size() && (*domains)[i] != ',') {
+            cur += (*domains)[i];
+            continue;
+        }
+        cur = lower_ascii(cur);
+        const bool name = !cur.empty() && cur.front() != '.' && cur.back() != '.' &&
+                          cur.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789.-") == std::string::npos;
+        if (!name) return fail("--reporters: \"" + cur + "\" is not a domain name");
+        rs.domains.push_back(cur);
+        cur.clear();
+    }
+    return rs;
+}
+
 }  // namespace
 
 void ip_fields(const Invocation& inv, json& r) { r["addr"] = inv.arg("ADDR"); }
 
 int cmd_report_arf(const Invocation& inv, Transport& d, std::ostream& out, std::ostream& err) {
     const std::string& file = inv.arg("FILE");
+    bool bad_trust = false;
+    const auto trust = reporters(inv, err, bad_trust);
+    if (bad_trust) return kExitUsage;
     auto text = read_input(file, err);
     if (!text) return kExitUsage;
-    auto parsed = arf::parse(*text);
+    auto parsed = arf::parse(*text, trust ? &*trust : nullptr);
     if (auto* no = std::get_if<arf::Refused>(&parsed)) {
         err << "smtpgovctl: " << (file == "-" ? "standard input" : file) << ": " << no->message << " ("
             << arf::to_string(no->why) << ")\n";
@@ -76,6 +116,7 @@ int cmd_report_arf(const Invocation& inv, Transport& d, std::ostream& out, std::
                 {"feedback_type", r.feedback_type}, {"reporting_mta", r.reporting_mta},
                 {"source_from", r.source_from},     {"arrival_from", r.arrival_from},
                 {"original_message_id", r.original_message_id}};
+    if (trust) report["signed_by"] = r.signed_by;
     int code = kExitOk;
     auto a = request(d, req, err, code);
     if (!a) return code;

@@ -106,8 +106,16 @@ const std::vector<CommandSpec>& commands() {
          "standard input with -: its Source-IP and Arrival-Date (missing: from the first Received header of the "
          "original message whose from clause names an IP literal, and its date), Feedback-Type and Reporting-MTA. The daemon "
          "counts a complaint against the VM that held that address at that time. Exits 2 when the message is "
-         "not an ARF report or names no address or time, 1 when no VM held the address then.",
-         {{"FILE", ValueKind::File, "the report (a whole message), or - for standard input", {}}}, {}, true},
+         "not an ARF report or names no address or time, 1 when no VM held the address then. With --reporters, "
+         "a report counts only when the topmost Authentication-Results header naming --authserv-id (the one "
+         "your MTA adds after checking DKIM) says dkim=pass for one of those domains or a domain under one; "
+         "anything else exits 2 (untrusted_reporter) and nothing is sent to the daemon.",
+         {{"FILE", ValueKind::File, "the report (a whole message), or - for standard input", {}}},
+         {{"reporters", ValueKind::String, "DOMAINS",
+           "comma-separated domains whose DKIM-signed reports are trusted (requires --authserv-id)", {}, ""},
+          {"authserv-id", ValueKind::String, "ID",
+           "the authserv-id your MTA writes in its Authentication-Results header (with --reporters)", {}, ""}},
+         true},
         {{"ip", "show"}, "show who held an address when, its complaints and DNSBL listings",
          "Shows the VMs and tenants that held ADDR (an address, or a prefix) over time, the holder now, the "
          "feedback-loop complaints about it, its DNSBL listings (now, and ended within address_taint_days: zone, "
