@@ -137,6 +137,30 @@ grep -q "not an ARF report" "$SG_TMP/err" || fail "no reason given: $(cat "$SG_T
 assert_eq "$(json complaints <<<"$(sg_vm a)")" 3 "complaints against a after the refusals"
 assert_eq "$(json score <<<"$(sg_vm b)")" 0 "b's score after everything"
 
+# smtpgov-fbl-deliver (deploy/fbl) with fbl.conf naming who may report: a report our
+# MTA's DKIM check did not vouch for (none at all, or a pass for a domain that is no
+# reporter) is kept for people and not counted; the same report vouched for counts.
+printf 'FBL_AUTHSERV_ID=mx.hoster.example\nFBL_REPORTERS=isp.example\n' >"$SG_TMP/fbl.conf"
+deliver() {  # deliver [AUTHENTICATION-RESULTS VALUE] < REPORT: the script's exit status
+    local rc=0
+    { [[ -z ${1:-} ]] || echo "Authentication-Results: $1"; cat; } |
+        FBL_CONF="$SG_TMP/fbl.conf" FBL_KEEP="$SG_TMP/keep" SMTPGOVCTL="$SG_BIN/smtpgovctl --socket $SG_SOCKET" \
+            "$SG_SRC/deploy/fbl/smtpgov-fbl-deliver" 2>>"$SG_TMP/deliver.err" || rc=$?
+    echo "$rc"
+}
+arf "$SG_TMP/fbl.eml" $X $((now - 4 * day))
+assert_eq "$(deliver <"$SG_TMP/fbl.eml")" 0 "smtpgov-fbl-deliver of an unsigned report"
+assert_eq "$(deliver "mx.hoster.example; dkim=pass header.d=attacker.example" <"$SG_TMP/fbl.eml")" 0 \
+    "smtpgov-fbl-deliver of a report signed by no reporter"
+assert_eq "$(deliver "mx.attacker.example; dkim=pass header.d=isp.example" <"$SG_TMP/fbl.eml")" 0 \
+    "smtpgov-fbl-deliver of a report vouched for by another MTA"
+assert_eq "$(find "$SG_TMP/keep/new" -type f | wc -l)" 3 "untrusted reports kept for people"
+assert_eq "$(json complaints <<<"$(sg_vm a)")" 3 "complaints against a after three untrusted reports"
+assert_eq "$(deliver "mx.hoster.example; dkim=pass (good) header.d=fbl.isp.example" <"$SG_TMP/fbl.eml")" 0 \
+    "smtpgov-fbl-deliver of a report our MTA vouched for"
+assert_eq "$(json complaints <<<"$(sg_vm a)")" 4 "complaints against a after it"
+assert_eq "$(find "$SG_TMP/keep/new" -type f | wc -l)" 3 "reports kept for people after it"
+
 # a restart keeps history and complaints; address_taint_days is the daemon's
 sg_daemon_stop
 sgd_set_config "$SG_TMP/smtpgovd.json" address_taint_days 200
@@ -147,7 +171,7 @@ assert_eq "$(json history.0.vm <<<"$show")" a "first holder of $X after the rest
 assert_eq "$(ctl_rc ip check $X)" 3 "ip check $X after the restart"
 assert_eq "$(ctl_rc ip check $Y)" 3 "ip check $Y with address_taint_days 200"
 assert_eq "$(ctl_rc ip check $B0)" 0 "ip check $B0 (never complained about)"
-assert_eq "$(json complaints <<<"$(sg_vm a)")" 3 "complaints against a after the restart"
+assert_eq "$(json complaints <<<"$(sg_vm a)")" 4 "complaints against a after the restart"
 # the daemon gone: ip check cannot answer (1, not clean)
 sg_daemon_stop
 assert_eq "$(ctl_rc ip check $X)" 1 "ip check without a daemon"
