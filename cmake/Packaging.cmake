@@ -67,6 +67,12 @@ install(FILES ${_sg_deploy}/prometheus/prometheus.yml ${_sg_deploy}/prometheus/s
               ${_sg_deploy}/grafana/smtpgov.json
         DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
 install(FILES ${_sg_debsrc}/lintian-overrides DESTINATION ${CMAKE_INSTALL_DATADIR}/lintian/overrides RENAME smtpgov)
+# Feedback loops (deploy/fbl/README.md): the delivery script where Postfix's pipe(8) runs
+# it, the transport, sudoers rule and fbl.conf as examples.
+install(PROGRAMS ${_sg_deploy}/fbl/smtpgov-fbl-deliver DESTINATION lib/smtpgov)
+install(FILES ${_sg_deploy}/fbl/README.md ${_sg_deploy}/fbl/master.cf.example ${_sg_deploy}/fbl/sudoers.example
+              ${_sg_deploy}/fbl/fbl.conf.example
+        DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples/fbl)
 
 # The libvirt companion: its own package (component libvirt), depending on smtpgov.
 if(TARGET smtpgov-libvirt)

@@ -73,15 +73,22 @@ lv_depends=$(dpkg-deb -f "$lv_deb" Depends)
     fail "smtpgov-libvirt-dbgsym Depends: $(dpkg-deb -f "$lv_ddeb" Depends)"
 log "ok: Depends: $depends; smtpgov-libvirt: $lv_depends"
 
-files=$(dpkg-deb -c "$deb" | awk '{print $6}' | sed 's|^\.||')
+listing=$(dpkg-deb -c "$deb")
+files=$(awk '{print $6}' <<<"$listing" | sed 's|^\.||')
 for f in /usr/sbin/smtpgovd /usr/bin/smtpgovctl /usr/bin/smtpgov-flood /lib/systemd/system/smtpgovd.service \
          /usr/lib/tmpfiles.d/smtpgov.conf /etc/smtpgov/smtpgovd.json /etc/smtpgov/policy.json \
          /usr/share/doc/smtpgov/policy.example.json /usr/share/doc/smtpgov/copyright \
          /usr/share/doc/smtpgov/changelog.Debian.gz /usr/share/lintian/overrides/smtpgov \
          /usr/share/man/man8/smtpgovd.8.gz /usr/share/man/man8/smtpgovctl.8.gz /usr/share/man/man8/smtpgov-flood.8.gz \
-         /usr/lib/systemd/catalog/smtpgov.catalog /usr/share/bash-completion/completions/smtpgovctl; do
+         /usr/lib/systemd/catalog/smtpgov.catalog /usr/share/bash-completion/completions/smtpgovctl \
+         /usr/lib/smtpgov/smtpgov-fbl-deliver /usr/share/doc/smtpgov/examples/fbl/README.md \
+         /usr/share/doc/smtpgov/examples/fbl/fbl.conf.example /usr/share/doc/smtpgov/examples/fbl/sudoers.example \
+         /usr/share/doc/smtpgov/examples/fbl/master.cf.example; do
     grep -qx "$f" <<<"$files" || fail "package lacks $f"
 done
+grep -q '^-rwxr-xr-x .* \./usr/lib/smtpgov/smtpgov-fbl-deliver$' <<<"$listing" ||
+    fail "smtpgov-fbl-deliver is not installed executable"
+
 ! grep -E '\.[1-9]$' <<<"$files" || fail "an uncompressed man page"
 ! grep -q libvirt <<<"$files" || fail "smtpgov holds a libvirt file: $(grep libvirt <<<"$files")"
 lv_files=$(dpkg-deb -c "$lv_deb" | awk '{print $6}' | sed 's|^\.||')
