@@ -165,6 +165,7 @@ Transition Reputation::set_pin(const std::string& vm, Tier t, std::optional<int6
     decay(s, now_ms);
     Tier before = effective(s);
     s.pin = Pin{t, until_ms};
+    s.pin_set_ms = now_ms;
     return {vm, before, t, s.score, "pin"};
 }
 
@@ -175,6 +176,7 @@ std::optional<Transition> Reputation::clear_pin(const std::string& vm, int64_t n
     decay(s, now_ms);
     Tier before = effective(s);
     s.pin.reset();
+    s.pin_set_ms = now_ms;
     update_earned(s, now_ms);
     return Transition{vm, before, s.earned, s.score, "pin_cleared"};
 }
@@ -190,7 +192,8 @@ std::optional<Reputation::Shared> Reputation::shared(const std::string& vm) cons
     return out;
 }
 
-std::optional<Transition> Reputation::import(const std::string& vm, const Shared& in, int64_t now_ms) {
+std::optional<Transition> Reputation::import(const std::string& vm, const Shared& in, int64_t now_ms,
+                                             std::optional<int64_t> written_unix_ms) {
     if (!std::isfinite(in.score) || in.score < 0) return std::nullopt;
     auto [it, fresh] = vms_.try_emplace(vm);
     State& s = it->second;
@@ -206,11 +209,14 @@ std::optional<Transition> Reputation::import(const std::string& vm, const Shared
         s.earned = in.earned;
         s.since_ms = std::min(clock_->from_wall(in.since_unix_ms), now_ms);
     }
-    s.pin.reset();
-    if (in.pin) {
-        Pin p = *in.pin;
-        if (p.until_unix_ms) p.until_unix_ms = clock_->from_wall(*p.until_unix_ms);
-        if (!p.until_unix_ms || *p.until_unix_ms > now_ms) s.pin = p;
+    const bool ours_later = s.pin_set_ms && written_unix_ms && clock_->from_wall(*written_unix_ms) < s.pin_set_ms;
+    if (!ours_later) {
+        s.pin.reset();
+        if (in.pin) {
+            Pin p = *in.pin;
+            if (p.until_unix_ms) p.until_unix_ms = clock_->from_wall(*p.until_unix_ms);
+            if (!p.until_unix_ms || *p.until_unix_ms > now_ms) s.pin = p;
+        }
     }
     if (effective(s) == before) return std::nullopt;
     return Transition{vm, before, effective(s), s.score, "fleet"};

@@ -91,8 +91,11 @@ public:
     std::optional<Shared> shared(const std::string& vm) const;  // nullopt: nothing known
     // Takes a VM's shared state (live migration: its new host continues from it). The
     // score and earned tier never go down by an import (the higher of local and shared);
-    // the pin is the shared one. Returns the transition when the tier in force moved.
-    std::optional<Transition> import(const std::string& vm, const Shared& s, int64_t now_ms);
+    // the pin is the shared one, unless a pin was set or cleared here after the shared
+    // state was written (written_unix_ms, the record's updated_at): the later word wins.
+    // Returns the transition when the tier in force moved.
+    std::optional<Transition> import(const std::string& vm, const Shared& s, int64_t now_ms,
+                                     std::optional<int64_t> written_unix_ms = std::nullopt);
     // Tenant-wide scoring: the VM is at least `floor` (a pin still overrides). Returns
     // the transition when the tier in force moved (reason "tenant").
     std::optional<Transition> set_floor(const std::string& vm, Tier floor, int64_t now_ms);
@@ -110,6 +113,7 @@ private:
         Tier earned = Tier::Ok;
         int64_t since_ms = 0;     // when `earned` was entered (min dwell)
         std::optional<Pin> pin;   // until on the clock's now_ms scale (pin() shows it as Unix ms)
+        int64_t pin_set_ms = 0;   // when a pin was last set or cleared here (0: not since start)
         Tier floor = Tier::Ok;    // tenant-wide scoring (set_floor)
     };
 

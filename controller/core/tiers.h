@@ -58,8 +58,9 @@ public:
     std::optional<Transition> clear_pin(const std::string& vm, int64_t now_ms) { return rep_.clear_pin(vm, now_ms); }
     // The fleet's view of a VM (core/fleet.h): export, import on migration, tenant floor.
     std::optional<Reputation::Shared> shared(const std::string& vm) const { return rep_.shared(vm); }
-    std::optional<Transition> import(const std::string& vm, const Reputation::Shared& s, int64_t now_ms) {
-        return rep_.import(vm, s, now_ms);
+    std::optional<Transition> import(const std::string& vm, const Reputation::Shared& s, int64_t now_ms,
+                                     std::optional<int64_t> written_unix_ms = std::nullopt) {
+        return rep_.import(vm, s, now_ms, written_unix_ms);
     }
     std::optional<Transition> set_floor(const std::string& vm, Tier t, int64_t now_ms) {
         return rep_.set_floor(vm, t, now_ms);

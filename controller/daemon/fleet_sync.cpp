@@ -71,17 +71,18 @@ void Controller::import_fleet(Tiers& next, const std::vector<std::string>& added
     for (const std::string& id : added) {
         auto it = fleet_.records.find(id);
         if (it == fleet_.records.end()) continue;
-        if (auto t = next.import(id, it->second.state, now)) out.push_back(std::move(*t));
+        if (auto t = next.import(id, it->second.state, now, it->second.updated_at_ms)) out.push_back(std::move(*t));
     }
 }
 
 void Controller::fleet_records(std::vector<fleet::Record> recs) {
     const int64_t now = clock_->now_ms();
     for (fleet::Record& r : recs) {
-        // Another host wrote one of our VMs: its pin (set there) holds here, and its
-        // score counts (the higher wins: fleet::resolve's rule).
+        // Another writer wrote one of our VMs: its pin (set there) holds here unless one
+        // was set or cleared here since it wrote, and its score counts (the higher wins:
+        // fleet::resolve's rule).
         if (r.updated_by != opts_.fleet_host && vms_.vm(r.vm))
-            if (auto t = tiers_.import(r.vm, r.state, now)) announce(*t);
+            if (auto t = tiers_.import(r.vm, r.state, now, r.updated_at_ms)) announce(*t);
         fleet_.records[r.vm] = std::move(r);
     }
 }

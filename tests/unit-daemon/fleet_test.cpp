@@ -148,6 +148,24 @@ TEST_F(FleetTest, APinSetWhileThisHostWasAwayHoldsAfterTheReadWhole) {
     EXPECT_EQ(tier("c"), "steered");
 }
 
+// The operator pins b here while another writer's record of b, written before, is on
+// its way (the watcher's or the writer's): the pin holds; a record written after wins.
+TEST_F(FleetTest, APinSetHereOutlivesAnOlderRecordFromAnotherWriter) {
+    fleet_host = "hv-01";
+    start(policy({}));
+    ASSERT_TRUE(ctl->apply_fleet_policy(three(), 1, 10, {}));
+    fleet::Record older = record("b", "acme", 0, Tier::Ok);
+    clock.advance_s(1);
+    call({{"cmd", "vm.set_tier"}, {"id", "b"}, {"tier", "blocked"}});
+    EXPECT_EQ(tier("b"), "blocked");
+    ctl->fleet_records({older});
+    EXPECT_EQ(tier("b"), "blocked");
+    EXPECT_EQ(vm_entry("b").tier, SG_TIER_BLOCKED);
+    clock.advance_s(1);
+    ctl->fleet_records({record("b", "acme", 0, Tier::Ok)});  // an operator cleared it elsewhere since
+    EXPECT_EQ(tier("b"), "ok");
+}
+
 TEST_F(FleetTest, LocalPolicyApplyIsRefusedOnAFleetHost) {
     fleet_host = "hv-01";
     start(policy({}));

@@ -262,3 +262,31 @@ TEST(SystemClockTest, UnixTimesComeBackUnchanged) {
         ASSERT_EQ(rep.shared("a")->pin, in.pin) << "after " << i << " imports";
     }
 }
+
+// A pin set or cleared here and a shared state written elsewhere: the later word wins
+// (a record another writer wrote before the operator acted here does not undo it).
+TEST_F(ReputationTest, ALocalPinOutlivesAnOlderSharedStateButNotANewerOne) {
+    auto shared = [&](std::optional<Pin> pin) {
+        return Reputation::Shared{0, clock.wall_ms(), Tier::Ok, clock.wall_ms(), pin};
+    };
+    clock.advance_s(10);
+    const int64_t before_pin = clock.wall_ms() - 1;
+    rep.set_pin("a", Tier::Blocked);
+    EXPECT_FALSE(rep.import("a", shared(std::nullopt), clock.now_ms(), before_pin));
+    EXPECT_EQ(rep.tier("a"), Tier::Blocked);
+    clock.advance_s(1);
+    auto t = rep.import("a", shared(std::nullopt), clock.now_ms(), clock.wall_ms());  // written since
+    ASSERT_TRUE(t);
+    EXPECT_EQ(t->to, Tier::Ok);
+    // a clear here, then a record written before it that still carries a pin
+    rep.set_pin("b", Tier::Steered);
+    clock.advance_s(1);
+    const int64_t before_clear = clock.wall_ms() - 1;
+    ASSERT_TRUE(rep.clear_pin("b"));
+    EXPECT_FALSE(rep.import("b", shared(Pin{Tier::Blocked, std::nullopt}), clock.now_ms(), before_clear));
+    EXPECT_EQ(rep.tier("b"), Tier::Ok);
+    // no time given (a VM new to this host): the shared pin
+    rep.set_pin("c", Tier::Throttled);
+    rep.import("c", shared(Pin{Tier::Blocked, std::nullopt}), clock.now_ms());
+    EXPECT_EQ(rep.tier("c"), Tier::Blocked);
+}
