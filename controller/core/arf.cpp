@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/ascii.h"
 #include "core/auth_results.h"
 #include "core/ip_prefix.h"
 
@@ -25,11 +26,6 @@ template <typename T>
 using GPtr = std::unique_ptr<T, Unref>;
 
 using Fields = std::vector<std::pair<std::string, std::string>>;  // lower-case name, unfolded value
-
-std::string lower(std::string s) {
-    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return s;
-}
 
 std::string trim(std::string_view s) {
     size_t b = 0, e = s.size();
@@ -56,7 +52,7 @@ Fields parse_fields(std::string_view text) {
         }
         size_t colon = line.find(':');
         if (colon == std::string_view::npos || colon == 0) continue;
-        out.emplace_back(lower(trim(line.substr(0, colon))), trim(line.substr(colon + 1)));
+        out.emplace_back(ascii_lower(trim(line.substr(0, colon))), trim(line.substr(colon + 1)));
     }
     return out;
 }
@@ -79,7 +75,7 @@ Fields header_fields(GMimeObject* obj) {
         // the raw value, unfolded (Received headers are not encoded words)
         std::string v;
         for (char c : std::string_view(raw)) v += (c == '\r' || c == '\n' || c == '\t') ? ' ' : c;
-        out.emplace_back(lower(name), trim(v));
+        out.emplace_back(ascii_lower(name), trim(v));
     }
     return out;
 }
@@ -119,7 +115,7 @@ std::optional<std::string> parse_address(std::string_view text) {
     std::string s = trim(text);
     if (size_t sp = s.find_first_of(" \t("); sp != std::string::npos) s.resize(sp);
     if (s.size() >= 2 && s.front() == '[' && s.back() == ']') s = s.substr(1, s.size() - 2);
-    if (lower(s.substr(0, 5)) == "ipv6:") s = s.substr(5);
+    if (ascii_lower(s.substr(0, 5)) == "ipv6:") s = s.substr(5);
     if (s.empty() || s.find('/') != std::string::npos) return std::nullopt;
     auto p = IpPrefix::parse(s);
     if (!p || !p->is_host()) return std::nullopt;
@@ -138,7 +134,7 @@ std::optional<ReceivedHop> received_hop(const Fields& orig, const std::optional<
         const size_t semi = value.rfind(';');
         std::string_view route = std::string_view(value).substr(0, semi);
         // only the "from" clause: a literal after " by " is the receiving server's own
-        const std::string low = lower(std::string(route));
+        const std::string low = ascii_lower(std::string(route));
         for (const char* by : {" by ", "\tby ", ")by "})
             if (size_t at = low.find(by); at != std::string::npos) route = route.substr(0, at);
         for (size_t open = route.find('['); open != std::string_view::npos; open = route.find('[', open + 1)) {
@@ -216,7 +212,7 @@ Outcome parse(std::string_view message, const Reporters* reporters) {
     GMimeContentType* ct = top ? g_mime_object_get_content_type(top) : nullptr;
     const char* rt = ct ? g_mime_content_type_get_parameter(ct, "report-type") : nullptr;
     if (!ct || !GMIME_IS_MULTIPART(top) || !g_mime_content_type_is_type(ct, "multipart", "report") || !rt ||
-        lower(rt) != "feedback-report")
+        ascii_lower(rt) != "feedback-report")
         return refuse(Refusal::NotReport, "not an ARF report (no multipart/report; report-type=feedback-report)");
 
     GMimeMultipart* mp = GMIME_MULTIPART(top);
@@ -238,7 +234,7 @@ Outcome parse(std::string_view message, const Reporters* reporters) {
     // the token before any parameter or comment: "abuse; x=y" is abuse, ";abuse" is none
     auto type = field(*feedback, "feedback-type");
     if (type) {
-        r.feedback_type = lower(trim(*type));
+        r.feedback_type = ascii_lower(trim(*type));
         if (size_t sp = r.feedback_type.find_first_of(" \t;("); sp != std::string::npos) r.feedback_type.resize(sp);
     }
     if (r.feedback_type.empty())

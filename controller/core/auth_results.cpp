@@ -1,15 +1,9 @@
 #include "core/auth_results.h"
 
-#include <algorithm>
-#include <cctype>
+#include "core/ascii.h"
 
 namespace smtpgov::arf {
 namespace {
-
-std::string lower(std::string s) {
-    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return s;
-}
 
 bool space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
 
@@ -70,7 +64,7 @@ std::optional<AuthResults> parse_auth_results(std::string_view value) {
     auto w = words(value);
     if (!w || w->empty() || w->front().is(';') || w->front().is('=')) return std::nullopt;
     AuthResults ar;
-    ar.authserv_id = lower(w->front().text);
+    ar.authserv_id = ascii_lower(w->front().text);
     size_t i = 1;
     while (i < w->size() && !(*w)[i].is(';')) ++i;  // an optional version after the id
     // resinfo: ";" method ["/" version] "=" result [reason] *(ptype "." property "=" value)
@@ -78,7 +72,7 @@ std::optional<AuthResults> parse_auth_results(std::string_view value) {
         ++i;  // the ';'
         if (i >= w->size()) break;
         if (i + 1 >= w->size() || !(*w)[i + 1].is('=')) {
-            if (lower((*w)[i].text) == "none" && ar.results.empty()) {
+            if (ascii_lower((*w)[i].text) == "none" && ar.results.empty()) {
                 ++i;
                 continue;
             }
@@ -86,12 +80,12 @@ std::optional<AuthResults> parse_auth_results(std::string_view value) {
         }
         if (i + 2 >= w->size() || (*w)[i + 2].is(';')) return std::nullopt;
         AuthResults::Result r;
-        r.method = lower((*w)[i].text.substr(0, (*w)[i].text.find('/')));
-        r.result = lower((*w)[i + 2].text);
+        r.method = ascii_lower((*w)[i].text.substr(0, (*w)[i].text.find('/')));
+        r.result = ascii_lower((*w)[i + 2].text);
         i += 3;
         while (i < w->size() && !(*w)[i].is(';')) {
             if (i + 2 >= w->size() || !(*w)[i + 1].is('=') || (*w)[i + 2].is(';')) return std::nullopt;
-            r.props[lower((*w)[i].text)] = (*w)[i + 2].text;
+            r.props[ascii_lower((*w)[i].text)] = (*w)[i + 2].text;
             i += 3;
         }
         ar.results.push_back(std::move(r));
@@ -104,9 +98,9 @@ std::string trusted_signer(const AuthResults& ar, const std::vector<std::string>
         if (r.method != "dkim" || r.result != "pass") continue;
         std::string d;
         if (auto it = r.props.find("header.d"); it != r.props.end()) {
-            d = lower(it->second);
+            d = ascii_lower(it->second);
         } else if (auto i = r.props.find("header.i"); i != r.props.end()) {
-            d = lower(i->second.substr(i->second.rfind('@') == std::string::npos ? 0 : i->second.rfind('@') + 1));
+            d = ascii_lower(i->second.substr(i->second.rfind('@') == std::string::npos ? 0 : i->second.rfind('@') + 1));
         }
         while (!d.empty() && d.back() == '.') d.pop_back();
         if (d.empty()) continue;

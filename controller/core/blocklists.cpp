@@ -4,6 +4,8 @@
 #include <array>
 #include <cctype>
 
+#include "core/ascii.h"
+
 namespace smtpgov {
 namespace {
 
@@ -46,12 +48,6 @@ constexpr std::array kRules{
     Rule{"improper use of smtp command pipelining", P, "protocol violation"},
 };
 
-std::string lower(std::string_view s) {
-    std::string out(s);
-    std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
-    return out;
-}
-
 std::vector<std::string> named(const std::vector<std::string>& lines, Refusal::Kind kind) {
     std::vector<std::string> out;
     for (const std::string& l : lines)
@@ -63,7 +59,7 @@ std::vector<std::string> named(const std::vector<std::string>& lines, Refusal::K
 }  // namespace
 
 std::optional<Refusal> recognise_refusal(std::string_view reply_line) {
-    std::string l = lower(reply_line);
+    std::string l = ascii_lower(reply_line);
     for (const Rule& r : kRules)
         if (l.find(r.needle) != std::string::npos) return Refusal{r.kind, r.name};
     return std::nullopt;

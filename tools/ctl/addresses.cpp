@@ -1,6 +1,5 @@
 #include "addresses.h"
 
-#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -9,6 +8,7 @@
 
 #include "commands.h"
 #include "core/arf.h"
+#include "core/ascii.h"
 #include "core/ip_prefix.h"
 #include "render.h"
 #include "svc/commands.h"
@@ -53,11 +53,6 @@ bool valid_addr(const Invocation& inv, std::ostream& err) {
     return false;
 }
 
-std::string lower_ascii(std::string s) {
-    for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return s;
-}
-
 // --reporters and --authserv-id: both or neither; domains lower-cased, each a DNS name.
 std::optional<arf::Reporters> reporters(const Invocation& inv, std::ostream& err, bool& bad) {
     auto domains = inv.opt("reporters");
@@ -71,7 +66,7 @@ std::optional<arf::Reporters> reporters(const Invocation& inv, std::ostream& err
     };
     if (!domains || !id) return fail("--reporters and --authserv-id go together");
     arf::Reporters rs;
-    rs.authserv_id = lower_ascii(*id);
+    rs.authserv_id = ascii_lower(*id);
     if (rs.authserv_id.empty()) return fail("--authserv-id: empty");
     std::string cur;
     for (size_t i = 0; i <= domains->size(); ++i) {
@@ -79,7 +74,7 @@ std::optional<arf::Reporters> reporters(const Invocation& inv, std::ostream& err
             cur += (*domains)[i];
             continue;
         }
-        cur = lower_ascii(cur);
+        cur = ascii_lower(cur);
         const bool name = !cur.empty() && cur.front() != '.' && cur.back() != '.' &&
                           cur.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789.-") == std::string::npos;
         if (!name) return fail("--reporters: \"" + cur + "\" is not a domain name");

@@ -7,6 +7,8 @@
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 
+#include "core/ascii.h"
+
 namespace smtpgov::hv {
 namespace {
 
@@ -41,17 +43,12 @@ std::string attr(const xmlNode* n, const char* name) {
     return s;
 }
 
-std::string lower(std::string s) {
-    for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return s;
-}
-
 std::vector<Nic> nics_of(const xmlNode* devices) {
     std::vector<Nic> out;
     if (!devices) return out;
     for (const xmlNode* n = devices->children; n; n = n->next) {
         if (!is(n, "interface")) continue;
-        Nic nic{attr(child(n, "target"), "dev"), lower(attr(child(n, "mac"), "address"))};
+        Nic nic{attr(child(n, "target"), "dev"), ascii_lower(attr(child(n, "mac"), "address"))};
         if (!nic.dev.empty()) out.push_back(std::move(nic));
     }
     return out;
@@ -67,7 +64,7 @@ Result<Domain> parse_domain_xml(std::string_view xml) {
     if (!doc) return Error::msg("domain XML: not well-formed XML");
     const xmlNode* root = xmlDocGetRootElement(doc.get());
     if (!root || !is(root, "domain")) return Error::msg("domain XML: the root element is not <domain>");
-    Domain d{text(child(root, "name")), lower(text(child(root, "uuid"))), nics_of(child(root, "devices"))};
+    Domain d{text(child(root, "name")), ascii_lower(text(child(root, "uuid"))), nics_of(child(root, "devices"))};
     if (d.name.empty()) return Error::msg("domain XML: no <name>");
     if (d.uuid.size() != 36) return Error::msg("domain XML: no <uuid> of 36 characters");
     return d;
