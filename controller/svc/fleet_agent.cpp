@@ -168,13 +168,7 @@ bool FleetAgent::write_resolved(etcd::Client& c, fleet::Outbox::Write w, double 
         }
         w.rec.updated_by = opts_.host;
     }
-    if (foreign && cb_.on_records) {
-        {
-            std::lock_guard l(mu_);
-            handing_over({*foreign});
-        }
-        cb_.on_records({*foreign});
-    }
+    if (foreign) hand_over({std::move(*foreign)});
     auto t = c.txn({{key, etcd::Compare::Target::Mod, mod}}, {{etcd::Op::Kind::Put, key, fleet::to_json(w.rec).dump(), 0}});
     std::lock_guard l(mu_);
     ++stats_.txns;

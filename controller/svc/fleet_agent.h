@@ -111,8 +111,9 @@ private:
     void policy_changed(etcd::Client& c);
     bool read_policy(etcd::Client& c);
     std::vector<fleet::Record> read_tenant(etcd::Client& c, const std::string& tenant, int64_t* revision);
-    void received(std::vector<fleet::Record> recs);
-    void handing_over(const std::vector<fleet::Record>& recs);  // counted in unabsorbed_ (mu_ held)
+    void received(std::vector<fleet::Record> recs);                // from the watch: lag, then hand_over
+    void hand_over(std::vector<fleet::Record> recs);               // counted, then to on_records
+    void handing_over(const std::vector<fleet::Record>& recs);     // counted in unabsorbed_
     void write_records(etcd::Client& c, int64_t now_ms);
     bool write_resolved(etcd::Client& c, fleet::Outbox::Write w, double half_life, int64_t now_ms);
     void keep_live(etcd::Client& c, int64_t now_ms);

@@ -41,19 +41,25 @@ std::vector<fleet::Record> FleetAgent::read_tenant(etcd::Client& c, const std::s
 }
 
 void FleetAgent::handing_over(const std::vector<fleet::Record>& recs) {
+    std::lock_guard l(mu_);
     for (const auto& r : recs) ++unabsorbed_[r.vm];
 }
 
-void FleetAgent::received(std::vector<fleet::Record> recs) {
+void FleetAgent::hand_over(std::vector<fleet::Record> recs) {
     if (recs.empty() || !cb_.on_records) return;
+    handing_over(recs);
+    cb_.on_records(std::move(recs));
+}
+
+void FleetAgent::received(std::vector<fleet::Record> recs) {
+    if (recs.empty()) return;
     int64_t newest = 0;
     for (const auto& r : recs) newest = std::max(newest, r.updated_at_ms);
     {
         std::lock_guard l(mu_);
         stats_.watch_lag_s = std::max<int64_t>(0, wall_ms() - newest) / 1000.0;
-        handing_over(recs);
     }
-    cb_.on_records(std::move(recs));
+    hand_over(std::move(recs));
 }
 
 // Reads both policy keys (start, reconnect) into global_ and share_.
@@ -101,10 +107,7 @@ void FleetAgent::policy_changed(etcd::Client& c) {
         tenants_loaded_.insert(tenants.begin(), tenants.end());
     }
     if (!cb_.on_policy) return;
-    {
-        std::lock_guard l(mu_);
-        handing_over(records);
-    }
+    handing_over(records);
     cb_.on_policy(std::move(*policy), serial, global_rev_, std::move(records));
 }
 
