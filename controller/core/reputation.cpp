@@ -209,7 +209,7 @@ std::optional<Transition> Reputation::import(const std::string& vm, const Shared
         s.earned = in.earned;
         s.since_ms = std::min(clock_->from_wall(in.since_unix_ms), now_ms);
     }
-    const bool ours_later = s.pin_set_ms && written_unix_ms && clock_->from_wall(*written_unix_ms) < s.pin_set_ms;
+    const bool ours_later = s.pin_set_ms && written_unix_ms && clock_->from_wall(*written_unix_ms) < *s.pin_set_ms;
     if (!ours_later) {
         s.pin.reset();
         if (in.pin) {
@@ -260,6 +260,8 @@ nlohmann::json Reputation::save() const {
             j["pin"] = {{"tier", to_string(s.pin->tier)}};
             if (s.pin->until_unix_ms) j["pin"]["until_ms"] = clock_->to_wall(*s.pin->until_unix_ms);
         }
+        // kept across restarts so that an older shared record cannot undo it (import)
+        if (s.pin_set_ms) j["pin_set_ms"] = clock_->to_wall(*s.pin_set_ms);
         vms[id] = std::move(j);
     }
     return {{"version", 1}, {"vms", std::move(vms)}};
@@ -291,6 +293,7 @@ Result<Reputation> Reputation::load(const nlohmann::json& saved, const Clock& cl
                 if (p->contains("until_ms")) pin.until_unix_ms = clock.from_wall(p->at("until_ms").get<int64_t>());
                 s.pin = pin;
             }
+            if (j.contains("pin_set_ms")) s.pin_set_ms = clock.from_wall(j.at("pin_set_ms").get<int64_t>());
             rep.vms_.emplace(id, s);
         }
     } catch (const std::exception& e) {

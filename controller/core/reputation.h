@@ -102,7 +102,7 @@ public:
     Tier floor(const std::string& vm) const;
     size_t size() const { return vms_.size(); }
 
-    // {"version":1,"vms":{id:{score,updated_ms,tier,since_ms,pin?:{tier,until_ms?}}}}
+    // {"version":1,"vms":{id:{score,updated_ms,tier,since_ms,pin?:{tier,until_ms?},pin_set_ms?}}}
     nlohmann::json save() const;
     static Result<Reputation> load(const nlohmann::json& saved, const Clock& clock, ReputationConfig cfg);
 
@@ -113,7 +113,7 @@ private:
         Tier earned = Tier::Ok;
         int64_t since_ms = 0;     // when `earned` was entered (min dwell)
         std::optional<Pin> pin;   // until on the clock's now_ms scale (pin() shows it as Unix ms)
-        int64_t pin_set_ms = 0;   // when a pin was last set or cleared here (0: not since start)
+        std::optional<int64_t> pin_set_ms;  // when a pin was last set or cleared here (saved too)
         Tier floor = Tier::Ok;    // tenant-wide scoring (set_floor)
     };
 

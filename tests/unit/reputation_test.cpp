@@ -290,3 +290,32 @@ TEST_F(ReputationTest, ALocalPinOutlivesAnOlderSharedStateButNotANewerOne) {
     rep.import("c", shared(Pin{Tier::Blocked, std::nullopt}), clock.now_ms());
     EXPECT_EQ(rep.tier("c"), Tier::Blocked);
 }
+
+// The daemon restarts between the local pin (or clear) and the arrival of an older
+// record from another writer: the saved state still knows when the pin was set here.
+TEST_F(ReputationTest, ALocalPinsTimeSurvivesARestart) {
+    auto shared = [&](std::optional<Pin> pin) {
+        return Reputation::Shared{0, clock.wall_ms(), Tier::Ok, clock.wall_ms(), pin};
+    };
+    clock.advance_s(10);
+    const int64_t before = clock.wall_ms() - 1;
+    rep.set_pin("a", Tier::Blocked);
+    rep.set_pin("b", Tier::Steered);
+    ASSERT_TRUE(rep.clear_pin("b"));
+    clock.advance_s(5);
+    auto loaded = Reputation::load(nlohmann::json::parse(rep.save().dump()), clock, cfg);
+    ASSERT_TRUE(loaded.ok()) << loaded.error().message;
+    EXPECT_FALSE(loaded->import("a", shared(std::nullopt), clock.now_ms(), before));
+    EXPECT_EQ(loaded->tier("a"), Tier::Blocked);
+    EXPECT_FALSE(loaded->import("b", shared(Pin{Tier::Blocked, std::nullopt}), clock.now_ms(), before));
+    EXPECT_EQ(loaded->tier("b"), Tier::Ok);
+    // a record written after the pin still wins
+    ASSERT_TRUE(loaded->import("a", shared(std::nullopt), clock.now_ms(), clock.wall_ms()));
+    EXPECT_EQ(loaded->tier("a"), Tier::Ok);
+    // state saved before this field existed loads, with no local time to weigh
+    auto old = rep.save();
+    for (auto& [id, v] : old["vms"].items()) v.erase("pin_set_ms");
+    auto legacy = Reputation::load(old, clock, cfg);
+    ASSERT_TRUE(legacy.ok());
+    ASSERT_TRUE(legacy->import("a", shared(std::nullopt), clock.now_ms(), before));
+}
