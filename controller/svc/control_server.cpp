@@ -4,7 +4,6 @@
 
 #include <poll.h>
 #include <sys/epoll.h>
-#include <sys/ioctl.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -21,12 +20,6 @@ namespace smtpgov::svc {
 using nlohmann::json;
 
 namespace {
-
-// Bytes a client sent that this end has not read yet.
-size_t unread(int fd) {
-    int n = 0;
-    return ::ioctl(fd, FIONREAD, &n) == 0 && n > 0 ? static_cast<size_t>(n) : 0;
-}
 
 std::string dump_line(const json& j) {
     // replace: a VM id or reply sample with bad UTF-8 must not throw in the middle of a reply

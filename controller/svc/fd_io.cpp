@@ -1,6 +1,7 @@
 #include "svc/fd_io.h"
 
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -11,6 +12,11 @@
 namespace smtpgov::svc {
 
 int64_t mono_ms() { return static_cast<int64_t>(mono_ns() / 1'000'000); }
+
+size_t unread(int fd) {
+    int n = 0;
+    return ::ioctl(fd, FIONREAD, &n) == 0 && n > 0 ? static_cast<size_t>(n) : 0;
+}
 
 int poll_timeout(int64_t deadline_ms) {
     if (deadline_ms < 0) return -1;

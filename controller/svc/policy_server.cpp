@@ -17,6 +17,7 @@
 #include "core/clock.h"
 #include "core/server_fds.h"
 #include "core/unique_fd.h"
+#include "svc/fd_io.h"
 
 namespace smtpgov::svc {
 namespace {
@@ -156,6 +157,7 @@ void PolicyServer::stop() {
 void PolicyServer::Impl::run() {
     epoll_event evs[64];
     while (!quit) {
+        if (opts.on_wakeup) opts.on_wakeup();
         const int64_t now = now_ms();
         expire(now);
         int64_t next = now + 1000;
@@ -195,6 +197,8 @@ void PolicyServer::Impl::on_event(uint64_t id, Conn& c, uint32_t events) {
 
 // Deadlines: an idle connection is closed; a request that does not complete, or an
 // answer not taken, too; a handler that does not answer gets DEFER_IF_PERMIT for it.
+// Bytes waiting unread spare an idle or reading connection this once: they arrived
+// while this thread was held up, and are read in this same turn of the loop.
 void PolicyServer::Impl::expire(int64_t now) {
     for (auto it = conns.begin(); it != conns.end();) {
         auto cur = it++;
@@ -204,6 +208,7 @@ void PolicyServer::Impl::expire(int64_t now) {
             send_answer(cur->first, c, policy::answer("DEFER_IF_PERMIT smtpgov policy service busy"), false);
             continue;
         }
+        if ((c.state == State::Idle || c.state == State::Reading) && unread(c.fd.get()) > 0) continue;
         conns.erase(cur);
     }
 }

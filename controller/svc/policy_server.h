@@ -27,6 +27,9 @@ struct PolicyServerOptions {
     int idle_timeout_ms = 330'000;      // between requests (Postfix drops its own after 300 s)
     int answer_timeout_ms = 20'000;     // the handler's answer; then DEFER_IF_PERMIT
     int write_timeout_ms = 5'000;
+    // Tests only: called on the server thread at each of its wakeups, before the deadlines
+    // are checked (a test holds the thread up there, as a stall of the machine would).
+    std::function<void()> on_wakeup;
 };
 
 // The answer to one request: call exactly once, from any thread, with the action text

@@ -133,6 +133,30 @@ TEST_F(PolicyServerTest, IdleAndSlowConnectionsAreClosed) {
     EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
 }
 
+// The server's thread is held up past a connection's idle deadline (a stall of the
+// machine) while that client's next request arrives: the bytes waiting unread show the
+// client was not idle, and the request is answered, not cut off.
+TEST_F(PolicyServerTest, AStallOfTheServerIsNotTheClientsIdleness) {
+    std::atomic<bool> stall{false}, in_stall{false};
+    PolicyServerOptions o;
+    o.idle_timeout_ms = 200;
+    o.on_wakeup = [&] {
+        if (!stall.exchange(false)) return;
+        in_stall = true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(800));
+    };
+    start(o);
+    UniqueFd c = dial();
+    send_all(c.get(), kRequest);
+    EXPECT_EQ(answer(c.get()), "action=FILTER smtp:[203.0.113.25]:25\n\n");
+    stall = true;  // the thread stalls at its next wakeup: at the latest the idle deadline
+    for (int i = 0; i < 300 && !in_stall; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    ASSERT_TRUE(in_stall);
+    send_all(c.get(), kRequest);  // arrives during the stall, before the deadline is checked
+    EXPECT_EQ(answer(c.get()), "action=FILTER smtp:[203.0.113.25]:25\n\n");
+    EXPECT_TRUE(closed(c.get())) << "and once idle again, closed after idle_timeout_ms";
+}
+
 TEST_F(PolicyServerTest, AtMostMaxConnectionsTheIdlestGoes) {
     PolicyServerOptions o;
     o.max_connections = 4;
