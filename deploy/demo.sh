@@ -71,10 +71,14 @@ eval "$(testbed env)"
 # the reference scanning proxy in the proxy namespace (rspamd offline: no DNS there);
 # smtpgovd's policy service listens on the hypervisor's side of the proxy link
 proxy_state=$SG_STATE/scanproxy
+# the token the proxy's verdicts must carry: readable by root and the reporter (_rspamd)
+token=$SG_STATE/policy-service.token
+(umask 077 && python3 -c "import secrets; print(secrets.token_hex(32))" >"$token")
+chgrp _rspamd "$token" && chmod 0640 "$token"
 "$root/deploy/proxy/run.sh" start --netns "$SG_NS_PROXY" --state "$proxy_state" --name demo-proxy \
     --listen "$SG_PROXY_V4,$SG_PROXY_V6" --policy "$SG_HV_PROXY_V4:10040" \
     --clients 198.18.0.0/16,fd00:5e:0::/48 --egress "$SG_EGRESS_V4,$SG_EGRESS_V6" \
-    --hs-cache "$root/$build/proxy-hs-cache" --offline
+    --hs-cache "$root/$build/proxy-hs-cache" --offline --token-file "$token"
 
 cat >"$tmp/policy.json" <<JSON
 {
@@ -102,6 +106,7 @@ cat >"$tmp/smtpgovd.json" <<JSON
   "socket": "$sock",
   "metrics_listen": "127.0.0.1:$((20000 + RANDOM % 20000))",
   "policy_service_listen": "$SG_HV_PROXY_V4:10040",
+  "policy_service_token_file": "$token",
   "policy": "$tmp/policy.json"
 }
 JSON

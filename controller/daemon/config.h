@@ -28,6 +28,7 @@ struct Config {
     std::string socket;
     std::string metrics_listen;
     std::string policy_service_listen;
+    std::string policy_service_token_file;
     std::string policy;
     uint32_t sweep_interval_ms;
     uint32_t max_vms;

@@ -33,10 +33,22 @@ Status Daemon::init_steering() {
     if (cfg_.policy_service_listen.empty()) return ok_status();
     auto at = Endpoint::parse(cfg_.policy_service_listen);  // checked with the config
     if (!at) return Error{EINVAL, "policy_service_listen: " + at.error().message};
+    std::string token;
+    if (!cfg_.policy_service_token_file.empty()) {
+        auto t = svc::policy::read_token_file(cfg_.policy_service_token_file);
+        if (!t) return Error{EINVAL, "policy_service_token_file: " + t.error().message};
+        token = std::move(*t);
+    } else {
+        log::warning("policy service: spam reports are taken from any client that reaches " +
+                     cfg_.policy_service_listen + " (set policy_service_token_file)");
+    }
     svc::PolicyServerOptions o;
     o.addr = at->addr;
     o.port = at->port;
-    auto server = svc::PolicyServer::start(o, [this](svc::policy::Request r, svc::PolicyDone done) {
+    // a report without the token is refused here, on the server's thread: it never
+    // reaches the loop, so nothing it names is looked up or charged
+    auto server = svc::PolicyServer::start(o, [this, token](svc::policy::Request r, svc::PolicyDone done) {
+        if (!svc::policy::authorised(r, token)) return done("REJECT smtpgov: a report needs the policy service's token");
         post([this, r = std::move(r), done = std::move(done)] { done(ctl_->policy_answer(r)); });
     });
     if (!server)

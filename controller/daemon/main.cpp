@@ -15,6 +15,7 @@
 #include "daemon/daemon.h"
 #include "daemon/log.h"
 #include "kern/attacher.h"
+#include "svc/policy_proto.h"
 
 using namespace smtpgov;
 using namespace smtpgov::daemon;
@@ -52,6 +53,11 @@ int check(const Invocation& inv) {
             if (po.policy) policy_note = "policy " + inv.config.policy + " with " + std::to_string(po.policy->vms.size()) + " VMs";
         }
     }
+    if (!inv.config.policy_service_token_file.empty())
+        if (auto t = svc::policy::read_token_file(inv.config.policy_service_token_file); !t) {
+            std::cerr << "smtpgovd: config: policy_service_token_file: " << t.error().message << "\n";
+            ++problems;
+        }
     if (problems) return fail(kExitUsage, std::to_string(problems) + " problem(s); nothing started");
     std::cout << "smtpgovd: configuration OK (" << policy_note << ")\n";
     return 0;

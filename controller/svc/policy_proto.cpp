@@ -1,6 +1,11 @@
 #include "svc/policy_proto.h"
 
+#include <sys/stat.h>
+
+#include <algorithm>
 #include <charconv>
+#include <fstream>
+#include <sstream>
 
 namespace smtpgov::svc::policy {
 namespace {
@@ -72,7 +77,53 @@ Result<Endpoint> client_of(const Request& r) {
     return Endpoint{*addr, *port};
 }
 
+bool is_report(std::string_view request) { return request == "smtpgov_report" || request == "smtpgov_verdict"; }
+
+bool token_char(char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+           c == '_' || c == '~' || c == '+' || c == '/';
+}
+
 }  // namespace
+
+Result<std::string> read_token_file(const std::string& path) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return Error::from_errno(path);
+    if (!S_ISREG(st.st_mode)) return Error::msg(path + ": not a regular file");
+    if (st.st_mode & S_IROTH)
+        return Error::msg(path + ": readable by every user, so the token is no secret (chmod o-r, and let only the " +
+                          "reporter's group read it)");
+    std::ifstream in(path, std::ios::binary);
+    if (!in.is_open()) return Error::from_errno(path);
+    std::ostringstream text;
+    if (in.peek() != std::ifstream::traits_type::eof()) text << in.rdbuf();
+    std::string t = text.str();
+    if (t.ends_with("\n")) t.pop_back();
+    if (t.ends_with("\r")) t.pop_back();
+    if (t.size() < kMinTokenBytes || t.size() > kMaxTokenBytes)
+        return Error::msg(path + ": a token is one line of " + std::to_string(kMinTokenBytes) + " to " +
+                          std::to_string(kMaxTokenBytes) + " characters, this is " + std::to_string(t.size()));
+    for (char c : t)
+        if (!token_char(c)) return Error::msg(path + ": a token is A-Z a-z 0-9 - . _ ~ + / only (openssl rand -hex 32)");
+    return t;
+}
+
+bool authorised(const Request& r, std::string_view token) {
+    if (token.empty()) return true;
+    const std::string* req = r.get("request");
+    if (!req || !is_report(*req)) return true;
+    const std::string* given = r.get("token");
+    if (!given) return false;
+    // every byte of the longer string is looked at, whatever the first difference
+    unsigned diff = given->size() == token.size() ? 0 : 1;
+    const size_t n = std::max(given->size(), token.size());
+    for (size_t i = 0; i < n; ++i) {
+        const unsigned char a = i < given->size() ? static_cast<unsigned char>((*given)[i]) : 0;
+        const unsigned char b = i < token.size() ? static_cast<unsigned char>(token[i]) : 0;
+        diff |= a ^ b;
+    }
+    return diff == 0;
+}
 
 const std::string* Request::get(std::string_view name) const {
     for (const auto& [n, v] : attrs)
@@ -100,7 +151,7 @@ Query interpret(const Request& r) {
     const std::string* req = r.get("request");
     q.request = req ? *req : "";
     if (q.request == "smtpd_access_policy") q.kind = Query::Kind::Access;
-    else if (q.request == "smtpgov_report" || q.request == "smtpgov_verdict") q.kind = Query::Kind::Report;
+    else if (is_report(q.request)) q.kind = Query::Kind::Report;
     else return q;
     auto client = client_of(r);
     if (!client) {

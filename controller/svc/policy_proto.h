@@ -54,6 +54,17 @@ struct Query {
 // Access and Report need client_address and client_port.
 Query interpret(const Request& r);
 
+// The policy service's token (daemon config policy_service_token_file): when one is set,
+// a spam or ham report counts only with token=<it>; Postfix's own requests need none.
+// A token is 16..256 characters of A-Z a-z 0-9 - . _ ~ + / (openssl rand -hex 32).
+inline constexpr size_t kMinTokenBytes = 16, kMaxTokenBytes = 256;
+// Reads a token file: the token, one line. Refused: a file that any user may read (the
+// token would be no secret), or one that is not a token by the rule above.
+Result<std::string> read_token_file(const std::string& path);
+// False only for a report (request=smtpgov_report or smtpgov_verdict) without the token,
+// when a token is set; the comparison takes the same time wherever a guess goes wrong.
+bool authorised(const Request& r, std::string_view token);
+
 // "action=<text>\n\n"; newlines in text are replaced (an answer is one line).
 std::string answer(std::string_view action);
 // "FILTER smtp:[ADDR]:PORT" for the original destination of a steered flow.

@@ -4,6 +4,7 @@
 #   deploy/proxy/run.sh start --state DIR --listen ADDR[,ADDR] --policy HOST:PORT
 #                             --clients CIDR[,CIDR] [--egress ADDR[,ADDR]] [--port N]
 #                             [--netns NS] [--name NAME] [--hs-cache DIR] [--offline]
+#                             [--token-file FILE]
 #   deploy/proxy/run.sh stop   --state DIR [--netns NS]
 #   deploy/proxy/run.sh status --state DIR [--netns NS]
 #
@@ -21,6 +22,8 @@
 #              URL suffix list takes ~20 s on a first start, instances can share one cache
 #   --offline  rspamd without the modules that need DNS, map downloads or Redis
 #              (tests, the testbed, a host without resolver): GTUBE and local rules only
+#   --token-file FILE  the token smtpgovd's policy_service_token_file names: the verdict
+#              reporter sends it with each report (FILE must be readable by _rspamd)
 #
 # Everything runs from the Debian packages postfix and rspamd with their own config,
 # queue and database directories: the system's Postfix and rspamd (if any) are not
@@ -33,11 +36,11 @@ set -euo pipefail
 here=$(dirname "$(readlink -f "$0")")
 
 die() { echo "proxy: $*" >&2; exit 1; }
-usage() { sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 (($#)) || usage
 cmd=$1; shift
-state="" listen="" port=25 policy="" clients="" egress="" netns="" name=smtpgov-proxy offline=0 hs_cache=""
+state="" listen="" port=25 policy="" clients="" egress="" netns="" name=smtpgov-proxy offline=0 hs_cache="" token_file=""
 while (($#)); do
     case $1 in
         --state) state=$2; shift 2 ;;
@@ -50,6 +53,7 @@ while (($#)); do
         --name) name=$2; shift 2 ;;
         --offline) offline=1; shift ;;
         --hs-cache) hs_cache=$2; shift 2 ;;
+        --token-file) token_file=$2; shift 2 ;;
         -h|--help) usage ;;
         *) die "unknown option $1" ;;
     esac
@@ -174,6 +178,8 @@ cmd_start() {
     [[ $policy =~ ^(\[[0-9a-fA-F:.]+\]|[^:]+):[0-9]+$ ]] || die "--policy HOST:PORT (IPv6 as [ADDR]:PORT): '$policy'"
     command -v rspamd >/dev/null && command -v postfix >/dev/null ||
         die "needs the Debian packages postfix and rspamd (deploy/install-deps.sh)"
+    [[ -z $token_file ]] || runuser -u _rspamd -- test -r "$token_file" ||
+        die "--token-file $token_file is not readable by _rspamd (chgrp _rspamd, chmod 0640)"
     mkdir -p "$state"
     chmod 755 "$state"
     runuser -u postfix -- test -x "$state" ||
@@ -194,7 +200,8 @@ cmd_start() {
         nsx setsid runuser -u _rspamd -- python3 "$here/verdicts.py" --log "$state/rspamd/log/rspamd.log" \
             --maillog "$state/maillog" \
             --policy "$policy" --offset "$state/rspamd/run/verdicts.offset" \
-            --pidfile "$state/rspamd/run/verdicts.pid" </dev/null >>"$state/verdicts.log" 2>&1 &
+            --pidfile "$state/rspamd/run/verdicts.pid" ${token_file:+--token-file "$token_file"} \
+            </dev/null >>"$state/verdicts.log" 2>&1 &
         wait_for 5 reporter_pid >/dev/null || die "the verdict reporter did not start (see $state/verdicts.log)"
     fi
     if ! nsx postfix -c "$state/postfix/etc" status &>/dev/null; then

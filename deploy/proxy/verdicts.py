@@ -28,6 +28,9 @@ while the connection is live (until 30 s after both sides closed it).
     <empty line>
 
 (smtpgovd reads client_address, client_port and verdict; the rest is for its log.)
+With --token-file (the file smtpgovd's policy_service_token_file names, readable by
+this reporter's group), each report also carries token=<the file's line>; smtpgovd
+refuses reports without it when it has one.
 
 Reports are sent in log order; while the policy service cannot be reached (smtpgovd
 restarting) the reporter retries the same report every second, and gives a report up
@@ -37,7 +40,7 @@ for every message, GTUBE included, which rspamd's modules (metadata_exporter amo
 never see: GTUBE skips them all.
 
 Usage: verdicts.py --log RSPAMD_LOG --maillog POSTFIX_LOG --policy HOST:PORT --offset FILE
-                   [--pidfile FILE]
+                   [--pidfile FILE] [--token-file FILE]
 """
 import argparse
 import os
@@ -241,7 +244,7 @@ def deliver(args, report):
     warned = False
     while True:
         try:
-            answer = send(args.policy, report)
+            answer = send(args.policy, {**report, "token": args.token} if args.token else report)
             log(f"{client_of(report)} {report['action']} "
                 f"({report['reason'] or report['score']}): policy service answered {answer}")
             return
@@ -263,7 +266,17 @@ def main():
     ap.add_argument("--offset", required=True)
     ap.add_argument("--pidfile")
     ap.add_argument("--give-up-s", type=float, default=600)
+    ap.add_argument("--token-file")
     args = ap.parse_args()
+    args.token = ""
+    if args.token_file:
+        try:
+            with open(args.token_file) as f:
+                args.token = f.read().rstrip("\r\n")
+        except OSError as e:
+            sys.exit(f"verdicts.py: cannot read the token: {e}")
+        if not args.token or any(c in args.token for c in "\r\n"):
+            sys.exit(f"verdicts.py: {args.token_file} holds no one-line token")
     if args.pidfile:
         with open(args.pidfile, "w") as f:
             f.write(f"{os.getpid()}\n")

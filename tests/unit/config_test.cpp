@@ -29,6 +29,7 @@ const json kSamples = {
     {"socket", "/tmp/sg/ctl.sock"},
     {"metrics_listen", "[::1]:9999"},
     {"policy_service_listen", "[fd00:5e:fd::1]:10041"},
+    {"policy_service_token_file", "/etc/smtpgov/policy-service.token"},
     {"policy", "/etc/smtpgov/other.json"},
     {"sweep_interval_ms", 250},
     {"max_vms", 1024},
@@ -54,6 +55,7 @@ const json kDefaults = {
     {"socket", "/run/smtpgov/ctl.sock"},
     {"metrics_listen", "127.0.0.1:9464"},
     {"policy_service_listen", "127.0.0.1:10040"},
+    {"policy_service_token_file", ""},
     {"policy", ""},
     {"sweep_interval_ms", 1000},
     {"max_vms", 16384},
@@ -200,6 +202,7 @@ TEST(ConfigKeys, CheckNamesEveryBadValue) {
         {"policy_service_listen",
          {"localhost:10040", "policy_service_listen: must be ADDR:PORT or [IPv6]:PORT, or \"\" to disable (bad host "
                              "\"localhost\": not an IPv4 or IPv6 address)"}},
+        {"policy_service_token_file", {"token", "policy_service_token_file: must be an absolute path"}},
         {"policy", {"policy.json", "policy: must be an absolute path"}},
         {"sweep_interval_ms", {5, "sweep_interval_ms: must be 10..60000"}},
         {"max_vms", {0, "max_vms: must be 1..4194304"}},

@@ -1,6 +1,12 @@
 // The policy service's protocol (svc/policy_proto.h): Postfix's policy delegation
 // requests split out of a byte stream, with its limits, and what each request asks.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 
 #include "svc/policy_proto.h"
 
@@ -117,4 +123,70 @@ TEST(PolicyProto, Answers) {
     EXPECT_EQ(answer("REJECT a\nb"), "action=REJECT a b\n\n");
     EXPECT_EQ(filter_action(Endpoint::parse("203.0.113.25:25").value()), "FILTER smtp:[203.0.113.25]:25");
     EXPECT_EQ(filter_action(Endpoint::parse("[2001:db8::25]:2525").value()), "FILTER smtp:[2001:db8::25]:2525");
+}
+
+// ---- the token that reports must carry (policy_service_token_file) ----
+
+TEST(PolicyToken, OnlyReportsNeedIt) {
+    const std::string token = "0123456789abcdef0123456789abcdef";
+    const std::string report = "request=smtpgov_report\nclient_address=198.18.1.2\nclient_port=1\nverdict=spam\n";
+    EXPECT_TRUE(authorised(one(report + "\n"), "")) << "no token set: anyone may report";
+    EXPECT_FALSE(authorised(one(report + "\n"), token)) << "no token given";
+    EXPECT_TRUE(authorised(one(report + "token=" + token + "\n\n"), token));
+    EXPECT_FALSE(authorised(one(report + "token=" + token.substr(0, 31) + "\n\n"), token)) << "a prefix";
+    EXPECT_FALSE(authorised(one(report + "token=" + token + "0\n\n"), token)) << "longer";
+    EXPECT_FALSE(authorised(one(report + "token=" + token.substr(0, 31) + "E\n\n"), token)) << "last byte differs";
+    EXPECT_FALSE(authorised(one(report + "token=\n\n"), token)) << "empty";
+    std::string verdict = report;
+    verdict.replace(0, 22, "request=smtpgov_verdict");
+    EXPECT_FALSE(authorised(one(verdict + "\n"), token)) << "the alias too";
+    EXPECT_TRUE(authorised(one(kPostfix), token)) << "Postfix's own request carries no token";
+    EXPECT_TRUE(authorised(one("request=other\n\n"), token));
+}
+
+class PolicyTokenFile : public ::testing::Test {
+protected:
+    void SetUp() override {
+        char tmpl[] = "/tmp/sgtokenXXXXXX";
+        ASSERT_NE(::mkdtemp(tmpl), nullptr);
+        dir = tmpl;
+    }
+    void TearDown() override { std::filesystem::remove_all(dir); }
+    std::string write(const std::string& text, mode_t mode) {
+        const std::string p = dir + "/token";
+        std::ofstream(p, std::ios::binary | std::ios::trunc) << text;
+        EXPECT_EQ(::chmod(p.c_str(), mode), 0);
+        return p;
+    }
+    std::string dir;
+};
+
+TEST_F(PolicyTokenFile, ReadsOneLine) {
+    auto t = read_token_file(write("0123456789abcdef0123456789abcdef\n", 0640));
+    ASSERT_TRUE(t.ok()) << t.error().message;
+    EXPECT_EQ(*t, "0123456789abcdef0123456789abcdef");
+    t = read_token_file(write("AZaz09-._~+/AZaz09-._~+/\r\n", 0600));
+    ASSERT_TRUE(t.ok()) << t.error().message;
+    EXPECT_EQ(*t, "AZaz09-._~+/AZaz09-._~+/");
+}
+
+TEST_F(PolicyTokenFile, RefusesWhatIsNoSecretOrNoToken) {
+    auto err = [&](const std::string& text, mode_t mode) {
+        auto t = read_token_file(write(text, mode));
+        return t.ok() ? std::string("(read)") : t.error().message;
+    };
+    EXPECT_NE(err("0123456789abcdef0123456789abcdef\n", 0644).find("readable by every user"), std::string::npos);
+    EXPECT_NE(err("0123456789abcde\n", 0600).find("16 to 256 characters, this is 15"), std::string::npos);
+    EXPECT_NE(err("", 0600).find("this is 0"), std::string::npos);
+    EXPECT_NE(err(std::string(257, 'a'), 0600).find("this is 257"), std::string::npos);
+    EXPECT_NE(err("0123456789abcdef 0123456789abcdef\n", 0600).find("A-Z a-z 0-9"), std::string::npos);
+    EXPECT_NE(err("0123456789abcdef\n0123456789abcdef\n", 0600).find("A-Z a-z 0-9"), std::string::npos)
+        << "two lines";
+    EXPECT_NE(err("0123456789abcdef=1\n", 0600).find("A-Z a-z 0-9"), std::string::npos);
+    auto missing = read_token_file(dir + "/none");
+    ASSERT_FALSE(missing.ok());
+    EXPECT_NE(missing.error().message.find(dir + "/none"), std::string::npos);
+    auto directory = read_token_file(dir);
+    ASSERT_FALSE(directory.ok());
+    EXPECT_NE(directory.error().message.find("not a regular file"), std::string::npos);
 }

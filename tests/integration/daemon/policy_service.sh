@@ -9,7 +9,9 @@
 #   Postfix's request for the steered client ADDR:PORT -> FILTER smtp:[ORIGINAL]:25 (IPv4
 #   and IPv6), an unknown client -> DUNNO, garbage -> DEFER_IF_PERMIT and closed; a
 #   spam verdict for the steered connection raises that VM's score by spam_report, one
-#   for the ok VM's direct connection is refused and changes nothing.
+#   for the ok VM's direct connection is refused and changes nothing; with
+#   policy_service_token_file set, a report without the token or with a wrong one is
+#   refused and changes nothing.
 # - smtpgovctl flow original-dst, status (proxy, connections) and the metrics.
 source "$(dirname "$(readlink -f "$0")")/common.sh"
 sg_init sgbps
@@ -34,6 +36,17 @@ cat >"$SG_TMP/policy.json" <<JSON
 JSON
 sg_write_config "$SG_TMP/smtpgovd.json" "$SG_TMP/policy.json" "$SG_VM1_IF" "$SG_VM2_IF"
 sgd_set_config "$SG_TMP/smtpgovd.json" policy_service_listen "\"$svc\""
+token=$(python3 -c "import secrets; print(secrets.token_hex(32))")
+(umask 077 && echo "$token" >"$SG_TMP/policy-service.token")
+sgd_set_config "$SG_TMP/smtpgovd.json" policy_service_token_file "\"$SG_TMP/policy-service.token\""
+# a token any user may read is no secret: refused by --check-config (and at start)
+chmod 0644 "$SG_TMP/policy-service.token"
+rc=0; out=$("$SG_BIN/smtpgovd" --check-config --config "$SG_TMP/smtpgovd.json" 2>&1) || rc=$?
+assert_eq "$rc" 2 "--check-config with a world-readable token file (exit status)"
+[[ $out == *"policy_service_token_file: $SG_TMP/policy-service.token: readable by every user"* ]] ||
+    fail "--check-config did not name the token file: $out"
+chmod 0600 "$SG_TMP/policy-service.token"
+"$SG_BIN/smtpgovd" --check-config --config "$SG_TMP/smtpgovd.json" >/dev/null || fail "--check-config refused a good token"
 sg_daemon_start "$SG_TMP/smtpgovd.json"
 
 # proxy_events TYPE FAMILY: how many such events the log holds
@@ -100,7 +113,11 @@ while not buf.endswith(b"\n\n"):
 print(buf.decode().strip())' "$svc"
 }
 access() { ask request=smtpd_access_policy protocol_state=RCPT "client_address=$1" "client_port=$2" recipient=x@example.net; }
-report() { ask request=smtpgov_report "client_address=$1" "client_port=$2" "verdict=${3:-spam}"; }
+# report ADDR PORT [VERDICT [TOKEN]]: the right token by default; "" for none
+report() {
+    local t=${4-$token}
+    ask request=smtpgov_report "client_address=$1" "client_port=$2" "verdict=${3:-spam}" ${t:+"token=$t"}
+}
 
 # ---- the proxy is down (nothing on :2525): fail_mode block -----------------------------------
 wait_proxy_event proxy_down ipv4
@@ -180,6 +197,13 @@ garbage=$(ask "this is no attribute")
 log "ok: garbage -> $garbage"
 
 score0=$(json score <<<"$(sg_vm steered-vm)")
+for t in "" "${token:0:63}" "${token}0" "${token:0:63}$([[ ${token: -1} == a ]] && echo b || echo a)"; do
+    assert_eq "$(report "$SG_VM1_V4" "$p4" spam "$t")" \
+        "action=REJECT smtpgov: a report needs the policy service's token" "a report with token '$t'"
+done
+score_t=$(json score <<<"$(sg_vm steered-vm)")
+python3 -c "import sys; sys.exit(0 if abs($score_t - $score0) < 1 else 1)" ||
+    fail "reports without the token changed steered-vm's score: $score0 -> $score_t"
 assert_eq "$(report "$SG_VM1_V4" "$p4")" "action=OK" "spam verdict for the steered connection"
 score1=$(json score <<<"$(sg_vm steered-vm)")
 python3 -c "import sys; sys.exit(0 if abs($score1 - $score0 - 50) < 1 else 1)" ||

@@ -24,6 +24,11 @@ st_testbed() {
     eval "$(sg_testbed env)"
     ST_STATE=$SG_STATE/scanproxy
     ST_POLICY_SERVICE=$SG_HV_PROXY_V4:$ST_POLICY_PORT
+    # the token the proxy's verdicts carry (policy_service_token_file), as an operator
+    # would keep it: root and the reporter's group (_rspamd) only
+    ST_TOKEN=$SG_STATE/policy-service.token
+    (umask 077 && python3 -c "import secrets; print(secrets.token_hex(32))" >"$ST_TOKEN")
+    chgrp _rspamd "$ST_TOKEN" && chmod 0640 "$ST_TOKEN"
     sg_on_exit 'st_proxy_stop >/dev/null 2>&1'
 }
 
@@ -33,7 +38,7 @@ st_proxy_start() {
     "$ST_PROXY" start --netns "$SG_NS_PROXY" --state "$ST_STATE" --name "$SG_PREFIX-proxy" \
         --listen "$SG_PROXY_V4,$SG_PROXY_V6" --policy "$ST_POLICY_SERVICE" \
         --clients 198.18.0.0/16,fd00:5e:0::/48 --egress "$SG_EGRESS_V4,$SG_EGRESS_V6" \
-        --hs-cache "$ST_HS_CACHE" --offline >&2 || {
+        --hs-cache "$ST_HS_CACHE" --offline --token-file "$ST_TOKEN" >&2 || {
         tail -20 "$ST_STATE/rspamd/log/rspamd.log" "$ST_STATE/maillog" "$ST_STATE/verdicts.log" >&2 2>/dev/null
         fail "the scanning proxy did not start"
     }
@@ -70,6 +75,7 @@ st_daemon() {
     shift
     sg_write_config "$SG_TMP/smtpgovd.json" "$policy" "$@"
     sgd_set_config "$SG_TMP/smtpgovd.json" policy_service_listen "\"$ST_POLICY_SERVICE\""
+    sgd_set_config "$SG_TMP/smtpgovd.json" policy_service_token_file "\"$ST_TOKEN\""
     sg_daemon_start "$SG_TMP/smtpgovd.json"
 }
 
