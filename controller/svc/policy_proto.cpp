@@ -1,11 +1,14 @@
 #include "svc/policy_proto.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
-#include <fstream>
-#include <sstream>
+
+#include "core/unique_fd.h"
 
 namespace smtpgov::svc::policy {
 namespace {
@@ -87,17 +90,22 @@ bool token_char(char c) {
 }  // namespace
 
 Result<std::string> read_token_file(const std::string& path) {
-    struct stat st {};
-    if (::stat(path.c_str(), &st) != 0) return Error::from_errno(path);
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));  // (a FIFO must not hang us)
+    if (!fd) return Error::from_errno(path);
+    struct stat st {};  // of what was opened, not of what the path names by now
+    if (::fstat(fd.get(), &st) != 0) return Error::from_errno(path);
     if (!S_ISREG(st.st_mode)) return Error::msg(path + ": not a regular file");
     if (st.st_mode & S_IROTH)
         return Error::msg(path + ": readable by every user, so the token is no secret (chmod o-r, and let only the " +
                           "reporter's group read it)");
-    std::ifstream in(path, std::ios::binary);
-    if (!in.is_open()) return Error::from_errno(path);
-    std::ostringstream text;
-    if (in.peek() != std::ifstream::traits_type::eof()) text << in.rdbuf();
-    std::string t = text.str();
+    std::string t(kMaxTokenBytes + 3, '\0');  // a token, "\r\n" and one byte to tell a longer file
+    size_t got = 0;
+    for (ssize_t n; got < t.size() && (n = ::read(fd.get(), t.data() + got, t.size() - got)) != 0;) {
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return Error::from_errno(path);
+        got += static_cast<size_t>(n);
+    }
+    t.resize(got);
     if (t.ends_with("\n")) t.pop_back();
     if (t.ends_with("\r")) t.pop_back();
     if (t.size() < kMinTokenBytes || t.size() > kMaxTokenBytes)
