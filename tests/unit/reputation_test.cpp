@@ -19,6 +19,10 @@ protected:
     void add(const std::string& vm, double n) { rep.observe(vm, Signal::OverLimit, n); }
     // Sets the VM's score to exactly `target` at the current time (it must only grow).
     void raise_to(const std::string& vm, double target) { add(vm, target - rep.score(vm)); }
+    // Another writer's state of a VM, written now: score 0, ok, with `pin`.
+    Reputation::Shared shared(std::optional<Pin> pin) const {
+        return Reputation::Shared{0, clock.wall_ms(), Tier::Ok, clock.wall_ms(), pin};
+    }
 };
 
 }  // namespace
@@ -266,9 +270,6 @@ TEST(SystemClockTest, UnixTimesComeBackUnchanged) {
 // A pin set or cleared here and a shared state written elsewhere: the later word wins
 // (a record another writer wrote before the operator acted here does not undo it).
 TEST_F(ReputationTest, ALocalPinOutlivesAnOlderSharedStateButNotANewerOne) {
-    auto shared = [&](std::optional<Pin> pin) {
-        return Reputation::Shared{0, clock.wall_ms(), Tier::Ok, clock.wall_ms(), pin};
-    };
     clock.advance_s(10);
     const int64_t before_pin = clock.wall_ms() - 1;
     rep.set_pin("a", Tier::Blocked);
@@ -294,9 +295,6 @@ TEST_F(ReputationTest, ALocalPinOutlivesAnOlderSharedStateButNotANewerOne) {
 // The daemon restarts between the local pin (or clear) and the arrival of an older
 // record from another writer: the saved state still knows when the pin was set here.
 TEST_F(ReputationTest, ALocalPinsTimeSurvivesARestart) {
-    auto shared = [&](std::optional<Pin> pin) {
-        return Reputation::Shared{0, clock.wall_ms(), Tier::Ok, clock.wall_ms(), pin};
-    };
     clock.advance_s(10);
     const int64_t before = clock.wall_ms() - 1;
     rep.set_pin("a", Tier::Blocked);
