@@ -168,8 +168,9 @@ TEST_F(ControlServerTest, OversizedRequestIsAnsweredWithAnError) {
     ControlServerOptions o;
     o.max_request_bytes = 1 << 20;
     start(o);
+    const std::string req = std::string(2 << 20, 'x') + "\n";  // 2 MiB: completes because the server drains
     RawClient c(path);
-    c.send(std::string(2 << 20, 'x') + "\n");  // 2 MiB: completes because the server drains
+    c.send(req);
     json r = c.reply();
     EXPECT_EQ(r["ok"], false);
     EXPECT_EQ(r["kind"], "usage");
@@ -196,9 +197,11 @@ TEST_F(ControlServerTest, FiftyMegabyteRequestReachesTheHandlerIntact) {
 TEST_F(ControlServerTest, RequestOverTheDefaultLimitIsRefusedClearly) {
     start();
     const size_t limit = ControlServerOptions{}.max_request_bytes;
-    RawClient c(path);
-    // one byte over, then the newline; the server refuses at the limit and drains the rest
+    // one byte over, then the newline; the server refuses at the limit and drains the rest.
+    // Built before connecting: filling 256 MiB on a loaded machine can take longer than the
+    // server lets a connected client stay silent (2 s), and that is a different refusal.
     std::string req = R"({"cmd":"big","pad":")" + std::string(limit, 'p') + "\"}\n";
+    RawClient c(path);
     c.send(req);
     json r = c.reply();
     EXPECT_EQ(r["ok"], false);
@@ -524,8 +527,8 @@ TEST_F(ControlServerTest, ThousandUnprivilegedAndHostileClientsDoNotDelayStatus)
         hundred_reply = send_slowly(path, json{{"cmd", "big"}, {"pad", padding(100'000'000)}}.dump() + "\n", 4 << 20, 0ms);
     });
     std::thread over([&] {
-        RawClient c(path);
         const std::string chunk(16 << 20, 'x');
+        RawClient c(path);
         for (int i = 0; i < 18; ++i)  // 288 MiB without a newline
             if (::send(c.fd.get(), chunk.data(), chunk.size(), MSG_NOSIGNAL) <= 0) break;
         over_reply = c.reply(10000);
