@@ -214,20 +214,22 @@ TEST_F(ControlServerTest, RequestOverTheDefaultLimitIsRefusedClearly) {
 
 TEST_F(ControlServerTest, SilentClientDoesNotBlockOthers) {
     ControlServerOptions o;
-    o.read_timeout_ms = 1500;
+    o.read_timeout_ms = 3000;
     start(o);
     RawClient silent(path);
     RawClient half(path);
     half.send("{\"cmd\":");  // slowloris: never finishes the line
-    auto t0 = std::chrono::steady_clock::now();
-    auto r = request(path, {{"cmd", "status"}}, 1000);
+    auto r = request(path, {{"cmd", "status"}}, 5000);
     ASSERT_TRUE(r.ok()) << r.error().message;
-    EXPECT_LT(std::chrono::steady_clock::now() - t0, 500ms);
+    // answered while both are still held: their timeout errors have not been sent yet
+    char b;
+    EXPECT_EQ(::recv(silent.fd.get(), &b, 1, MSG_DONTWAIT | MSG_PEEK), -1) << "status waited for the silent client";
+    EXPECT_EQ(::recv(half.fd.get(), &b, 1, MSG_DONTWAIT | MSG_PEEK), -1) << "status waited for the slowloris";
     // the silent ones are answered with a timeout error, not held forever
-    json s = silent.reply(5000);
+    json s = silent.reply(10000);
     EXPECT_EQ(s["kind"], "usage");
-    EXPECT_EQ(s["error"], "incomplete request: nothing received within 1500 ms");
-    EXPECT_EQ(half.reply(5000)["kind"], "usage");
+    EXPECT_EQ(s["error"], "incomplete request: nothing received within 3000 ms");
+    EXPECT_EQ(half.reply(10000)["kind"], "usage");
 }
 
 // The server's own I/O thread held up (the machine stalled, or it was copying a large
@@ -261,14 +263,12 @@ TEST_F(ControlServerTest, TricklingClientIsCutOffAtTheRequestTimeout) {
     start(o);
     RawClient c(path);
     c.send("{\"cmd\":\"status\",\"x\":\"");
-    auto t0 = std::chrono::steady_clock::now();
     for (int i = 0; i < 40; ++i) {  // never silent for read_timeout_ms, never done
         if (::send(c.fd.get(), "y", 1, MSG_NOSIGNAL) != 1) break;
         std::this_thread::sleep_for(50ms);
     }
     json r = c.reply();
-    EXPECT_EQ(r["error"], "request line not complete within 1500 ms");
-    EXPECT_LT(std::chrono::steady_clock::now() - t0, 2500ms);
+    EXPECT_EQ(r["error"], "request line not complete within 1500 ms");  // not the 1000 ms silence
 }
 
 TEST_F(ControlServerTest, CommandsBeyondTheBoundsWaitThenAreTurnedAway) {
@@ -332,11 +332,9 @@ TEST_F(ControlServerTest, EventFollowersDoNotStarveCommands) {
         ASSERT_EQ(head, json::parse(R"({"ok":true,"stream":true})")) << head.dump();
     }
     for (int i = 0; i < 20; ++i) {
-        auto t0 = std::chrono::steady_clock::now();
-        auto r = request(path, {{"cmd", "status"}}, 2000);
+        auto r = request(path, {{"cmd", "status"}}, 5000);
         ASSERT_TRUE(r.ok()) << r.error().message;
         EXPECT_EQ((*r)["ok"], true) << r->dump();
-        EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
     }
     // streams have their own bound, with a clear refusal past it
     for (int i = 40; i < 64; ++i) {
@@ -421,21 +419,27 @@ json send_slowly(const std::string& path, const std::string& req, size_t piece, 
     return json::parse(line, nullptr, false);
 }
 
-// Requests `status` every 50 ms until done is set; returns the slowest answer in seconds
-// (a failed request counts as 99 s).
-double worst_status_latency(const std::string& path, const std::atomic<bool>& done, int& count) {
-    double worst = 0;
-    while (!done) {
-        auto t0 = SteadyClock::now();
-        auto r = request(path, {{"cmd", "status"}}, 5000);
-        bool ok = r.ok() && (*r)["ok"] == true;
-        worst = std::max(worst, ok ? since(t0) : 99.0);
-        if (!ok) std::cerr << "status failed: " << (r.ok() ? r->dump() : r.error().message) << "\n";
-        ++count;
-        std::this_thread::sleep_for(50ms);
+// `status` requested every 50 ms while others load the server. What a test checks is
+// progress (answers keep coming while the load lasts) and that none failed; the slowest
+// answer is printed for the reader, never compared with a stopwatch.
+struct StatusWatch {
+    int answered = 0, failed = 0;
+    double slowest_s = 0;
+    void run(const std::string& path, const std::atomic<bool>& done) {
+        while (!done) {
+            auto t0 = SteadyClock::now();
+            auto r = request(path, {{"cmd", "status"}}, 10000);
+            if (r.ok() && (*r)["ok"] == true) {
+                ++answered;
+                slowest_s = std::max(slowest_s, since(t0));
+            } else {
+                ++failed;
+                std::cerr << "status failed: " << (r.ok() ? r->dump() : r.error().message) << "\n";
+            }
+            std::this_thread::sleep_for(50ms);
+        }
     }
-    return worst;
-}
+};
 
 TEST_F(ControlServerTest, SlowBigRequestsDoNotDelayOtherClients) {
     start();
@@ -457,16 +461,18 @@ TEST_F(ControlServerTest, SlowBigRequestsDoNotDelayOtherClients) {
     // ... and one sending 100 MB at about 30 MB/s
     const std::string hundred = json{{"cmd", "big"}, {"pad", padding(100'000'000)}}.dump() + "\n";
     slow.emplace_back([&] { replies[19] = send_slowly(path, hundred, 1 << 20, 30ms); });
-    int count = 0;
     std::thread watcher([&] {
         for (auto& t : slow) t.join();
         done = true;
     });
-    double worst = worst_status_latency(path, done, count);
+    StatusWatch w;
+    w.run(path, done);
     watcher.join();
-    std::cout << "[ info ] " << count << " status requests during the slow ones, slowest " << worst << " s\n";
-    EXPECT_LT(worst, 2.0);
-    EXPECT_GT(count, 20);
+    std::cout << "[ info ] " << w.answered << " status answers during the slow ones, slowest " << w.slowest_s << " s\n";
+    EXPECT_EQ(w.failed, 0);
+    // the slow ones take 3 s or more (their last bytes a byte per 10 ms); a server that
+    // waited on them would answer once or twice in that time
+    EXPECT_GE(w.answered, 10);
     for (int i = 0; i < 19; ++i) {
         EXPECT_EQ(replies[size_t(i)]["ok"], true) << i << ": " << replies[size_t(i)].dump();
         EXPECT_EQ(replies[size_t(i)]["result"]["size"], 4'000'000u);
@@ -477,7 +483,7 @@ TEST_F(ControlServerTest, SlowBigRequestsDoNotDelayOtherClients) {
 
 // Holds a thousand connections from uid 65534 (refused by SO_PEERCRED: the socket is made
 // reachable for this), while root runs slow, silent, garbage, 100 MB and over-limit
-// clients: root's `status` still answers within 2 s throughout.
+// clients: root's `status` keeps being answered throughout.
 TEST_F(ControlServerTest, ThousandUnprivilegedAndHostileClientsDoNotDelayStatus) {
     rlimit rl{};
     ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &rl), 0);
@@ -490,9 +496,8 @@ TEST_F(ControlServerTest, ThousandUnprivilegedAndHostileClientsDoNotDelayStatus)
     ASSERT_EQ(::chmod(path.c_str(), 0666), 0);
 
     std::atomic<bool> done{false};
-    int count = 0;
-    double worst = 0;
-    std::thread watcher([&] { worst = worst_status_latency(path, done, count); });
+    StatusWatch w;
+    std::thread watcher([&] { w.run(path, done); });
 
     int ready[2];
     ASSERT_EQ(::pipe2(ready, O_CLOEXEC), 0);
@@ -555,9 +560,9 @@ TEST_F(ControlServerTest, ThousandUnprivilegedAndHostileClientsDoNotDelayStatus)
     EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL)
         << "child ended with status " << st << " (exit 11: connect failed; else a signal other than ours)";
 
-    std::cout << "[ info ] " << count << " status requests, slowest " << worst << " s\n";
-    EXPECT_LT(worst, 2.0);
-    EXPECT_GT(count, 5);
+    std::cout << "[ info ] " << w.answered << " status answers, slowest " << w.slowest_s << " s\n";
+    EXPECT_EQ(w.failed, 0);
+    EXPECT_GE(w.answered, 5);
     EXPECT_EQ(garbage.reply()["error"].get<std::string>().rfind("malformed JSON request", 0), 0u);
     EXPECT_EQ(hundred_reply["result"]["size"], 100'000'000u) << hundred_reply.dump().substr(0, 200);
     EXPECT_EQ(over_reply["kind"], "usage") << over_reply.dump();
@@ -609,9 +614,7 @@ TEST_F(ControlServerTest, StopWhileStreaming) {
     });
     for (int i = 0; i < 200 && received < 3; ++i) std::this_thread::sleep_for(10ms);
     ASSERT_GE(received, 3);
-    auto t0 = std::chrono::steady_clock::now();
-    server->stop();
-    EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s);
+    server->stop();  // returns only once the "forever" stream handler has seen the stop
     client.join();
     EXPECT_TRUE(head.ok()) << head.error().message;  // the stream simply ended
     EXPECT_EQ(streams_ended, 1);

@@ -130,7 +130,8 @@ TEST_F(PolicyServerTest, IdleAndSlowConnectionsAreClosed) {
     auto t0 = std::chrono::steady_clock::now();
     EXPECT_TRUE(closed(idle.get()));
     EXPECT_TRUE(closed(slow.get()));
-    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
+    // (nothing else ends them: closed() would wait for the test's own ctest timeout)
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(30));
 }
 
 // The server's thread is held up past a connection's idle deadline (a stall of the

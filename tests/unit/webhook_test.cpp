@@ -195,9 +195,9 @@ TEST(Webhook, FullQueueDropsOldestWithoutBlocking) {
     Webhook hook(o);
     hook.post({{"n", 0}});
     ASSERT_TRUE(http.wait_requests(1, 5s));  // 0 is in flight, held by the server
-    auto t0 = std::chrono::steady_clock::now();
+    // post never waits on the network: these return while the server still holds 0 (a
+    // post that waited would never return, as nothing releases the server before them)
     for (int n = 1; n <= 4; ++n) hook.post({{"n", n}});
-    EXPECT_LT(std::chrono::steady_clock::now() - t0, 500ms);  // post never waits on the network (seconds)
     EXPECT_EQ(hook.stats().dropped, 2u);                     // 1 and 2 pushed out by 3 and 4
     EXPECT_EQ(hook.stats().queued, 3u);
     http.release();
@@ -217,7 +217,7 @@ TEST(Webhook, StopInterruptsBackoff) {
     ASSERT_TRUE(http.wait_requests(1, 5s));
     auto t0 = std::chrono::steady_clock::now();
     hook->stop();
-    EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 30s) << "stop waited for the 60 s backoff";
     EXPECT_EQ(hook->stats().dropped, 2u);  // the one in backoff and the one queued
     hook->post({{"n", 3}});                // ignored after stop
     EXPECT_EQ(hook->stats().queued, 0u);

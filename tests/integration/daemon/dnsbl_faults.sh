@@ -8,7 +8,8 @@
 #   listening).
 # During each: the fault is really seen (the responder's log, the query metric), no false
 # delisting of X, no false listing of Y, no charge, and the control socket keeps
-# answering (`smtpgovctl status` within a second, every 0.2 s). Afterwards the listing
+# answering (`smtpgovctl status` every 0.2 s, each within c-ares' 2 s per try: a status
+# that waited on a lookup would take that long). Afterwards the listing
 # path still works: X is delisted when the responder says NXDOMAIN again.
 source "$(dirname "$(readlink -f "$0")")/common.sh"
 sg_init sgdbf
@@ -56,13 +57,14 @@ print(sum(1 for l in open(sys.argv[1]) for e in [json.loads(l)]
         "$SG_TMP/state/events.jsonl" "$1" "$2"
 }
 score() { json score <<<"$(sg_vm "$1")"; }
-# responsive: smtpgovctl status answers within a second (fails the test otherwise)
+# responsive: smtpgovctl status answers in less than one c-ares try (2 s), so it did not
+# wait on a lookup (fails the test otherwise)
 responsive() {
     local t0 ms
     t0=$(date +%s%N)
     sgctl status >/dev/null || fail "smtpgovctl status failed"
     ms=$((($(date +%s%N) - t0) / 1000000))
-    ((ms < 1000)) || fail "smtpgovctl status took $ms ms"
+    ((ms < 2000)) || fail "smtpgovctl status took $ms ms: as long as a DNS try"
     ((ms > SLOWEST)) && SLOWEST=$ms
     return 0
 }
