@@ -163,6 +163,11 @@ ControlServer::ControlServer(ControlServerOptions opts, Handler handler, UniqueF
 
 ControlServer::~ControlServer() { stop(); }
 
+size_t ControlServer::queued() {
+    std::lock_guard lock(mu_);
+    return queue_.size();
+}
+
 void ControlServer::stop() {
     if (stopping_.exchange(true)) return;
     uint64_t one = 1;

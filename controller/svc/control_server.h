@@ -104,6 +104,8 @@ public:
     // removes the socket file. Idempotent.
     void stop();
     const std::string& path() const { return opts_.path; }
+    // Requests waiting for a handler now (a test waits on it rather than sleeping).
+    size_t queued();
 
 private:
     // A connection the I/O thread holds: reading its request, or refused and draining.

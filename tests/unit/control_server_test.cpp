@@ -66,6 +66,12 @@ protected:
     bool gate_open = false;
     std::atomic<int> blocked{0};
 
+    // until the server holds n requests waiting for a handler (false after 10 s)
+    bool queue_reaches(size_t n) {
+        for (int i = 0; i < 1000 && server->queued() != n; ++i) std::this_thread::sleep_for(10ms);
+        return server->queued() == n;
+    }
+
     void open_gate() {
         {
             std::lock_guard lock(gate_mu);
@@ -285,7 +291,7 @@ TEST_F(ControlServerTest, CommandsBeyondTheBoundsWaitThenAreTurnedAway) {
     RawClient idle1(path), idle2(path);
     RawClient queued(path);  // waits for a handler
     queued.send("{\"cmd\":\"status\",\"q\":1}\n");
-    std::this_thread::sleep_for(200ms);
+    ASSERT_TRUE(queue_reaches(1));
     RawClient c(path);  // and this one finds the queue full
     c.send("{\"cmd\":\"status\"}\n");
     json r = c.reply();
@@ -307,9 +313,9 @@ TEST_F(ControlServerTest, QueuedRequestsAreServedWhenAHandlerBecomesAStream) {
     for (int i = 0; i < 200 && blocked < 1; ++i) std::this_thread::sleep_for(10ms);
     RawClient follower(path), waiting(path);
     follower.send("{\"cmd\":\"count\",\"n\":0}\n");
-    std::this_thread::sleep_for(100ms);
+    ASSERT_TRUE(queue_reaches(1));  // the follower first, then the waiting one
     waiting.send("{\"cmd\":\"status\",\"w\":1}\n");
-    std::this_thread::sleep_for(100ms);
+    ASSERT_TRUE(queue_reaches(2));
     open_gate();  // a finishes, its worker takes the follower, which becomes a stream ...
     EXPECT_EQ(a.reply()["result"], "released");
     EXPECT_EQ(follower.reply()["stream"], true);
