@@ -132,13 +132,12 @@ protected:
 TEST_F(CtlWait, StateChangesAreWaitedForAndReadsTimeOut) {
     delay_ms = 700;
     smtpgov::ctl::SocketTransport t(sock, 250);
-    auto t0 = Clock::now();
     auto status = t.call({{"cmd", "status"}});
     ASSERT_FALSE(status.ok());
     // (the answer comes at 700 ms: failing with this message is the read timeout's doing)
     EXPECT_EQ(status.error().message, "smtpgovd did not answer status within 250 ms");
     for (auto cmd : smtpgov::svc::cmd::kChangesState) {
-        t0 = Clock::now();
+        auto t0 = Clock::now();
         auto r = t.call({{"cmd", cmd}, {"id", "vm-1"}});
         ASSERT_TRUE(r.ok()) << cmd << ": " << r.error().message;
         EXPECT_EQ((*r)["ok"], true);

@@ -198,7 +198,7 @@ TEST(Webhook, FullQueueDropsOldestWithoutBlocking) {
     // post never waits on the network: these return while the server still holds 0 (a
     // post that waited would never return, as nothing releases the server before them)
     for (int n = 1; n <= 4; ++n) hook.post({{"n", n}});
-    EXPECT_EQ(hook.stats().dropped, 2u);                     // 1 and 2 pushed out by 3 and 4
+    EXPECT_EQ(hook.stats().dropped, 2u);  // 1 and 2 pushed out by 3 and 4
     EXPECT_EQ(hook.stats().queued, 3u);
     http.release();
     ASSERT_TRUE(hook.wait_idle(5000));
